@@ -1,0 +1,38 @@
+"""crank_sync: a threaded, synchronous Cranker router and connector.
+
+Public API: :class:`Router`, :class:`RouterConfig`, :class:`Connector`, :class:`ConnectorConfig`
+and the exception tree rooted at :class:`CrankError`.
+"""
+from .config import ConnectorConfig, RouterConfig
+from .connector import Connector
+from .errors import (
+    BadGateway,
+    BadRequest,
+    CrankError,
+    GatewayTimeout,
+    LocalProtocolError,
+    NoConnectorAvailable,
+    NoRoute,
+    ProtocolError,
+    RemoteProtocolError,
+)
+from .router import Router
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BadGateway",
+    "BadRequest",
+    "Connector",
+    "ConnectorConfig",
+    "CrankError",
+    "GatewayTimeout",
+    "LocalProtocolError",
+    "NoConnectorAvailable",
+    "NoRoute",
+    "ProtocolError",
+    "RemoteProtocolError",
+    "Router",
+    "RouterConfig",
+    "__version__",
+]

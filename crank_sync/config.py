@@ -1,0 +1,113 @@
+"""Frozen, validated configuration for the router and the connector."""
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass, field
+
+_ROUTE_RE = re.compile(r"^[a-zA-Z0-9/_.-]+$")
+
+
+def validate_route(route: str) -> str:
+    """Return the normalised route (``""`` becomes the catch-all ``*``) or raise ValueError."""
+    route = (route or "").strip()
+    if route in ("", "*"):
+        return "*"
+    if not _ROUTE_RE.match(route) or ".." in route:
+        raise ValueError(f"invalid route {route!r}: must be '*' or match [a-zA-Z0-9/_.-]+")
+    return route
+
+
+def _positive(name: str, value: float) -> None:
+    if value <= 0:
+        raise ValueError(f"{name} must be positive, got {value!r}")
+
+
+@dataclass(frozen=True)
+class RouterConfig:
+    """Settings of a :class:`crank_sync.Router`. All durations are in seconds."""
+
+    host: str = "127.0.0.1"
+    http_port: int = 9000
+    registration_port: int = 9070
+    #: How long a client request waits for an idle connector socket before 503.
+    connector_max_wait: float = 5.0
+    #: How long the router waits for data from a connector before 504 (or abort).
+    idle_timeout: float = 60.0
+    #: How long a client connection may be silent (keep-alive or mid-request) before it is closed.
+    client_timeout: float = 60.0
+    #: Largest request head (request line plus headers) accepted from a client; above it, 431.
+    max_header_bytes: int = 65536
+    #: Largest websocket message accepted from a connector.
+    max_message_bytes: int = 16 * 1024 * 1024
+    #: Bytes of connector data buffered per socket before the router stops reading it.
+    socket_buffer_bytes: int = 512 * 1024
+    #: Idle connector sockets are pinged this often; one missed pong closes the socket.
+    ping_interval: float = 20.0
+    #: Name used in ``Via`` and ``Forwarded: by=``.
+    via_name: str = "crank_sync"
+    #: Drop ``Forwarded`` headers the client sent instead of appending to them.
+    discard_client_forwarded: bool = False
+    #: Also send X-Forwarded-For, X-Forwarded-Proto and X-Forwarded-Host.
+    x_forwarded_headers: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("connector_max_wait", "idle_timeout", "client_timeout", "ping_interval"):
+            _positive(name, getattr(self, name))
+        for name in ("http_port", "registration_port"):
+            port = getattr(self, name)
+            if not 0 <= port <= 65535:
+                raise ValueError(f"{name} must be 0..65535, got {port!r}")
+        if self.max_header_bytes < 1024:
+            raise ValueError("max_header_bytes must be at least 1024")
+        if self.socket_buffer_bytes < 65536:
+            raise ValueError("socket_buffer_bytes must be at least 65536")
+
+
+SUPPORTED_PROTOCOLS = ("1.0",)
+
+
+@dataclass(frozen=True)
+class ConnectorConfig:
+    """Settings of a :class:`crank_sync.Connector`. All durations are in seconds."""
+
+    target: str
+    route: str
+    routers: tuple[str, ...]
+    component_name: str = "crank_sync"
+    sliding_window: int = 2
+    connector_instance_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    protocols: tuple[str, ...] = ("1.0",)
+    #: Idle sockets send a ping this often; no frame for two intervals means the router is dead.
+    ping_interval: float = 20.0
+    connect_timeout: float = 10.0
+    #: How long the connector waits for the target (headers or a body chunk) or the router.
+    idle_timeout: float = 60.0
+    #: Size of the body chunks read from the target and sent to the router.
+    chunk_size: int = 65536
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "route", validate_route(self.route))
+        if isinstance(self.routers, str):
+            object.__setattr__(self, "routers", (self.routers,))
+        object.__setattr__(self, "routers", tuple(self.routers))
+        if not self.routers:
+            raise ValueError("at least one router URL is needed")
+        for url in self.routers:
+            if not url.startswith(("ws://", "wss://")):
+                raise ValueError(f"router URL must start with ws:// or wss://, got {url!r}")
+        if not self.target.startswith(("http://", "https://")):
+            raise ValueError(f"target must start with http:// or https://, got {self.target!r}")
+        if self.sliding_window < 1:
+            raise ValueError("sliding_window must be at least 1")
+        protocols = tuple(p.lower().removeprefix("cranker_") for p in self.protocols)
+        if not protocols:
+            raise ValueError("protocols must offer at least one version")
+        for p in protocols:
+            if p not in SUPPORTED_PROTOCOLS:
+                raise ValueError(f"unsupported protocol {p!r}; supported: {SUPPORTED_PROTOCOLS}")
+        object.__setattr__(self, "protocols", protocols)
+        for name in ("ping_interval", "connect_timeout", "idle_timeout"):
+            _positive(name, getattr(self, name))
+        if self.chunk_size < 1024:
+            raise ValueError("chunk_size must be at least 1024")

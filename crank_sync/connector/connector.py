@@ -1,0 +1,185 @@
+"""The Connector: keeps a sliding window of idle sockets registered at each router."""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+import websocket
+
+from ..config import ConnectorConfig
+from .target import TargetClient
+from .worker import CLOSE_TIMEOUT, SocketWorker, endpoint, handshake_headers
+
+log = logging.getLogger(__name__)
+
+
+class RouterLink:
+    """The sockets of one connector at one router."""
+
+    def __init__(self, config: ConnectorConfig, url: str, target: TargetClient) -> None:
+        self.config = config
+        self.url = url
+        self.target = target
+        self.stopping = threading.Event()
+        self._lock = threading.Lock()
+        self._workers: set[SocketWorker] = set()
+        self._attempts = 0
+
+    def start(self) -> None:
+        for _ in range(self.config.sliding_window):
+            self._spawn()
+
+    def _spawn(self) -> None:
+        with self._lock:
+            if self.stopping.is_set():
+                return
+            worker = SocketWorker(self)
+            self._workers.add(worker)
+        worker.start()
+
+    # -- called by workers -------------------------------------------------------------------
+
+    def on_request(self, worker: SocketWorker) -> None:
+        """A request arrived on ``worker``: open its replacement at once."""
+        self._spawn()
+
+    def on_exit(self, worker: SocketWorker) -> None:
+        with self._lock:
+            self._workers.discard(worker)
+
+    def next_backoff(self) -> float:
+        """0.5 s + min(10 s, 2^attempts ms), growing until a connection succeeds."""
+        with self._lock:
+            attempts = self._attempts
+            self._attempts += 1
+        return 0.5 + min(10.0, (2 ** min(attempts, 30)) / 1000.0)
+
+    def reset_backoff(self) -> None:
+        with self._lock:
+            self._attempts = 0
+
+    # -- inspection and stop -----------------------------------------------------------------
+
+    def workers(self) -> list[SocketWorker]:
+        with self._lock:
+            return list(self._workers)
+
+    def idle_count(self) -> int:
+        return sum(1 for w in self.workers() if w.state == "idle")
+
+    def deregister(self, timeout: float) -> None:
+        """Ask the router to drop our idle sockets, and wait for it to say it is done."""
+        cfg = self.config
+        url = endpoint(self.url, "deregister", cfg.connector_instance_id, cfg.component_name)
+        try:
+            ws = websocket.create_connection(
+                url, timeout=max(0.1, min(timeout, cfg.connect_timeout)),
+                header=handshake_headers(cfg.route, cfg.protocols),
+            )
+        except (websocket.WebSocketException, OSError) as err:
+            log.info("deregistration at %s failed: %s", self.url, err)
+            return
+        try:
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                ws.settimeout(max(0.05, deadline - time.monotonic()))
+                opcode, _ = ws.recv_data_frame(True)
+                if opcode == websocket.ABNF.OPCODE_CLOSE:
+                    break
+        except (websocket.WebSocketException, OSError) as err:
+            log.debug("deregistration at %s ended: %r", self.url, err)
+        finally:
+            ws.shutdown()
+
+
+class Connector:
+    """A Cranker connector: exposes ``target`` at ``route`` on every router in ``routers``.
+
+    ``start()`` returns at once; sockets connect in the background and reconnect with backoff.
+    ``stop(timeout)`` deregisters, waits for in-flight requests, closes the rest, joins every
+    thread, and returns True only when every request finished in time.
+    """
+
+    def __init__(self, target: str | None = None, route: str | None = None,
+                 routers: Any = None, *, config: ConnectorConfig | None = None,
+                 **options: Any) -> None:
+        if config is None:
+            if target is None or route is None or routers is None:
+                raise TypeError("Connector needs target, route and routers (or config=)")
+            if isinstance(routers, str):
+                routers = (routers,)
+            config = ConnectorConfig(target=target, route=route, routers=tuple(routers),
+                                     **options)
+        self.config = config
+        self.target = TargetClient(
+            config.target,
+            connect_timeout=config.connect_timeout,
+            read_timeout=config.idle_timeout,
+            maxsize=max(8, 4 * config.sliding_window),
+        )
+        self._links = [RouterLink(config, url, self.target) for url in config.routers]
+        self._started = False
+
+    @property
+    def connector_instance_id(self) -> str:
+        return self.config.connector_instance_id
+
+    def start(self) -> Connector:
+        if self._started:
+            raise RuntimeError("connector already started")
+        self._started = True
+        for link in self._links:
+            link.start()
+        log.info("connector %s for route %r -> %s started (%d router(s))",
+                 self.config.connector_instance_id, self.config.route, self.config.target,
+                 len(self._links))
+        return self
+
+    def idle_count(self) -> int:
+        """Idle sockets currently registered, across all routers."""
+        return sum(link.idle_count() for link in self._links)
+
+    def busy_count(self) -> int:
+        return sum(1 for link in self._links for w in link.workers() if w.state == "busy")
+
+    def stop(self, timeout: float = 10.0) -> bool:
+        if not self._started:
+            return True
+        deadline = time.monotonic() + timeout
+        for link in self._links:
+            link.stopping.set()
+        for link in self._links:
+            link.deregister(max(0.1, min(CLOSE_TIMEOUT, deadline - time.monotonic())))
+        for link in self._links:
+            for worker in link.workers():
+                worker.abort()
+        while self.busy_count() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        clean = self.busy_count() == 0
+        if not clean:
+            log.warning("connector stop: %d request(s) still in flight after %.1fs; closing",
+                        self.busy_count(), timeout)
+        for link in self._links:
+            for worker in link.workers():
+                worker.force_close()
+        join_until = time.monotonic() + CLOSE_TIMEOUT + 1.0
+        for link in self._links:
+            for worker in link.workers():
+                worker.thread.join(max(0.0, join_until - time.monotonic()))
+        leftover = [w.thread.name for link in self._links for w in link.workers()]
+        if leftover:
+            log.error("connector stop: threads still running: %s", leftover)
+            clean = False
+        self.target.close()
+        self._started = False
+        log.info("connector %s stopped (%s)", self.config.connector_instance_id,
+                 "clean" if clean else "not clean")
+        return clean
+
+    def __enter__(self) -> Connector:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,107 @@
+"""Replaying a request against the target with urllib3, adding nothing the client did not send.
+
+urllib3 normally adds ``User-Agent``, ``Accept-Encoding: identity`` and ``Content-Length: 0``;
+a proxy must not, so the connection classes here drop what the caller did not ask for.
+No retries, no redirects, no decompression; bodies stream both ways.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any
+from urllib.parse import urlsplit
+
+import urllib3
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.util import SKIP_HEADER
+
+from ..protocol import RequestHead
+
+_AUTO_HEADERS = frozenset({"content-length", "user-agent"})
+
+
+class _Replay:
+    """Mixin for urllib3 connections: send exactly the caller's headers."""
+
+    _crank_given: frozenset[str] = frozenset()
+
+    def request(self, method: str, url: str, body: Any = None,
+                headers: Any = None, **kwargs: Any) -> None:
+        headers = headers or {}
+        self._crank_given = frozenset(k.lower() for k in headers)
+        if "accept-encoding" not in self._crank_given:
+            headers = urllib3.HTTPHeaderDict(headers)
+            headers["Accept-Encoding"] = SKIP_HEADER
+        super().request(method, url, body, headers, **kwargs)  # type: ignore[misc]
+
+    def putheader(self, header: str, *values: Any) -> None:
+        name = header.lower() if isinstance(header, str) else header.decode().lower()
+        if name in _AUTO_HEADERS and name not in self._crank_given:
+            return
+        super().putheader(header, *values)  # type: ignore[misc]
+
+
+class ReplayHTTPConnection(_Replay, HTTPConnection):
+    pass
+
+
+class ReplayHTTPSConnection(_Replay, HTTPSConnection):
+    pass
+
+
+class _ReplayHTTPPool(HTTPConnectionPool):
+    ConnectionCls = ReplayHTTPConnection
+
+
+class _ReplayHTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = ReplayHTTPSConnection
+
+
+class TargetClient:
+    """A pool of keep-alive connections to one target service."""
+
+    def __init__(self, target: str, *, connect_timeout: float, read_timeout: float,
+                 maxsize: int = 32) -> None:
+        parts = urlsplit(target)
+        self.base_path = parts.path.rstrip("/")
+        pool_cls = _ReplayHTTPSPool if parts.scheme == "https" else _ReplayHTTPPool
+        self.pool = pool_cls(
+            parts.hostname,
+            parts.port,
+            maxsize=maxsize,
+            block=False,
+            retries=False,
+            timeout=urllib3.Timeout(connect=connect_timeout, read=read_timeout),
+        )
+
+    def send(self, head: RequestHead, body: Iterable[bytes] | None) -> urllib3.BaseHTTPResponse:
+        """Send ``head`` (and ``body`` when it has one); the response body is left unread."""
+        headers = urllib3.HTTPHeaderDict()
+        for name, value in head.headers:
+            headers.add(name, value)
+        has_length = "content-length" in headers
+        return self.pool.urlopen(
+            head.method,
+            self.base_path + head.target,
+            body=body,
+            headers=headers,
+            retries=False,
+            redirect=False,
+            assert_same_host=False,
+            preload_content=False,
+            decode_content=False,
+            release_conn=False,
+            chunked=body is not None and not has_length,
+        )
+
+    def close(self) -> None:
+        self.pool.close()
+
+
+def iter_response(resp: urllib3.BaseHTTPResponse, chunk_size: int) -> Iterator[bytes]:
+    """The raw (still encoded) response body, as it arrives."""
+    while True:
+        data = resp.read1(chunk_size, decode_content=False)
+        if not data:
+            return
+        yield data

@@ -1,0 +1,278 @@
+"""One connector websocket on its own thread: register, wait for a request, replay it.
+
+v1 carries one request per socket: the worker asks its link for a replacement the moment a
+request arrives, answers it, closes with 1000 and ends.
+"""
+from __future__ import annotations
+
+import itertools
+import logging
+import select
+import threading
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+from urllib.parse import quote
+
+import urllib3
+import websocket
+from websocket import ABNF
+
+from ..errors import RemoteProtocolError
+from ..protocol import (
+    MARKER_BODY_ENDED,
+    RequestHead,
+    ResponseHead,
+    encode_response_head,
+    parse_request,
+)
+from .target import iter_response
+
+if TYPE_CHECKING:
+    from .connector import RouterLink
+
+log = logging.getLogger(__name__)
+
+_ids = itertools.count(1)
+_WS_ERRORS = (websocket.WebSocketException, OSError)
+_TARGET_ERRORS = (urllib3.exceptions.HTTPError, OSError)
+CLOSE_TIMEOUT = 3.0
+
+
+class Cancelled(Exception):
+    """The router closed the socket (client went away): stop working on this request."""
+
+
+def handshake_headers(route: str, protocols: tuple[str, ...]) -> list[str]:
+    headers = [f"Route: {route}", "CrankerProtocol: 1.0"]
+    return headers
+
+
+def endpoint(router_url: str, action: str, instance_id: str, component: str) -> str:
+    return (
+        f"{router_url.rstrip('/')}/{action}/?connectorInstanceID={quote(instance_id, safe='')}"
+        f"&componentName={quote(component, safe='')}"
+    )
+
+
+class SocketWorker:
+    """One websocket to one router, on a thread named ``crank-connector-socket-N``."""
+
+    def __init__(self, link: RouterLink) -> None:
+        self.link = link
+        self.state = "connecting"
+        self.ws: websocket.WebSocket | None = None
+        self.thread = threading.Thread(
+            target=self._run, name=f"crank-connector-socket-{next(_ids)}", daemon=True
+        )
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def abort(self) -> None:
+        """Unblock an idle or connecting worker (used on stop)."""
+        ws = self.ws
+        if ws is not None and self.state != "busy":
+            try:
+                ws.shutdown()
+            except Exception:  # noqa: BLE001 - best effort on the way out
+                pass
+
+    def force_close(self) -> None:
+        """Close even a busy socket with 1001 (stop() ran out of time)."""
+        ws = self.ws
+        if ws is not None:
+            try:
+                ws.send_close(1001, b"connector stopping")
+            except _WS_ERRORS:
+                pass
+            try:
+                ws.shutdown()
+            except Exception:  # noqa: BLE001
+                pass
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            while not self.link.stopping.is_set():
+                ws = self._connect()
+                if ws is None:
+                    continue
+                request = self._wait_for_request(ws)
+                if request is None:
+                    self._discard(ws)
+                    continue
+                self.state = "busy"
+                self.link.on_request(self)
+                try:
+                    self._serve(ws, request)
+                finally:
+                    self._discard(ws)
+                return
+        except Exception:  # noqa: BLE001 - a worker must never die silently
+            log.exception("connector socket worker failed")
+        finally:
+            self.state = "done"
+            self.link.on_exit(self)
+
+    def _connect(self) -> websocket.WebSocket | None:
+        cfg = self.link.config
+        url = endpoint(self.link.url, "register", cfg.connector_instance_id, cfg.component_name)
+        try:
+            ws = websocket.create_connection(
+                url,
+                timeout=cfg.connect_timeout,
+                header=handshake_headers(cfg.route, cfg.protocols),
+                enable_multithread=True,
+                skip_utf8_validation=True,
+                sockopt=((6, 1, 1),),  # IPPROTO_TCP, TCP_NODELAY, 1
+            )
+        except _WS_ERRORS as err:
+            delay = self.link.next_backoff()
+            log.info("cannot register at %s (%s); retrying in %.2fs", self.link.url, err, delay)
+            self.link.stopping.wait(delay)
+            return None
+        self.link.reset_backoff()
+        self.ws = ws
+        if self.link.stopping.is_set():
+            self._discard(ws)
+            return None
+        self.state = "idle"
+        return ws
+
+    def _discard(self, ws: websocket.WebSocket) -> None:
+        self.state = "connecting"
+        self.ws = None
+        try:
+            ws.shutdown()
+        except Exception:  # noqa: BLE001
+            pass
+
+    def _wait_for_request(self, ws: websocket.WebSocket) -> str | None:
+        """Idle: answer pings, ping the router, return the request text or None if closed."""
+        interval = self.link.config.ping_interval
+        ws.settimeout(interval)
+        last_heard = time.monotonic()
+        while not self.link.stopping.is_set():
+            try:
+                opcode, frame = ws.recv_data_frame(True)
+            except websocket.WebSocketTimeoutException:
+                if time.monotonic() - last_heard > 2 * interval:
+                    log.warning("router %s silent for %.0fs: reconnecting", self.link.url,
+                                2 * interval)
+                    return None
+                try:
+                    ws.ping()
+                except _WS_ERRORS:
+                    return None
+                continue
+            except _WS_ERRORS as err:
+                if not self.link.stopping.is_set():
+                    log.info("idle socket to %s lost: %r", self.link.url, err)
+                return None
+            last_heard = time.monotonic()
+            if opcode == ABNF.OPCODE_TEXT:
+                return frame.data.decode("utf-8")
+            if opcode == ABNF.OPCODE_CLOSE:
+                log.debug("router closed idle socket: %r", frame.data[2:])
+                return None
+            if opcode == ABNF.OPCODE_BINARY:
+                log.warning("router sent binary data to an idle v1 socket; closing it")
+                return None
+        return None
+
+    # -- one request -------------------------------------------------------------------------
+
+    def _serve(self, ws: websocket.WebSocket, text: str) -> None:
+        cfg = self.link.config
+        ws.settimeout(cfg.idle_timeout)
+        try:
+            head = parse_request(text)
+        except RemoteProtocolError as err:
+            log.warning("bad request from router %s: %s", self.link.url, err)
+            self._close(ws, 1008, "bad request message")
+            return
+        body = self._request_body(ws) if head.has_body else None
+        try:
+            resp = self.link.target.send(head, body)
+        except Cancelled:
+            log.info("request %s %s cancelled by the router", head.method, head.target[:200])
+            return
+        except _TARGET_ERRORS as err:
+            log.warning("target failed for %s %s: %r", head.method, head.target[:200], err)
+            self._close(ws, 1011, "target failed")
+            return
+        self._respond(ws, head, resp)
+
+    def _request_body(self, ws: websocket.WebSocket) -> Iterator[bytes]:
+        while True:
+            try:
+                opcode, frame = ws.recv_data_frame(True)
+            except _WS_ERRORS as err:
+                raise Cancelled(f"router socket lost during request body: {err!r}") from err
+            if opcode == ABNF.OPCODE_BINARY:
+                if frame.data:
+                    yield frame.data
+            elif opcode == ABNF.OPCODE_TEXT:
+                if frame.data.decode("utf-8", "replace").strip() == MARKER_BODY_ENDED:
+                    return
+            elif opcode == ABNF.OPCODE_CLOSE:
+                raise Cancelled("router closed the socket during the request body")
+
+    def _respond(self, ws: websocket.WebSocket, head: RequestHead,
+                 resp: urllib3.BaseHTTPResponse) -> None:
+        complete = False
+        try:
+            try:
+                response_head = ResponseHead(
+                    status=resp.status, reason=resp.reason or "", headers=tuple(resp.headers.items())
+                )
+            except Exception as err:  # noqa: BLE001 - any invalid head becomes 1011
+                log.warning("target sent an unusable response head: %s", err)
+                self._close(ws, 1011, "bad response from target")
+                return
+            ws.send(encode_response_head(response_head))
+            chunks = iter_response(resp, self.link.config.chunk_size)
+            while True:
+                try:
+                    chunk = next(chunks, None)
+                except _TARGET_ERRORS as err:
+                    log.warning("target failed mid-body for %s %s: %r", head.method,
+                                head.target[:200], err)
+                    self._close(ws, 1011, "target failed mid-body")
+                    return
+                if chunk is None:
+                    break
+                if self._router_cancelled(ws):
+                    log.info("request %s %s cancelled by the router", head.method,
+                             head.target[:200])
+                    return
+                ws.send_binary(chunk)
+            complete = True
+            self._close(ws, 1000, "")
+        except Cancelled:
+            log.info("request %s %s cancelled by the router", head.method, head.target[:200])
+        except _WS_ERRORS as err:
+            log.info("router socket lost while responding to %s %s: %r", head.method,
+                     head.target[:200], err)
+        finally:
+            if not complete:
+                resp.close()
+            resp.release_conn()
+
+    def _router_cancelled(self, ws: websocket.WebSocket) -> bool:
+        """Between chunks: has the router sent anything (a 1001 close when the client left)?"""
+        while True:
+            readable, _, _ = select.select([ws.sock], [], [], 0)
+            if not readable:
+                return False
+            opcode, _frame = ws.recv_data_frame(True)
+            if opcode == ABNF.OPCODE_CLOSE:
+                return True
+
+    def _close(self, ws: websocket.WebSocket, code: int, reason: str) -> None:
+        try:
+            ws.close(status=code, reason=reason.encode(), timeout=CLOSE_TIMEOUT)
+        except _WS_ERRORS as err:
+            log.debug("close %d failed: %r", code, err)

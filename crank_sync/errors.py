@@ -1,0 +1,88 @@
+"""The exception tree of crank_sync.
+
+Every error that can end a client request knows the HTTP status it becomes, so the router maps
+failures to responses in exactly one place (:func:`crank_sync.router.proxy.status_for`).
+"""
+from __future__ import annotations
+
+
+class CrankError(Exception):
+    """Root of every error raised by crank_sync."""
+
+    status = 500
+
+
+class ProtocolError(CrankError):
+    """A message that does not follow the Cranker protocol or HTTP/1.1."""
+
+    status = 400
+
+
+class LocalProtocolError(ProtocolError):
+    """We were asked to produce something the protocol does not allow."""
+
+    status = 500
+
+
+class RemoteProtocolError(ProtocolError):
+    """The peer (client or connector) sent something the protocol does not allow."""
+
+    status = 400
+
+
+class BadRequest(RemoteProtocolError):
+    """A malformed client request."""
+
+    status = 400
+
+
+class HeadersTooLarge(RemoteProtocolError):
+    """The client's request head is larger than the configured limit."""
+
+    status = 431
+
+
+class UriTooLong(RemoteProtocolError):
+    """The client's request line is larger than the configured limit."""
+
+    status = 414
+
+
+class MethodNotAllowed(RemoteProtocolError):
+    """A method the router refuses to tunnel (TRACE, CONNECT)."""
+
+    status = 405
+
+
+class NoRoute(CrankError):
+    """No connector is registered for the route and there is no catch-all."""
+
+    status = 404
+
+
+class NoConnectorAvailable(CrankError):
+    """The route is known but no idle socket turned up within ``connector_max_wait``."""
+
+    status = 503
+
+
+class BadGateway(CrankError):
+    """The connector or its target failed before the response started."""
+
+    status = 502
+
+
+class ConnectorProtocolError(BadGateway):
+    """The connector sent something that is not a valid Cranker response."""
+
+
+class GatewayTimeout(CrankError):
+    """The connector sent nothing for ``idle_timeout`` seconds."""
+
+    status = 504
+
+
+class ClientGone(CrankError):
+    """The client disconnected; nothing can be sent to it any more."""
+
+    status = 499

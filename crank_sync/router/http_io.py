@@ -1,0 +1,124 @@
+"""Reading client request bodies and writing responses, with bounded memory."""
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from email.message import Message
+from typing import BinaryIO
+
+from ..errors import BadRequest, ClientGone
+
+CHUNK = 64 * 1024
+_MAX_CHUNK_LINE = 4096
+_MAX_TRAILERS = 100
+_HEX_RE = re.compile(rb"^[0-9a-fA-F]{1,16}$")
+_DIGITS_RE = re.compile(r"^[0-9]{1,19}$")
+
+
+def request_framing(headers: Message) -> int | None:
+    """Body length from the request headers: ``None`` = chunked, ``0`` = no body.
+
+    Content-Length together with Transfer-Encoding, differing or invalid Content-Length, and
+    transfer codings other than ``chunked`` are refused: they are how requests get smuggled.
+    """
+    te = headers.get_all("Transfer-Encoding") or []
+    cl = headers.get_all("Content-Length") or []
+    if te and cl:
+        raise BadRequest("both Content-Length and Transfer-Encoding")
+    if te:
+        codings = [t.strip().lower() for v in te for t in v.split(",") if t.strip()]
+        if codings != ["chunked"]:
+            raise BadRequest(f"unsupported Transfer-Encoding {', '.join(te)!r}")
+        return None
+    if cl:
+        values = {v.strip() for item in cl for v in item.split(",")}
+        if len(values) != 1:
+            raise BadRequest("differing Content-Length values")
+        value = values.pop()
+        if not _DIGITS_RE.match(value):
+            raise BadRequest(f"invalid Content-Length {value[:40]!r}")
+        return int(value)
+    return 0
+
+
+def _read_some(rfile: BinaryIO, size: int) -> bytes:
+    try:
+        data = rfile.read1(size)  # type: ignore[attr-defined]
+    except OSError as err:
+        raise ClientGone(f"reading request body: {err}") from err
+    if not data:
+        raise ClientGone("client closed the connection mid-body")
+    return bytes(data)
+
+
+def _readline(rfile: BinaryIO) -> bytes:
+    try:
+        line = rfile.readline(_MAX_CHUNK_LINE + 1)
+    except OSError as err:
+        raise ClientGone(f"reading request body: {err}") from err
+    if not line:
+        raise ClientGone("client closed the connection mid-body")
+    if len(line) > _MAX_CHUNK_LINE or not line.endswith(b"\n"):
+        raise BadRequest("chunk line too long")
+    return line
+
+
+def iter_body(rfile: BinaryIO, length: int | None, chunk: int = CHUNK) -> Iterator[bytes]:
+    """The request body as chunks of at most ``chunk`` bytes, de-chunked when chunked."""
+    if length is not None:
+        remaining = length
+        while remaining > 0:
+            data = _read_some(rfile, min(chunk, remaining))
+            remaining -= len(data)
+            yield data
+        return
+    while True:
+        line = _readline(rfile).rstrip(b"\r\n")
+        size_text = line.split(b";", 1)[0].strip(b" \t")
+        if not _HEX_RE.match(size_text):
+            raise BadRequest(f"invalid chunk size {line[:40]!r}")
+        size = int(size_text, 16)
+        if size == 0:
+            break
+        while size > 0:
+            data = _read_some(rfile, min(chunk, size))
+            size -= len(data)
+            yield data
+        if _readline(rfile) not in (b"\r\n", b"\n"):
+            raise BadRequest("chunk data not followed by CRLF")
+    for _ in range(_MAX_TRAILERS):  # trailers are read and dropped
+        if _readline(rfile) in (b"\r\n", b"\n"):
+            return
+    raise BadRequest("too many trailer lines")
+
+
+class ClientWriter:
+    """Writes a response to the client; any failure becomes :class:`ClientGone`."""
+
+    def __init__(self, wfile: BinaryIO) -> None:
+        self._wfile = wfile
+        self.chunked = False
+        self.bytes_written = 0
+
+    def write(self, data: bytes) -> None:
+        try:
+            self._wfile.write(data)
+        except OSError as err:
+            raise ClientGone(f"writing response: {err}") from err
+
+    def write_body(self, data: bytes) -> None:
+        if not data:
+            return
+        self.bytes_written += len(data)
+        if not self.chunked:
+            self.write(data)
+        elif len(data) <= 8192:
+            self.write(b"%x\r\n%b\r\n" % (len(data), data))
+        else:
+            self.write(b"%x\r\n" % len(data))
+            self.write(data)
+            self.write(b"\r\n")
+
+    def finish(self) -> None:
+        if self.chunked:
+            self.write(b"0\r\n\r\n")

@@ -1,0 +1,351 @@
+"""The client-facing handler: one worker thread per connection, one request at a time.
+
+The worker borrows a connector socket from the registry, sends the request down it, and
+streams the response back. Errors map to statuses in one place (:func:`status_for`); once the
+response has started, a failure can only abort the client connection.
+"""
+from __future__ import annotations
+
+import http
+import logging
+import time
+from http.server import BaseHTTPRequestHandler
+from typing import TYPE_CHECKING
+
+from ..errors import (
+    BadGateway,
+    BadRequest,
+    ClientGone,
+    ConnectorProtocolError,
+    CrankError,
+    GatewayTimeout,
+    HeadersTooLarge,
+    MethodNotAllowed,
+    UriTooLong,
+)
+from ..protocol import (
+    MARKER_BODY_ENDED,
+    MARKER_BODY_FOLLOWS,
+    MARKER_NO_BODY,
+    RequestHead,
+    ResponseHead,
+    encode_request,
+    filter_request_headers,
+    filter_response_headers,
+    parse_response_head,
+    route_of,
+)
+from ..errors import RemoteProtocolError
+from .http_io import ClientWriter, iter_body, request_framing
+from .pool import ConnectorSocket
+from .websocket import ConnectionClosed
+
+if TYPE_CHECKING:
+    from .server import RouterCore
+
+log = logging.getLogger(__name__)
+access_log = logging.getLogger("crank_sync.access")
+
+#: Close codes a connector uses for "response complete" (1005: a close frame without a code).
+_NORMAL_CLOSE = (1000, 1005)
+#: How many dead sockets a request may skip before giving up with 502.
+_MAX_SEND_ATTEMPTS = 5
+
+
+def status_for(err: CrankError) -> int:
+    return err.status
+
+
+class _Aborted(Exception):
+    """The response had started when the exchange failed: the client connection is dropped."""
+
+
+class ClientHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+    server_version = "crank_sync"
+    core: RouterCore
+    _response_started = False
+    _body_pending = False
+
+    def setup(self) -> None:
+        self.core = self.server.core  # type: ignore[attr-defined]
+        self.timeout = self.core.config.client_timeout
+        super().setup()
+
+    # -- request head ------------------------------------------------------------------------
+
+    def handle_one_request(self) -> None:
+        limit = self.core.config.max_header_bytes
+        try:
+            self.raw_requestline = self.rfile.readline(limit + 1)
+        except (TimeoutError, OSError):
+            self.close_connection = True
+            return
+        if not self.raw_requestline:
+            self.close_connection = True
+            return
+        if len(self.raw_requestline) > limit:
+            self.requestline = self.request_version = self.command = ""
+            self._reject(UriTooLong("request line too long"))
+            return
+        if not self.parse_request():  # the standard library has answered 400/431/505
+            self.close_connection = True
+            return
+        self.core.busy_connections.add(self.connection)
+        try:
+            self._handle()
+        finally:
+            self.core.busy_connections.discard(self.connection)
+        if self.close_connection:
+            return
+        try:
+            self.wfile.flush()
+        except OSError:
+            self.close_connection = True
+
+    def _head_size(self) -> int:
+        return len(self.raw_requestline) + sum(
+            len(k) + len(v) + 4 for k, v in self.headers.items()
+        )
+
+    def _raw_target(self) -> str:
+        parts = self.requestline.split(" ")
+        target = parts[1] if len(parts) == 3 else ""
+        if not target.isascii() or not target.isprintable():
+            raise BadRequest("request target must be printable ASCII")
+        if not target.startswith("/"):
+            raise BadRequest(f"request target must be origin-form, got {target[:80]!r}")
+        return target
+
+    # -- the exchange ------------------------------------------------------------------------
+
+    def _handle(self) -> None:
+        started = time.monotonic()
+        self._status = 0
+        self._response_started = False
+        self._body_pending = False
+        self._writer = ClientWriter(self.wfile)
+        try:
+            self._proxy()
+        except ClientGone as err:
+            log.debug("client %s went away: %s", self.client_address[0], err)
+            self.close_connection = True
+        except _Aborted as err:
+            log.warning("aborted response to %s %s: %s", self.command, self.path[:200], err)
+            self.close_connection = True
+        except CrankError as err:
+            self._reject(err)
+        finally:
+            access_log.debug(
+                '%s "%s" %s %d %.1fms', self.client_address[0], self.requestline[:200],
+                self._status or "-", self._writer.bytes_written,
+                (time.monotonic() - started) * 1000,
+            )
+
+    def _proxy(self) -> None:
+        cfg = self.core.config
+        if self._head_size() > cfg.max_header_bytes:
+            raise HeadersTooLarge(f"request head over {cfg.max_header_bytes} bytes")
+        if self.request_version == "HTTP/0.9":
+            raise BadRequest("HTTP/0.9 is not supported")
+        if self.command in ("TRACE", "CONNECT"):
+            raise MethodNotAllowed(f"{self.command} is not allowed")
+        target = self._raw_target()
+        length = request_framing(self.headers)
+        if length != 0:
+            self._body_pending = True
+        headers = filter_request_headers(
+            self.headers.items(),
+            client_ip=self.client_address[0],
+            proto="http",
+            by=self.core.by_name,
+            via_name=cfg.via_name,
+            discard_client_forwarded=cfg.discard_client_forwarded,
+            x_forwarded=cfg.x_forwarded_headers,
+        )
+        has_body = length != 0
+        self._keep_alive = not self.close_connection
+        if has_body:
+            # an unread body would be parsed as the next request: only a full read may keep alive
+            self.close_connection = True
+        try:
+            head = RequestHead(
+                method=self.command,
+                target=target,
+                headers=tuple(headers),
+                marker=MARKER_BODY_FOLLOWS if has_body else MARKER_NO_BODY,
+            )
+        except CrankError as err:
+            raise BadRequest(str(err)) from err
+        sock = self._send_head(route_of(target), encode_request(head))
+        finished = False
+        try:
+            if has_body:
+                self._send_body(sock, length)
+            finished = self._relay_response(sock)
+        finally:
+            if not finished:
+                sock.ws.close(1001, "request ended early")
+            self.core.registry.remove(sock)
+
+    def _send_head(self, route: str, text: str) -> ConnectorSocket:
+        """Borrow a socket and send the request head, skipping sockets that died while idle."""
+        registry = self.core.registry
+        deadline = time.monotonic() + self.core.config.connector_max_wait
+        for _ in range(_MAX_SEND_ATTEMPTS):
+            sock = registry.acquire(route, max(0.0, deadline - time.monotonic()))
+            try:
+                sock.ws.send(text)
+                return sock
+            except (ConnectionClosed, OSError) as err:
+                log.info("connector socket of %s died before use: %r", sock.route, err)
+                sock.ws.close(1001)
+                registry.remove(sock)
+        raise BadGateway("connector sockets kept failing")
+
+    def _send_body(self, sock: ConnectorSocket, length: int | None) -> None:
+        try:
+            for data in iter_body(self.rfile, length):
+                sock.ws.send(data)
+            sock.ws.send(MARKER_BODY_ENDED)
+        except (ConnectionClosed, OSError) as err:
+            # the connector gave up mid-upload; its close code tells the client why
+            log.info("connector socket closed during request body: %r", err)
+            return
+        self.close_connection = not self._keep_alive
+
+    def _relay_response(self, sock: ConnectorSocket) -> bool:
+        """Stream the connector's answer to the client. True when it completed normally."""
+        cfg = self.core.config
+        ws = sock.ws
+        response: _ResponseState | None = None
+        while True:
+            try:
+                msg = ws.receive(timeout=cfg.idle_timeout)
+            except ConnectionClosed:
+                break
+            if msg is None:
+                ws.close(1001, "idle timeout")
+                if response is None:
+                    raise GatewayTimeout(f"no response from connector in {cfg.idle_timeout:.0f}s")
+                raise _Aborted(f"no data from connector in {cfg.idle_timeout:.0f}s")
+            if isinstance(msg, str):
+                if response is None:
+                    response = self._start_response(ws, msg)
+                continue  # v1 sends nothing textual after the head; tolerate and ignore
+            if response is None:
+                ws.close(1002, "body before response head")
+                raise ConnectorProtocolError("connector sent body bytes before a response head")
+            response.write(msg)
+        code = ws.close_reason if ws.close_received else None
+        if response is None:
+            if code == 1008:
+                raise BadRequest("connector closed with 1008 (policy violation)")
+            raise BadGateway(f"connector closed with {code or 'no close frame'} before responding")
+        if code not in _NORMAL_CLOSE:
+            raise _Aborted(f"connector closed with {code or 'no close frame'} mid-response")
+        response.finish()
+        return True
+
+    def _start_response(self, ws: object, text: str) -> _ResponseState:
+        try:
+            head = parse_response_head(text)
+        except RemoteProtocolError as err:
+            ws.close(1002, "bad response head")  # type: ignore[attr-defined]
+            raise ConnectorProtocolError(f"bad response head from connector: {err}") from err
+        if head.status < 200:
+            ws.close(1002, "informational status")  # type: ignore[attr-defined]
+            raise ConnectorProtocolError(f"connector answered with status {head.status}")
+        state = _ResponseState(self, head)
+        self._status = head.status
+        return state
+
+    # -- errors ------------------------------------------------------------------------------
+
+    def _reject(self, err: CrankError) -> None:
+        status = status_for(err)
+        self._status = status
+        level = logging.WARNING if status >= 500 else logging.INFO
+        log.log(level, "%d for %s %r from %s: %s", status, self.command,
+                (self.path if hasattr(self, "path") else "")[:200], self.client_address[0], err)
+        if self._response_started:
+            self.close_connection = True
+            return
+        if status in (400, 414, 431) or self._body_pending:
+            self.close_connection = True
+        body = f"{status} {http.HTTPStatus(status).phrase}: {err}\n".encode("utf-8", "replace")
+        head = [
+            f"HTTP/1.1 {status} {http.HTTPStatus(status).phrase}",
+            "Content-Type: text/plain; charset=utf-8",
+            f"Content-Length: {len(body)}",
+        ]
+        if self.close_connection:
+            head.append("Connection: close")
+        data = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1")
+        if self.command != "HEAD":
+            data += body
+        try:
+            self.wfile.write(data)
+        except OSError:
+            self.close_connection = True
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        log.debug("%s - " + format, self.client_address[0], *args)
+
+
+class _ResponseState:
+    """Framing of one response to the client: Content-Length kept, otherwise chunked."""
+
+    def __init__(self, handler: ClientHandler, head: ResponseHead) -> None:
+        self.handler = handler
+        self.writer = handler._writer
+        headers = filter_response_headers(head.headers)
+        lengths = {v.strip() for n, v in headers if n.lower() == "content-length"}
+        if len(lengths) > 1 or (lengths and not next(iter(lengths)).isdigit()):
+            raise ConnectorProtocolError(f"invalid Content-Length from connector: {lengths}")
+        self.expected = int(lengths.pop()) if lengths else None
+        self.body_allowed = not (
+            handler.command == "HEAD" or head.status in (204, 304) or head.status < 200
+        )
+        if head.status == 204:
+            headers = [(n, v) for n, v in headers if n.lower() != "content-length"]
+        if self.body_allowed and self.expected is None:
+            if handler.request_version == "HTTP/1.1":
+                headers.append(("Transfer-Encoding", "chunked"))
+                self.writer.chunked = True
+            else:
+                handler.close_connection = True
+        if handler.close_connection:
+            headers.append(("Connection", "close"))
+        reason = head.reason if head.reason and head.reason.isascii() else _phrase(head.status)
+        lines = [f"HTTP/1.1 {head.status} {reason}"]
+        lines.extend(f"{n}: {v}" for n, v in headers)
+        try:
+            data = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        except UnicodeEncodeError as err:
+            raise ConnectorProtocolError("response header is not latin-1") from err
+        handler._response_started = True
+        self.writer.write(data)
+        self.sent = 0
+
+    def write(self, data: bytes) -> None:
+        if not self.body_allowed:
+            return
+        if self.expected is not None and self.sent + len(data) > self.expected:
+            raise _Aborted("connector sent more bytes than its Content-Length")
+        self.sent += len(data)
+        self.writer.write_body(data)
+
+    def finish(self) -> None:
+        if self.body_allowed and self.expected is not None and self.sent != self.expected:
+            raise _Aborted(f"connector sent {self.sent} of {self.expected} bytes")
+        if self.body_allowed:
+            self.writer.finish()
+
+
+def _phrase(status: int) -> str:
+    try:
+        return http.HTTPStatus(status).phrase
+    except ValueError:
+        return "Unknown"

@@ -1,0 +1,176 @@
+"""The registration listener: connectors register and deregister websockets here.
+
+Admin endpoints will live on this port too, never on the client port.
+"""
+from __future__ import annotations
+
+import itertools
+import logging
+from http.server import BaseHTTPRequestHandler
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, urlsplit
+
+from ..config import validate_route
+from ..errors import BadRequest
+from .pool import ConnectorSocket
+from .websocket import LockedSocket, RouterWebSocket
+
+if TYPE_CHECKING:
+    from .server import RouterCore
+
+log = logging.getLogger(__name__)
+
+#: Cranker versions this router speaks, in no particular order.
+SUPPORTED_VERSIONS = ("1.0",)
+_ws_ids = itertools.count(1)
+
+
+def negotiate(offered_subprotocols: list[str], legacy: str | None) -> tuple[str, str | None]:
+    """Pick the Cranker version: ``(version, subprotocol to echo or None)``.
+
+    The first offered ``cranker_<v>`` subprotocol we support wins; only when none is offered
+    does the legacy ``CrankerProtocol`` header decide.
+    """
+    if offered_subprotocols:
+        for token in offered_subprotocols:
+            version = token.strip().lower().removeprefix("cranker_")
+            if version in SUPPORTED_VERSIONS:
+                return version, token.strip()
+        raise BadRequest(
+            f"none of the offered subprotocols {offered_subprotocols} is supported; "
+            f"this router speaks {', '.join('cranker_' + v for v in SUPPORTED_VERSIONS)}"
+        )
+    if legacy is not None:
+        version = legacy.strip()
+        if version in SUPPORTED_VERSIONS:
+            return version, None
+        raise BadRequest(f"CrankerProtocol {version!r} is not supported")
+    raise BadRequest("no Sec-WebSocket-Protocol or CrankerProtocol header: cannot pick a version")
+
+
+class RegistrationHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+    server_version = "crank_sync"
+    core: RouterCore
+
+    def setup(self) -> None:
+        self.core = self.server.core  # type: ignore[attr-defined]
+        self.timeout = self.core.config.idle_timeout
+        super().setup()
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        path = urlsplit(self.path).path.rstrip("/")
+        if path == "/register":
+            self._upgrade(deregister=False)
+        elif path == "/deregister":
+            self._upgrade(deregister=True)
+        else:
+            self._plain(404, "not found\n")
+
+    def do_TRACE(self) -> None:  # noqa: N802
+        self._plain(405, "TRACE is not allowed\n")
+
+    def _plain(self, status: int, text: str) -> None:
+        body = text.encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "text/plain; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _refuse(self, status: int, reason: str) -> None:
+        log.warning("refused %s from %s: %s", self.path[:200], self.client_address[0], reason)
+        self.close_connection = True
+        self._plain(status, reason + "\n")
+
+    def _query(self) -> dict[str, str]:
+        query = parse_qs(urlsplit(self.path).query, keep_blank_values=True)
+        return {k: v[0] for k, v in query.items()}
+
+    def _upgrade(self, deregister: bool) -> None:
+        headers = self.headers
+        if "websocket" not in (headers.get("Upgrade") or "").lower():
+            return self._refuse(400, "a websocket upgrade is required")
+        if not headers.get("Sec-WebSocket-Key") or headers.get("Sec-WebSocket-Version") != "13":
+            return self._refuse(400, "Sec-WebSocket-Key and Sec-WebSocket-Version: 13 required")
+        offered = [
+            t.strip()
+            for v in headers.get_all("Sec-WebSocket-Protocol") or []
+            for t in v.split(",")
+            if t.strip()
+        ]
+        try:
+            version, echo = negotiate(offered, headers.get("CrankerProtocol"))
+            route = validate_route(headers.get("Route") or "")
+        except (BadRequest, ValueError) as err:
+            return self._refuse(400, str(err))
+        query = self._query()
+        ip = self.client_address[0]
+        instance = query.get("connectorInstanceID") or ""
+        component = query.get("componentName") or ""
+        ws = self._accept(echo, version)
+        if ws is None:
+            return
+        self.close_connection = True
+        if deregister:
+            self._deregister(ws, instance)
+            return
+        sock = ConnectorSocket(
+            ws=ws,
+            route=route,
+            connector_instance_id=instance or f"unknown-{ip}",
+            component_name=component,
+            remote_ip=ip,
+            protocol=f"cranker_{version}",
+        )
+        if not self.core.registry.add(sock):
+            ws.close(1001, "router stopping")
+        log.debug("registered %s socket for route %r from %s (%s)", sock.protocol, route, ip,
+                  sock.connector_instance_id)
+        self._wait(ws)
+        self.core.registry.remove(sock)
+
+    def _accept(self, subprotocol: str | None, version: str) -> RouterWebSocket | None:
+        environ: dict[str, Any] = {"werkzeug.socket": LockedSocket(self.connection)}
+        for name in set(self.headers.keys()):
+            key = "HTTP_" + name.upper().replace("-", "_")
+            environ[key] = ", ".join(self.headers.get_all(name) or [])
+        extra = [(b"CrankerProtocol", version.encode())] if version == "1.0" else []
+        cfg = self.core.config
+        try:
+            ws = RouterWebSocket(
+                environ,
+                subprotocol=subprotocol,
+                extra_headers=extra,
+                ping_interval=cfg.ping_interval,
+                max_message_size=cfg.max_message_bytes,
+                buffer_limit=cfg.socket_buffer_bytes,
+                thread_name=f"crank-router-ws-{next(_ws_ids)}",
+            )
+        except Exception as err:  # noqa: BLE001 - wsproto refuses odd handshakes in many ways
+            self._refuse(400, f"websocket handshake failed: {err}")
+            return None
+        if not ws.connected:
+            return None
+        return ws
+
+    def _deregister(self, ws: RouterWebSocket, instance: str) -> None:
+        if not instance:
+            log.warning("deregistration from %s without connectorInstanceID: ignored",
+                        self.client_address[0])
+        else:
+            taken = self.core.registry.take_idle_of(instance)
+            for sock in taken:
+                sock.ws.close(1001, "Deregistered")
+            log.info("deregistered %s: closed %d idle sockets", instance, len(taken))
+        ws.close(1000, "Deregister complete")
+        self._wait(ws)
+
+    def _wait(self, ws: RouterWebSocket) -> None:
+        """Park this thread until the websocket's reader has finished its close handshake."""
+        while ws.thread.is_alive():
+            ws.thread.join(timeout=5.0)
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        log.debug("registration %s - " + format, self.client_address[0], *args)

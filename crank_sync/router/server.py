@@ -1,0 +1,174 @@
+"""The Router: two ThreadingHTTPServer listeners around one socket registry."""
+from __future__ import annotations
+
+import itertools
+import logging
+import socket
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from ..config import RouterConfig
+from .pool import SocketRegistry
+from .proxy import ClientHandler
+from .registration import RegistrationHandler
+
+log = logging.getLogger(__name__)
+
+
+class RouterCore:
+    """What the handlers share: configuration, the registry, connections in use."""
+
+    def __init__(self, config: RouterConfig) -> None:
+        self.config = config
+        self.registry = SocketRegistry(grace=config.connector_max_wait)
+        self.busy_connections: set[Any] = set()
+        self.by_name = config.via_name
+
+
+class _Server(ThreadingHTTPServer):
+    """A ThreadingHTTPServer whose worker threads are named, tracked and joined on stop."""
+
+    daemon_threads = True
+    request_queue_size = 1024
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler],
+                 core: RouterCore, name: str) -> None:
+        self.core = core
+        self._name = name
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+        self._workers: set[threading.Thread] = set()
+        self._connections: set[socket.socket] = set()
+        super().__init__(address, handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        thread = threading.Thread(
+            target=self._work,
+            args=(request, client_address),
+            name=f"crank-router-{self._name}-{next(self._ids)}",
+            daemon=True,
+        )
+        with self._lock:
+            self._workers.add(thread)
+            self._connections.add(request)
+        thread.start()
+
+    def _work(self, request: Any, client_address: Any) -> None:
+        try:
+            self.process_request_thread(request, client_address)
+        finally:
+            with self._lock:
+                self._workers.discard(threading.current_thread())
+                self._connections.discard(request)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        log.exception("unexpected error serving %s on the %s port", client_address, self._name)
+
+    def close_connections(self) -> None:
+        with self._lock:
+            connections = list(self._connections)
+        for conn in connections:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def join_workers(self, deadline: float) -> bool:
+        with self._lock:
+            workers = list(self._workers)
+        for thread in workers:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        return not any(t.is_alive() for t in workers)
+
+
+class Router:
+    """A Cranker router: a client port and a registration port.
+
+    ``start()`` binds both listeners and returns; ``stop()`` closes them, ends every connector
+    socket with 1001, and joins every thread it started.
+    """
+
+    def __init__(self, config: RouterConfig | None = None) -> None:
+        self.config = config or RouterConfig()
+        self._core = RouterCore(self.config)
+        self._servers: list[_Server] = []
+        self._threads: list[threading.Thread] = []
+        self._started = False
+
+    @property
+    def http_port(self) -> int:
+        return int(self._servers[0].server_address[1])
+
+    @property
+    def registration_port(self) -> int:
+        return int(self._servers[1].server_address[1])
+
+    @property
+    def registry(self) -> SocketRegistry:
+        return self._core.registry
+
+    def idle_sockets(self, route: str) -> int:
+        """Idle connector sockets registered for ``route`` (``"*"`` for the catch-all)."""
+        return self._core.registry.idle_count(route)
+
+    def start(self) -> Router:
+        if self._started:
+            raise RuntimeError("router already started")
+        cfg = self.config
+        try:
+            self._servers.append(_Server((cfg.host, cfg.http_port), ClientHandler, self._core,
+                                         "client"))
+            self._servers.append(_Server((cfg.host, cfg.registration_port), RegistrationHandler,
+                                         self._core, "registration"))
+        except OSError:
+            for server in self._servers:
+                server.server_close()
+            self._servers.clear()
+            raise
+        host, port = self._servers[0].server_address[:2]
+        self._core.by_name = f"{host}:{port}" if cfg.via_name == "crank_sync" else cfg.via_name
+        for server in self._servers:
+            thread = threading.Thread(
+                target=server.serve_forever,
+                kwargs={"poll_interval": 0.2},
+                name=f"crank-router-{server._name}-listener",
+                daemon=True,
+            )
+            thread.start()
+            self._threads.append(thread)
+        self._started = True
+        log.info("router listening: http %s:%d, registration %s:%d", cfg.host, self.http_port,
+                 cfg.host, self.registration_port)
+        return self
+
+    def stop(self, timeout: float = 10.0) -> bool:
+        """Stop accepting, let in-flight requests finish for up to half of ``timeout``, then
+        close every connector socket and client connection. True if every thread ended."""
+        if not self._started:
+            return True
+        deadline = time.monotonic() + timeout
+        for server in self._servers:
+            server.shutdown()
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        for server in self._servers:
+            server.server_close()
+        drain_until = time.monotonic() + timeout / 2
+        while self._core.busy_connections and time.monotonic() < drain_until:
+            time.sleep(0.02)
+        for sock in self._core.registry.close():
+            sock.ws.close(1001, "router stopping")
+        for server in self._servers:
+            server.close_connections()
+        ok = all(server.join_workers(deadline) for server in self._servers)
+        self._started = False
+        log.info("router stopped%s", "" if ok else " (some threads did not end in time)")
+        return ok
+
+    def __enter__(self) -> Router:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

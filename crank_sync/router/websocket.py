@@ -1,0 +1,301 @@
+"""The router's end of a connector websocket, accepted with simple-websocket.
+
+simple-websocket runs one reader thread per connection that also writes (pong and close
+replies), and its ``send()`` neither locks nor loops over short writes. This subclass keeps its
+public API (``send``, ``receive``, ``close``) and fixes what a proxy needs:
+
+* every write goes through one lock and ``sendall`` (:class:`LockedSocket`), wsproto calls
+  included, so frames from two threads never interleave;
+* the upgrade response carries the negotiated subprotocol and extra headers
+  (``CrankerProtocol: 1.0``), and no compression extension;
+* the reader stops reading once ``buffer_limit`` bytes wait to be consumed, so a slow client
+  slows the connector down instead of growing the router's memory;
+* it records whether a close frame really arrived (``close_received``) or the socket was lost;
+* idle sockets are pinged; one unanswered ping closes the socket.
+"""
+from __future__ import annotations
+
+import collections
+import logging
+import selectors
+import socket
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import simple_websocket
+from simple_websocket.errors import ConnectionClosed
+from wsproto.events import (
+    AcceptConnection,
+    BytesMessage,
+    CloseConnection,
+    Message,
+    Ping,
+    Pong,
+    Request,
+    TextMessage,
+)
+from wsproto.frame_protocol import CloseReason
+from wsproto.utilities import LocalProtocolError as WsLocalProtocolError
+from wsproto.utilities import RemoteProtocolError as WsRemoteProtocolError
+
+log = logging.getLogger(__name__)
+
+#: How long we wait for the peer's close frame after sending ours.
+CLOSE_TIMEOUT = 5.0
+RECEIVE_BYTES = 256 * 1024
+
+__all__ = ["ConnectionClosed", "LockedSocket", "RouterWebSocket"]
+
+
+class LockedSocket:
+    """A socket whose ``send`` is a locked ``sendall``: safe to call from several threads."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self.lock = threading.RLock()
+
+    def send(self, data: bytes) -> int:
+        with self.lock:
+            self._sock.sendall(data)
+        return len(data)
+
+    def recv(self, size: int) -> bytes:
+        return self._sock.recv(size)
+
+    def fileno(self) -> int:
+        return self._sock.fileno()
+
+    def close(self) -> None:
+        try:
+            self._sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self._sock.close()
+
+
+class RouterWebSocket(simple_websocket.Server):  # type: ignore[misc]
+    """A connector's websocket as the router holds it."""
+
+    def __init__(
+        self,
+        environ: dict[str, Any],
+        *,
+        subprotocol: str | None,
+        extra_headers: list[tuple[bytes, bytes]],
+        ping_interval: float,
+        max_message_size: int,
+        buffer_limit: int,
+        thread_name: str,
+        on_closed: Callable[[RouterWebSocket], None] | None = None,
+    ) -> None:
+        self._chosen_subprotocol = subprotocol
+        self._extra_headers = extra_headers
+        self._buffer_limit = buffer_limit
+        self._buffered = 0
+        self._cond = threading.Condition()
+        self._finished = False
+        self._close_started: float | None = None
+        self._on_closed = on_closed
+        #: True once a close frame arrived from the connector (False: the socket was lost).
+        self.close_received = False
+        #: Set by the pool while a request uses this socket; pings are only sent when idle.
+        self.in_use = False
+        super().__init__(
+            environ,
+            receive_bytes=RECEIVE_BYTES,
+            ping_interval=ping_interval,
+            max_message_size=max_message_size,
+            thread_class=lambda target: threading.Thread(
+                target=target, name=thread_name, daemon=True
+            ),
+        )
+
+    # -- handshake ---------------------------------------------------------------------------
+
+    def handshake(self) -> None:
+        """Answer the upgrade with our chosen subprotocol and extra headers, no extensions."""
+        self.close_reason = CloseReason.ABNORMAL_CLOSURE
+        self.input_buffer: collections.deque[str | bytes] = collections.deque()
+        lines = [b"GET / HTTP/1.1"]
+        for key, value in self.environ.items():
+            if key.startswith("HTTP_"):
+                name = "-".join(p.capitalize() for p in key[5:].split("_"))
+                lines.append(f"{name}: {value}".encode("latin-1"))
+        self.ws.receive_data(b"\r\n".join(lines) + b"\r\n\r\n")
+        for event in self.ws.events():
+            if isinstance(event, Request):
+                accept = AcceptConnection(
+                    subprotocol=self._chosen_subprotocol, extra_headers=self._extra_headers
+                )
+                self.sock.send(self.ws.send(accept))
+                self.subprotocol = self._chosen_subprotocol
+                self.connected = True
+                return
+        self.connected = False
+
+    # -- writing -----------------------------------------------------------------------------
+
+    def send(self, data: str | bytes) -> None:
+        """Send one message; raises ConnectionClosed once closing or closed."""
+        with self.sock.lock:
+            if not self.connected:
+                raise ConnectionClosed(self.close_reason, self.close_message)
+            if isinstance(data, (bytes, bytearray, memoryview)):
+                out = self.ws.send(Message(data=data))
+            else:
+                out = self.ws.send(TextMessage(data=data))
+            self.sock.send(out)
+
+    def close(self, reason: int | None = None, message: str | None = None) -> None:
+        """Start the close handshake; never raises. The reader thread waits for the reply."""
+        with self.sock.lock:
+            if not self.connected:
+                return
+            self.connected = False
+            self._close_started = time.monotonic()
+            try:
+                out = self.ws.send(CloseConnection(reason or CloseReason.NORMAL_CLOSURE, message))
+                self.sock.send(out)
+            except (OSError, WsLocalProtocolError) as err:
+                log.debug("close %s: %s", self.thread.name, err)
+        with self._cond:
+            self._cond.notify_all()
+
+    def _send_raw(self, event: Any) -> None:
+        with self.sock.lock:
+            self.sock.send(self.ws.send(event))
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def receive(self, timeout: float | None = None) -> str | bytes | None:
+        """The next message, or None after ``timeout``; ConnectionClosed once the socket ended."""
+        with self._cond:
+            if not self._cond.wait_for(lambda: self.input_buffer or self._finished, timeout):
+                return None
+            if self.input_buffer:
+                msg = self.input_buffer.popleft()
+                self._buffered -= len(msg)
+                self._cond.notify_all()
+                return msg
+        raise ConnectionClosed(self.close_reason, self.close_message)
+
+    @property
+    def finished(self) -> bool:
+        """True once the reader thread has ended and the socket is closed."""
+        return self._finished
+
+    def _deliver(self, msg: str | bytes) -> None:
+        with self._cond:
+            if self.connected:  # after we started closing, data is of no use to anyone
+                self.input_buffer.append(msg)
+                self._buffered += len(msg)
+                self._cond.notify_all()
+
+    def _wait_for_room(self) -> None:
+        with self._cond:
+            while self.connected and self._buffered > self._buffer_limit:
+                self._cond.wait(1.0)
+
+    def _handle_events(self) -> bool:
+        keep_going = True
+        for event in self.ws.events():
+            if isinstance(event, Request):  # pragma: no cover - handshake handles it
+                continue
+            if isinstance(event, CloseConnection):
+                self.close_received = True
+                self.close_reason = event.code
+                self.close_message = event.reason
+                with self.sock.lock:
+                    if self.connected:
+                        self.connected = False
+                        try:
+                            self.sock.send(self.ws.send(event.response()))
+                        except (OSError, WsLocalProtocolError):
+                            pass
+                return False
+            if isinstance(event, Ping):
+                self._send_raw(event.response())
+            elif isinstance(event, Pong):
+                self.pong_received = True
+            elif isinstance(event, (TextMessage, BytesMessage)):
+                keep_going = self._add_fragment(event) and keep_going
+        return keep_going
+
+    def _add_fragment(self, event: TextMessage | BytesMessage) -> bool:
+        data = event.data.encode() if isinstance(event, TextMessage) else event.data
+        self.incoming_message_len += len(data)
+        if self.max_message_size and self.incoming_message_len > self.max_message_size:
+            log.warning("%s: message over %d bytes, closing", self.thread.name,
+                        self.max_message_size)
+            self.close(CloseReason.MESSAGE_TOO_BIG, "Message is too big")
+            return False
+        if event.message_finished and self.incoming_message is None:
+            self._deliver(event.data)
+            self.incoming_message_len = 0
+            return True
+        if self.incoming_message is None:
+            self.incoming_message = bytearray()
+        self.incoming_message += data
+        if event.message_finished:
+            whole = bytes(self.incoming_message)
+            self._deliver(whole.decode() if isinstance(event, TextMessage) else whole)
+            self.incoming_message = None
+            self.incoming_message_len = 0
+        return True
+
+    def _thread(self) -> None:
+        sel = selectors.DefaultSelector()
+        try:
+            sel.register(self.sock, selectors.EVENT_READ)
+            next_ping = time.monotonic() + self.ping_interval
+            while True:
+                now = time.monotonic()
+                if self._close_started is not None:
+                    timeout = self._close_started + CLOSE_TIMEOUT - now
+                    if timeout <= 0:
+                        break
+                elif now >= next_ping:
+                    if not self._ping_or_give_up():
+                        continue
+                    next_ping = now + self.ping_interval
+                    continue
+                else:
+                    timeout = next_ping - now
+                if not sel.select(timeout):
+                    continue
+                data = self.sock.recv(self.receive_bytes)
+                if not data:
+                    break
+                self.ws.receive_data(data)
+                if not self._handle_events():
+                    break
+                self._wait_for_room()
+        except (OSError, WsLocalProtocolError, WsRemoteProtocolError) as err:
+            log.debug("%s ended: %r", self.thread.name, err)
+        finally:
+            self.connected = False
+            sel.close()
+            self.sock.close()
+            with self._cond:
+                self._finished = True
+                self._cond.notify_all()
+            if self._on_closed is not None:
+                try:
+                    self._on_closed(self)
+                except Exception:  # noqa: BLE001 - a callback must not kill the reader
+                    log.exception("on_closed callback failed")
+
+    def _ping_or_give_up(self) -> bool:
+        """Ping an idle socket; close it when the previous ping got no pong. False if closed."""
+        if self.in_use:
+            self.pong_received = True  # busy sockets are judged by the request's idle timeout
+            return True
+        if not self.pong_received:
+            log.info("%s: no pong within %.1fs, closing", self.thread.name, self.ping_interval)
+            self.close(CloseReason.GOING_AWAY, "ping timeout")
+            return False
+        self.pong_received = False
+        self._send_raw(Ping())
+        return True

@@ -1,0 +1,243 @@
+"""Requests and responses pass through router and connector unchanged, bodies byte for byte."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import threading
+
+import pytest
+from crank_test_support import (
+    CHUNKED_PARTS,
+    GZIP_BODY,
+    LOOPBACK,
+    deterministic_bytes,
+    sha256,
+)
+
+
+def url(router, path: str) -> str:
+    return f"http://{LOOPBACK}:{router.http_port}{path}"
+
+
+def http_conn(router) -> http.client.HTTPConnection:
+    return http.client.HTTPConnection(LOOPBACK, router.http_port, timeout=10)
+
+
+@pytest.fixture
+def svc(router, target, connector_factory):
+    """A connector serving route ``svc`` from the default target."""
+    return connector_factory(target, route="svc")
+
+
+def test_get_fixed_size_body(router, svc, session):
+    resp = session.get(url(router, "/svc/bytes/12345?seed=7"), timeout=10)
+    assert resp.status_code == 200
+    assert resp.content == deterministic_bytes(12345, 7)
+    assert resp.headers["Content-Length"] == "12345"
+
+
+def test_get_chunked_body(router, svc):
+    conn = http_conn(router)
+    try:
+        conn.request("GET", "/svc/chunked")
+        resp = conn.getresponse()
+        body = resp.read()
+    finally:
+        conn.close()
+    assert resp.status == 200
+    assert body == b"".join(CHUNKED_PARTS)
+    # the target gave no Content-Length, so the router chunks for an HTTP/1.1 client
+    assert resp.getheader("Content-Length") is None
+    assert resp.getheader("Transfer-Encoding", "").lower() == "chunked"
+
+
+def test_post_100kb_echo(router, target, svc, session):
+    payload = deterministic_bytes(100 * 1024, 3)
+    resp = session.post(url(router, "/svc/echo"), data=payload, timeout=10)
+    assert resp.status_code == 200
+    assert resp.content == payload
+    assert resp.headers["X-Echo-Method"] == "POST"
+    rec = target.received_for("/svc/echo")[-1]
+    assert rec.body_len == len(payload)
+
+
+def test_chunked_post_body(router, target, svc, session):
+    parts = [b"alpha-" * 100, b"", b"beta" * 3000, b"gamma\n"]
+
+    def gen():
+        yield from parts
+
+    resp = session.post(url(router, "/svc/echo"), data=gen(), timeout=10)
+    assert resp.status_code == 200
+    assert resp.content == b"".join(parts)
+    rec = target.received_for("/svc/echo")[-1]
+    assert rec.body_len == len(b"".join(parts))
+
+
+def test_ten_concurrent_uploads(router, svc):
+    import requests
+
+    results: dict[int, object] = {}
+
+    def upload(i: int) -> None:
+        payload = deterministic_bytes(200 * 1024 + i, 100 + i)
+        try:
+            with requests.Session() as s:
+                s.trust_env = False
+                r = s.post(url(router, "/svc/sha256"), data=payload, timeout=30)
+            results[i] = (r.status_code, r.json(), sha256(payload), len(payload))
+        except Exception as err:  # reported below
+            results[i] = err
+
+    threads = [threading.Thread(target=upload, args=(i,), name=f"test-upload-{i}") for i in range(10)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(45)
+    assert len(results) == 10, f"only {len(results)} uploads finished"
+    for i, result in sorted(results.items()):
+        assert not isinstance(result, Exception), f"upload {i} failed: {result!r}"
+        status, answer, digest, length = result
+        assert status == 200
+        assert answer == {"length": length, "sha256": digest}
+
+
+def test_5mb_download_byte_exact(router, svc, session):
+    size = 5 * 1024 * 1024
+    resp = session.get(url(router, f"/svc/bytes/{size}?seed=11"), timeout=30)
+    assert resp.status_code == 200
+    assert len(resp.content) == size
+    assert sha256(resp.content) == sha256(deterministic_bytes(size, 11))
+
+
+def test_5mb_upload_byte_exact(router, target, svc, session):
+    payload = deterministic_bytes(5 * 1024 * 1024, 12)
+    resp = session.post(url(router, "/svc/sha256"), data=payload, timeout=30)
+    assert resp.status_code == 200
+    assert resp.json() == {"length": len(payload), "sha256": sha256(payload)}
+
+
+def test_head_has_headers_but_no_body_and_connection_is_reusable(router, svc):
+    conn = http_conn(router)
+    try:
+        conn.request("HEAD", "/svc/bytes/1000")
+        resp = conn.getresponse()
+        assert resp.status == 200
+        assert resp.getheader("Content-Length") == "1000"
+        assert resp.read() == b""
+        # a body wrongly sent after the HEAD response would corrupt this second exchange
+        conn.request("GET", "/svc/bytes/10?seed=1")
+        resp = conn.getresponse()
+        assert resp.status == 200
+        assert resp.read() == deterministic_bytes(10, 1)
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("code", [204, 304])
+def test_bodyless_statuses(router, svc, code):
+    conn = http_conn(router)
+    try:
+        conn.request("GET", f"/svc/status/{code}")
+        resp = conn.getresponse()
+        assert resp.status == code
+        assert resp.read() == b""
+        if code == 304:
+            assert resp.getheader("ETag") == '"v1"'
+        conn.request("GET", "/svc/bytes/5?seed=2")
+        resp = conn.getresponse()
+        assert resp.status == 200
+        assert resp.read() == deterministic_bytes(5, 2)
+    finally:
+        conn.close()
+
+
+def test_duplicate_set_cookie_headers_kept(router, svc):
+    conn = http_conn(router)
+    try:
+        conn.request("GET", "/svc/cookies")
+        resp = conn.getresponse()
+        resp.read()
+    finally:
+        conn.close()
+    assert resp.status == 200
+    assert resp.headers.get_all("Set-Cookie") == ["a=1; Path=/", "b=2; Path=/; HttpOnly"]
+
+
+def test_gzip_body_passes_untouched(router, svc, session):
+    resp = session.get(
+        url(router, "/svc/gzip"), headers={"Accept-Encoding": "gzip"}, stream=True, timeout=10
+    )
+    try:
+        raw = resp.raw.read(decode_content=False)
+    finally:
+        resp.close()
+    assert resp.status_code == 200
+    assert resp.headers["Content-Encoding"] == "gzip"
+    assert raw == GZIP_BODY
+
+
+def test_keep_alive_several_requests_on_one_connection(router, target, svc):
+    conn = http_conn(router)
+    try:
+        conn.connect()
+        first_sock = conn.sock
+        for i in range(5):
+            payload = b"request %d " % i * 100
+            conn.request("POST", f"/svc/echo?i={i}", body=payload)
+            resp = conn.getresponse()
+            assert resp.status == 200
+            assert resp.read() == payload
+            conn.request("GET", f"/svc/bytes/{100 + i}?seed={i}")
+            resp = conn.getresponse()
+            assert resp.status == 200
+            assert resp.read() == deterministic_bytes(100 + i, i)
+            assert conn.sock is first_sock, "router closed a keep-alive connection"
+    finally:
+        conn.close()
+    assert len(target.received_for("/svc/")) == 10
+
+
+def test_expect_100_continue(router, target, svc):
+    payload = b"expect-continue body " * 500
+    sock = socket.create_connection((LOOPBACK, router.http_port), timeout=10)
+    try:
+        sock.sendall(
+            b"POST /svc/echo HTTP/1.1\r\n"
+            b"Host: 127.0.0.1\r\n"
+            b"Expect: 100-continue\r\n"
+            b"Content-Type: application/octet-stream\r\n"
+            b"Content-Length: %d\r\n\r\n" % len(payload)
+        )
+        interim = b""
+        while b"\r\n\r\n" not in interim:
+            data = sock.recv(1)
+            assert data, "connection closed before 100 Continue"
+            interim += data
+        assert interim.startswith(b"HTTP/1.1 100"), interim
+        sock.sendall(payload)
+        resp = http.client.HTTPResponse(sock, method="POST")
+        resp.begin()
+        body = resp.read()
+    finally:
+        sock.close()
+    assert resp.status == 200
+    assert body == payload
+    rec = target.received_for("/svc/echo")[-1]
+    assert not rec.has_header("Expect"), rec.headers
+
+
+def test_v3_capable_connector_serves_requests(router, target, connector_factory, session):
+    """A connector offering 3.0 first (falling back to 1.0) works end to end."""
+    connector_factory(target, route="svc", protocols=("3.0", "1.0"))
+    payload = deterministic_bytes(300 * 1024, 21)
+    resp = session.post(url(router, "/svc/echo"), data=payload, timeout=20)
+    assert resp.status_code == 200
+    assert resp.content == payload
+    resp = session.get(url(router, "/svc/bytes/70000?seed=4"), timeout=20)
+    assert resp.status_code == 200
+    assert resp.content == deterministic_bytes(70000, 4)
+    resp = session.get(url(router, "/svc/headers/x"), timeout=20)
+    assert json.loads(resp.content)["path"] == "/svc/headers/x"
