@@ -64,7 +64,7 @@ class RouterConfig:
             raise ValueError("socket_buffer_bytes must be at least 65536")
 
 
-SUPPORTED_PROTOCOLS = ("1.0",)
+SUPPORTED_PROTOCOLS = ("3.0", "1.0")
 
 
 @dataclass(frozen=True)
@@ -77,7 +77,12 @@ class ConnectorConfig:
     component_name: str = "crank_sync"
     sliding_window: int = 2
     connector_instance_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-    protocols: tuple[str, ...] = ("1.0",)
+    #: Cranker versions to offer, in order of preference; the router picks.
+    protocols: tuple[str, ...] = ("3.0", "1.0")
+    #: v3 only: the Host this connector serves; the router routes that Host here before paths.
+    domain: str = "*"
+    #: Threads replaying v3 streams against the target (shared by all v3 sockets).
+    v3_workers: int = 64
     #: Idle sockets send a ping this often; no frame for two intervals means the router is dead.
     ping_interval: float = 20.0
     connect_timeout: float = 10.0
@@ -109,5 +114,7 @@ class ConnectorConfig:
         object.__setattr__(self, "protocols", protocols)
         for name in ("ping_interval", "connect_timeout", "idle_timeout"):
             _positive(name, getattr(self, name))
+        if self.v3_workers < 1:
+            raise ValueError("v3_workers must be at least 1")
         if self.chunk_size < 1024:
             raise ValueError("chunk_size must be at least 1024")

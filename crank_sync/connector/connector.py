@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import websocket
@@ -18,10 +19,12 @@ log = logging.getLogger(__name__)
 class RouterLink:
     """The sockets of one connector at one router."""
 
-    def __init__(self, config: ConnectorConfig, url: str, target: TargetClient) -> None:
+    def __init__(self, config: ConnectorConfig, url: str, target: TargetClient,
+                 pool: ThreadPoolExecutor) -> None:
         self.config = config
         self.url = url
         self.target = target
+        self.pool = pool
         self.stopping = threading.Event()
         self._lock = threading.Lock()
         self._workers: set[SocketWorker] = set()
@@ -67,7 +70,8 @@ class RouterLink:
             return list(self._workers)
 
     def idle_count(self) -> int:
-        return sum(1 for w in self.workers() if w.state == "idle")
+        """Registered sockets ready for a request: idle v1 sockets and every v3 socket."""
+        return sum(1 for w in self.workers() if w.state in ("idle", "v3"))
 
     def deregister(self, timeout: float) -> None:
         """Ask the router to drop our idle sockets, and wait for it to say it is done."""
@@ -76,7 +80,7 @@ class RouterLink:
         try:
             ws = websocket.create_connection(
                 url, timeout=max(0.1, min(timeout, cfg.connect_timeout)),
-                header=handshake_headers(cfg.route, cfg.protocols),
+                header=handshake_headers(cfg.route, cfg.protocols, cfg.domain),
             )
         except (websocket.WebSocketException, OSError) as err:
             log.info("deregistration at %s failed: %s", self.url, err)
@@ -119,7 +123,10 @@ class Connector:
             read_timeout=config.idle_timeout,
             maxsize=max(8, 4 * config.sliding_window),
         )
-        self._links = [RouterLink(config, url, self.target) for url in config.routers]
+        self._pool = ThreadPoolExecutor(max_workers=config.v3_workers,
+                                        thread_name_prefix="crank-connector-stream")
+        self._links = [RouterLink(config, url, self.target, self._pool)
+                       for url in config.routers]
         self._started = False
 
     @property
@@ -142,7 +149,8 @@ class Connector:
         return sum(link.idle_count() for link in self._links)
 
     def busy_count(self) -> int:
-        return sum(1 for link in self._links for w in link.workers() if w.state == "busy")
+        """Requests in flight, v1 and v3."""
+        return sum(w.inflight for link in self._links for w in link.workers())
 
     def stop(self, timeout: float = 10.0) -> bool:
         if not self._started:
@@ -152,10 +160,12 @@ class Connector:
             link.stopping.set()
         for link in self._links:
             link.deregister(max(0.1, min(CLOSE_TIMEOUT, deadline - time.monotonic())))
-        for link in self._links:
-            for worker in link.workers():
-                worker.abort()
-        while self.busy_count() and time.monotonic() < deadline:
+        while True:
+            for link in self._links:
+                for worker in link.workers():
+                    worker.abort()  # only sockets with nothing in flight
+            if not self.busy_count() or time.monotonic() >= deadline:
+                break
             time.sleep(0.02)
         clean = self.busy_count() == 0
         if not clean:
@@ -172,6 +182,7 @@ class Connector:
         if leftover:
             log.error("connector stop: threads still running: %s", leftover)
             clean = False
+        self._pool.shutdown(wait=True, cancel_futures=True)
         self.target.close()
         self._started = False
         log.info("connector %s stopped (%s)", self.config.connector_instance_id,

@@ -27,6 +27,7 @@ from ..protocol import (
     parse_request,
 )
 from .target import iter_response
+from .v3 import V3Socket
 
 if TYPE_CHECKING:
     from .connector import RouterLink
@@ -43,9 +44,25 @@ class Cancelled(Exception):
     """The router closed the socket (client went away): stop working on this request."""
 
 
-def handshake_headers(route: str, protocols: tuple[str, ...]) -> list[str]:
-    headers = [f"Route: {route}", "CrankerProtocol: 1.0"]
+def handshake_headers(route: str, protocols: tuple[str, ...], domain: str = "*") -> list[str]:
+    """Registration headers. The subprotocol list is sent by hand (not as websocket-client's
+    ``subprotocols``) so that a router which echoes none still gets a v1 connection."""
+    headers = [f"Route: {route}"]
+    if "1.0" in protocols:
+        headers.append("CrankerProtocol: 1.0")
+    headers.append("Sec-WebSocket-Protocol: " + ", ".join(f"cranker_{p}" for p in protocols))
+    if domain != "*" and "3.0" in protocols:
+        headers.append(f"Domain: {domain}")
     return headers
+
+
+def chosen_version(ws: websocket.WebSocket, offered: tuple[str, ...]) -> str | None:
+    """The version the router picked: its echoed subprotocol, or v1 when it echoed none."""
+    echo = (ws.getheaders() or {}).get("sec-websocket-protocol")
+    if echo:
+        version = echo.strip().lower().removeprefix("cranker_")
+        return version if version in offered else None
+    return "1.0" if "1.0" in offered else None
 
 
 def endpoint(router_url: str, action: str, instance_id: str, component: str) -> str:
@@ -62,6 +79,7 @@ class SocketWorker:
         self.link = link
         self.state = "connecting"
         self.ws: websocket.WebSocket | None = None
+        self.v3: V3Socket | None = None
         self.thread = threading.Thread(
             target=self._run, name=f"crank-connector-socket-{next(_ids)}", daemon=True
         )
@@ -69,10 +87,18 @@ class SocketWorker:
     def start(self) -> None:
         self.thread.start()
 
+    @property
+    def inflight(self) -> int:
+        """Requests this socket is serving now."""
+        if self.state == "busy":
+            return 1
+        v3_socket = self.v3
+        return v3_socket.inflight if v3_socket is not None else 0
+
     def abort(self) -> None:
-        """Unblock an idle or connecting worker (used on stop)."""
+        """Unblock a worker with nothing in flight (used on stop)."""
         ws = self.ws
-        if ws is not None and self.state != "busy":
+        if ws is not None and self.inflight == 0:
             try:
                 ws.shutdown()
             except Exception:  # noqa: BLE001 - best effort on the way out
@@ -99,6 +125,13 @@ class SocketWorker:
                 ws = self._connect()
                 if ws is None:
                     continue
+                if self.v3 is not None:
+                    try:
+                        self.v3.run()
+                    finally:
+                        self.v3 = None
+                        self._discard(ws)
+                    continue
                 request = self._wait_for_request(ws)
                 if request is None:
                     self._discard(ws)
@@ -123,7 +156,7 @@ class SocketWorker:
             ws = websocket.create_connection(
                 url,
                 timeout=cfg.connect_timeout,
-                header=handshake_headers(cfg.route, cfg.protocols),
+                header=handshake_headers(cfg.route, cfg.protocols, cfg.domain),
                 enable_multithread=True,
                 skip_utf8_validation=True,
                 sockopt=((6, 1, 1),),  # IPPROTO_TCP, TCP_NODELAY, 1
@@ -133,12 +166,24 @@ class SocketWorker:
             log.info("cannot register at %s (%s); retrying in %.2fs", self.link.url, err, delay)
             self.link.stopping.wait(delay)
             return None
+        version = chosen_version(ws, cfg.protocols)
+        if version is None:
+            delay = self.link.next_backoff()
+            log.warning("router %s picked a protocol we did not offer; retrying in %.2fs",
+                        self.link.url, delay)
+            self._discard(ws)
+            self.link.stopping.wait(delay)
+            return None
         self.link.reset_backoff()
         self.ws = ws
         if self.link.stopping.is_set():
             self._discard(ws)
             return None
-        self.state = "idle"
+        if version == "3.0":
+            self.v3 = V3Socket(self.link, ws, self.link.pool)
+            self.state = "v3"
+        else:
+            self.state = "idle"
         return ws
 
     def _discard(self, ws: websocket.WebSocket) -> None:

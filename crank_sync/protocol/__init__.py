@@ -19,7 +19,9 @@ from .v1 import (
     encode_request,
     encode_response_head,
     parse_request,
+    parse_request_text,
     parse_response_head,
+    request_text,
 )
 
 __all__ = [
@@ -35,6 +37,8 @@ __all__ = [
     "filter_response_headers",
     "forwarded_element",
     "parse_request",
+    "parse_request_text",
+    "request_text",
     "parse_response_head",
     "route_of",
 ]

@@ -18,6 +18,8 @@ Headers = tuple[tuple[str, str], ...]
 
 _TOKEN_RE = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 _BAD_VALUE_RE = re.compile(r"[\r\n\x00]")
+#: crank4py-connector puts "<METHOD> <path>" after the status line; its path may hold a colon.
+_REQUEST_LINE_RE = re.compile(r"^[A-Z]+ /\S*$")
 _STATUS_RE = re.compile(r"^HTTP/\d(?:\.\d)?\s+(\d{3})(?:\s+(.*))?$")
 
 
@@ -84,13 +86,16 @@ def _join_cookies(headers: Headers) -> list[tuple[str, str]]:
     return out
 
 
-def encode_request(head: RequestHead) -> str:
-    """The text message the router sends for ``head``: request line, headers, blank, marker."""
+def request_text(head: RequestHead) -> str:
+    """Request line and headers, then a blank line: the v3 HEADER text."""
     lines = [f"{head.method} {head.target} HTTP/1.1"]
     lines.extend(f"{name}:{value}" for name, value in _join_cookies(head.headers))
-    lines.append("")
-    lines.append(head.marker)
-    return "\n".join(lines)
+    return "\n".join(lines) + "\n\n"
+
+
+def encode_request(head: RequestHead) -> str:
+    """The v1 text message for ``head``: request line, headers, blank line, marker."""
+    return request_text(head) + head.marker
 
 
 def _split_lines(text: str) -> list[str]:
@@ -99,7 +104,7 @@ def _split_lines(text: str) -> list[str]:
 
 def _parse_header_line(line: str) -> tuple[str, str] | None:
     name, sep, value = line.partition(":")
-    if not sep:
+    if not sep or _REQUEST_LINE_RE.match(line):
         return None  # e.g. crank4py-connector's "<METHOD> <path>" line: not a header
     name = name.strip()
     value = value.strip(" \t")
@@ -115,11 +120,21 @@ def parse_request(text: str) -> RequestHead:
     marker = lines[-1].strip()
     if marker not in _MARKERS:
         raise RemoteProtocolError(f"request message without a marker: {text[-80:]!r}")
+    return _parse_request_lines(lines[:-1], marker)
+
+
+def parse_request_text(text: str, has_body: bool) -> RequestHead:
+    """Parse v3 HEADER text (no marker); ``has_body`` comes from the frame's END_STREAM."""
+    lines = _split_lines(text)
+    return _parse_request_lines(lines, MARKER_BODY_FOLLOWS if has_body else MARKER_NO_BODY)
+
+
+def _parse_request_lines(lines: list[str], marker: str) -> RequestHead:
     parts = lines[0].split(" ")
     if len(parts) != 3 or not parts[2].startswith("HTTP/"):
         raise RemoteProtocolError(f"bad request line {lines[0][:200]!r}")
     headers = []
-    for line in lines[1:-1]:
+    for line in lines[1:]:
         if not line:
             continue
         header = _parse_header_line(line)

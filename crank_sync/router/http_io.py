@@ -58,8 +58,10 @@ def _readline(rfile: BinaryIO) -> bytes:
         raise ClientGone(f"reading request body: {err}") from err
     if not line:
         raise ClientGone("client closed the connection mid-body")
-    if len(line) > _MAX_CHUNK_LINE or not line.endswith(b"\n"):
+    if len(line) > _MAX_CHUNK_LINE:
         raise BadRequest("chunk line too long")
+    if not line.endswith(b"\n"):
+        raise ClientGone("client closed the connection mid-body")
     return line
 
 

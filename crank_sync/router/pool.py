@@ -1,7 +1,10 @@
 """Registered connector sockets, by route: acquire, discard, wait.
 
 v1 sockets carry one request each: ``acquire`` takes a socket out of the idle set for good,
-and the socket leaves the registry when it closes. A route stays known while it has sockets,
+and the socket leaves the registry when it closes. v3 sockets carry many requests at once
+and stay in the pool: requests are spread over them round-robin, and a route with both kinds
+alternates between them. v3 sockets registered for a ``Domain`` serve requests whose ``Host``
+matches it, before path routing. A route stays known while it has sockets,
 and for ``grace`` seconds after its last one closed, so a request arriving between a v1
 socket's end and its replacement's registration waits instead of getting 404.
 """
@@ -12,9 +15,13 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from ..errors import NoConnectorAvailable, NoRoute
 from .websocket import RouterWebSocket
+
+if TYPE_CHECKING:
+    from .v3 import V3Session
 
 log = logging.getLogger(__name__)
 
@@ -31,18 +38,44 @@ class ConnectorSocket:
     component_name: str
     remote_ip: str
     protocol: str
+    domain: str = "*"
+    session: V3Session | None = None
     registered_at: float = field(default_factory=time.time)
+
+    @property
+    def is_v3(self) -> bool:
+        return self.session is not None
 
 
 @dataclass(eq=False)
 class _Route:
     idle: collections.deque[ConnectorSocket] = field(default_factory=collections.deque)
     busy: set[ConnectorSocket] = field(default_factory=set)
+    v3: list[ConnectorSocket] = field(default_factory=list)
+    toggle: int = 0
+    rr: int = 0
     emptied_at: float | None = None
 
     @property
     def empty(self) -> bool:
-        return not self.idle and not self.busy
+        return not self.idle and not self.busy and not self.v3
+
+    def pick(self) -> ConnectorSocket | None:
+        """Next socket for a request: v3 round-robin, alternating with idle v1 sockets."""
+        self.toggle += 1
+        if self.v3 and (not self.idle or self.toggle % 2):
+            for _ in range(len(self.v3)):
+                self.rr = (self.rr + 1) % len(self.v3)
+                sock = self.v3[self.rr]
+                if sock.ws.connected and not sock.ws.finished:
+                    return sock
+        while self.idle:
+            sock = self.idle.popleft()
+            if sock.ws.connected and not sock.ws.finished:
+                sock.ws.in_use = True
+                self.busy.add(sock)
+                return sock
+        return None
 
 
 class SocketRegistry:
@@ -52,6 +85,7 @@ class SocketRegistry:
         self._grace = grace
         self._cond = threading.Condition()
         self._routes: dict[str, _Route] = {}
+        self._domains: dict[str, _Route] = {}
         self._closed = False
 
     # -- registration ------------------------------------------------------------------------
@@ -61,8 +95,12 @@ class SocketRegistry:
         with self._cond:
             if self._closed:
                 return False
-            route = self._routes.setdefault(sock.route, _Route())
-            route.idle.append(sock)
+            route = self._group_of(sock, create=True)
+            assert route is not None
+            if sock.is_v3:
+                route.v3.append(sock)
+            else:
+                route.idle.append(sock)
             route.emptied_at = None
             self._cond.notify_all()
             return True
@@ -70,34 +108,46 @@ class SocketRegistry:
     def remove(self, sock: ConnectorSocket) -> None:
         """Forget ``sock`` (it closed). Safe to call more than once."""
         with self._cond:
-            route = self._routes.get(sock.route)
+            route = self._group_of(sock, create=False)
             if route is None:
                 return
-            try:
-                route.idle.remove(sock)
-            except ValueError:
-                pass
+            for group in (route.idle, route.v3):
+                try:
+                    group.remove(sock)
+                except ValueError:
+                    pass
             route.busy.discard(sock)
             if route.empty and route.emptied_at is None:
                 route.emptied_at = time.monotonic()
+
+    def _group_of(self, sock: ConnectorSocket, create: bool) -> _Route | None:
+        if sock.is_v3 and sock.domain != "*":
+            table, key = self._domains, sock.domain.lower()
+        else:
+            table, key = self._routes, sock.route
+        if create:
+            return table.setdefault(key, _Route())
+        return table.get(key)
 
     def take_idle_of(self, connector_instance_id: str) -> list[ConnectorSocket]:
         """Remove and return the idle sockets of a connector instance (deregistration)."""
         with self._cond:
             taken = []
-            for route in self._routes.values():
-                mine = [s for s in route.idle if s.connector_instance_id == connector_instance_id]
-                for sock in mine:
-                    route.idle.remove(sock)
-                    route.busy.add(sock)  # out of rotation, but still counted until it closes
-                taken.extend(mine)
+            for route in (*self._routes.values(), *self._domains.values()):
+                for group in (route.idle, route.v3):
+                    mine = [s for s in group if s.connector_instance_id == connector_instance_id]
+                    for sock in mine:
+                        group.remove(sock)  # type: ignore[arg-type]
+                        route.busy.add(sock)  # out of rotation, still counted until it closes
+                    taken.extend(mine)
             return taken
 
     def close(self) -> list[ConnectorSocket]:
         """Refuse new registrations and return every socket, idle or busy."""
         with self._cond:
             self._closed = True
-            everything = [s for r in self._routes.values() for s in (*r.idle, *r.busy)]
+            groups = (*self._routes.values(), *self._domains.values())
+            everything = [s for r in groups for s in (*r.idle, *r.busy, *r.v3)]
             self._cond.notify_all()
             return everything
 
@@ -114,8 +164,11 @@ class SocketRegistry:
             return route
         return None
 
-    def acquire(self, name: str, timeout: float) -> ConnectorSocket:
-        """Take an idle socket for route ``name`` (or the catch-all), waiting up to ``timeout``.
+    def acquire(self, name: str, timeout: float, host: str | None = None) -> ConnectorSocket:
+        """A socket for route ``name`` (or the catch-all), waiting up to ``timeout``.
+
+        A v1 socket is taken out of the pool; a v3 socket stays in it. When ``host`` matches
+        a registered v3 domain, that domain's sockets are used first.
 
         Raises NoRoute when neither the route nor a catch-all is registered, and
         NoConnectorAvailable when no idle socket turned up in time.
@@ -124,15 +177,17 @@ class SocketRegistry:
         with self._cond:
             while True:
                 now = time.monotonic()
+                if host and not self._closed and self._domains:
+                    domain = self._domains.get(_hostname(host))
+                    sock = domain.pick() if domain is not None else None
+                    if sock is not None:
+                        return sock
                 route = None if self._closed else self._resolve(name, now)
                 if route is None:
                     raise NoRoute(f"no connector registered for route {name!r}")
-                while route.idle:
-                    sock = route.idle.popleft()
-                    if sock.ws.connected and not sock.ws.finished:
-                        sock.ws.in_use = True
-                        route.busy.add(sock)
-                        return sock
+                sock = route.pick()
+                if sock is not None:
+                    return sock
                 if now >= deadline:
                     raise NoConnectorAvailable(
                         f"no idle connector socket for route {name!r} within {timeout:.1f}s"
@@ -144,11 +199,19 @@ class SocketRegistry:
     def idle_count(self, name: str) -> int:
         with self._cond:
             route = self._routes.get(name)
-            return len(route.idle) if route else 0
+            return len(route.idle) + len(route.v3) if route else 0
 
     def snapshot(self) -> dict[str, dict[str, list[ConnectorSocket]]]:
         with self._cond:
             return {
-                name: {"idle": list(r.idle), "busy": list(r.busy)}
+                name: {"idle": list(r.idle), "busy": list(r.busy), "v3": list(r.v3)}
                 for name, r in self._routes.items()
             }
+
+
+def _hostname(host: str) -> str:
+    """``Host`` header value without its port, lower-cased."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host.split("]", 1)[0] + "]"
+    return host.rsplit(":", 1)[0]

@@ -21,6 +21,7 @@ from ..errors import (
     GatewayTimeout,
     HeadersTooLarge,
     MethodNotAllowed,
+    RemoteProtocolError,
     UriTooLong,
 )
 from ..protocol import (
@@ -33,15 +34,17 @@ from ..protocol import (
     filter_request_headers,
     filter_response_headers,
     parse_response_head,
+    request_text,
     route_of,
 )
-from ..errors import RemoteProtocolError
+from . import v3
 from .http_io import ClientWriter, iter_body, request_framing
 from .pool import ConnectorSocket
-from .websocket import ConnectionClosed
+from .websocket import ConnectionClosed, RouterWebSocket
 
 if TYPE_CHECKING:
     from .server import RouterCore
+    from .v3 import RouterStream
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("crank_sync.access")
@@ -178,7 +181,10 @@ class ClientHandler(BaseHTTPRequestHandler):
             )
         except CrankError as err:
             raise BadRequest(str(err)) from err
-        sock = self._send_head(route_of(target), encode_request(head))
+        sock, stream = self._borrow(route_of(target), head)
+        if stream is not None:
+            v3.exchange(self, sock, stream, length)
+            return
         finished = False
         try:
             if has_body:
@@ -189,19 +195,32 @@ class ClientHandler(BaseHTTPRequestHandler):
                 sock.ws.close(1001, "request ended early")
             self.core.registry.remove(sock)
 
-    def _send_head(self, route: str, text: str) -> ConnectorSocket:
-        """Borrow a socket and send the request head, skipping sockets that died while idle."""
+    def _borrow(self, route: str, head: RequestHead) -> tuple[ConnectorSocket, RouterStream | None]:
+        """Borrow a socket and send the request head, skipping sockets that died while idle.
+
+        Returns the socket, and the stream when it is a v3 socket.
+        """
         registry = self.core.registry
         deadline = time.monotonic() + self.core.config.connector_max_wait
+        host = self.headers.get("Host")
         for _ in range(_MAX_SEND_ATTEMPTS):
-            sock = registry.acquire(route, max(0.0, deadline - time.monotonic()))
+            sock = registry.acquire(route, max(0.0, deadline - time.monotonic()), host)
             try:
-                sock.ws.send(text)
-                return sock
+                if sock.session is None:
+                    sock.ws.send(encode_request(head))
+                    return sock, None
+                stream = sock.session.open_stream()
+                try:
+                    v3.send_head(stream, request_text(head), end_stream=not head.has_body)
+                except BaseException:
+                    sock.session.end_stream(stream)
+                    raise
+                return sock, stream
             except (ConnectionClosed, OSError) as err:
-                log.info("connector socket of %s died before use: %r", sock.route, err)
-                sock.ws.close(1001)
-                registry.remove(sock)
+                log.info("connector socket of %s failed before use: %r", sock.route, err)
+                if sock.session is None:
+                    sock.ws.close(1001)
+                    registry.remove(sock)
         raise BadGateway("connector sockets kept failing")
 
     def _send_body(self, sock: ConnectorSocket, length: int | None) -> None:
@@ -232,7 +251,7 @@ class ClientHandler(BaseHTTPRequestHandler):
                 raise _Aborted(f"no data from connector in {cfg.idle_timeout:.0f}s")
             if isinstance(msg, str):
                 if response is None:
-                    response = self._start_response(ws, msg)
+                    response = self.start_response(msg, ws)
                 continue  # v1 sends nothing textual after the head; tolerate and ignore
             if response is None:
                 ws.close(1002, "body before response head")
@@ -248,14 +267,21 @@ class ClientHandler(BaseHTTPRequestHandler):
         response.finish()
         return True
 
-    def _start_response(self, ws: object, text: str) -> _ResponseState:
+    def aborted(self, reason: str) -> Exception:
+        """The exception that drops the client connection mid-response."""
+        return _Aborted(reason)
+
+    def start_response(self, text: str, ws: RouterWebSocket | None = None) -> _ResponseState:
+        """Parse the connector's response head and write it to the client."""
         try:
             head = parse_response_head(text)
         except RemoteProtocolError as err:
-            ws.close(1002, "bad response head")  # type: ignore[attr-defined]
+            if ws is not None:
+                ws.close(1002, "bad response head")
             raise ConnectorProtocolError(f"bad response head from connector: {err}") from err
         if head.status < 200:
-            ws.close(1002, "informational status")  # type: ignore[attr-defined]
+            if ws is not None:
+                ws.close(1002, "informational status")
             raise ConnectorProtocolError(f"connector answered with status {head.status}")
         state = _ResponseState(self, head)
         self._status = head.status

@@ -13,6 +13,7 @@ from urllib.parse import parse_qs, urlsplit
 from ..config import validate_route
 from ..errors import BadRequest
 from .pool import ConnectorSocket
+from .v3 import V3Session
 from .websocket import LockedSocket, RouterWebSocket
 
 if TYPE_CHECKING:
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 #: Cranker versions this router speaks, in no particular order.
-SUPPORTED_VERSIONS = ("1.0",)
+SUPPORTED_VERSIONS = ("3.0", "1.0")
 _ws_ids = itertools.count(1)
 
 
@@ -109,7 +110,8 @@ class RegistrationHandler(BaseHTTPRequestHandler):
         ip = self.client_address[0]
         instance = query.get("connectorInstanceID") or ""
         component = query.get("componentName") or ""
-        ws = self._accept(echo, version)
+        session = V3Session() if version == "3.0" else None
+        ws = self._accept(echo, version, session)
         if ws is None:
             return
         self.close_connection = True
@@ -123,6 +125,8 @@ class RegistrationHandler(BaseHTTPRequestHandler):
             component_name=component,
             remote_ip=ip,
             protocol=f"cranker_{version}",
+            domain=(headers.get("Domain") or "*").strip() if session else "*",
+            session=session,
         )
         if not self.core.registry.add(sock):
             ws.close(1001, "router stopping")
@@ -131,7 +135,8 @@ class RegistrationHandler(BaseHTTPRequestHandler):
         self._wait(ws)
         self.core.registry.remove(sock)
 
-    def _accept(self, subprotocol: str | None, version: str) -> RouterWebSocket | None:
+    def _accept(self, subprotocol: str | None, version: str,
+                session: V3Session | None) -> RouterWebSocket | None:
         environ: dict[str, Any] = {"werkzeug.socket": LockedSocket(self.connection)}
         for name in set(self.headers.keys()):
             key = "HTTP_" + name.upper().replace("-", "_")
@@ -147,12 +152,16 @@ class RegistrationHandler(BaseHTTPRequestHandler):
                 max_message_size=cfg.max_message_bytes,
                 buffer_limit=cfg.socket_buffer_bytes,
                 thread_name=f"crank-router-ws-{next(_ws_ids)}",
+                on_message=session.dispatch if session else None,
+                on_closed=session.on_socket_closed if session else None,
             )
         except Exception as err:  # noqa: BLE001 - wsproto refuses odd handshakes in many ways
             self._refuse(400, f"websocket handshake failed: {err}")
             return None
         if not ws.connected:
             return None
+        if session is not None:
+            session.ws = ws
         return ws
 
     def _deregister(self, ws: RouterWebSocket, instance: str) -> None:
@@ -162,7 +171,10 @@ class RegistrationHandler(BaseHTTPRequestHandler):
         else:
             taken = self.core.registry.take_idle_of(instance)
             for sock in taken:
-                sock.ws.close(1001, "Deregistered")
+                if sock.session is not None:
+                    sock.session.drain()
+                else:
+                    sock.ws.close(1001, "Deregistered")
             log.info("deregistered %s: closed %d idle sockets", instance, len(taken))
         ws.close(1000, "Deregister complete")
         self._wait(ws)

@@ -89,6 +89,7 @@ class RouterWebSocket(simple_websocket.Server):  # type: ignore[misc]
         buffer_limit: int,
         thread_name: str,
         on_closed: Callable[[RouterWebSocket], None] | None = None,
+        on_message: Callable[[str | bytes], None] | None = None,
     ) -> None:
         self._chosen_subprotocol = subprotocol
         self._extra_headers = extra_headers
@@ -98,6 +99,8 @@ class RouterWebSocket(simple_websocket.Server):  # type: ignore[misc]
         self._finished = False
         self._close_started: float | None = None
         self._on_closed = on_closed
+        #: When set, messages go to this callback on the reader thread instead of the buffer.
+        self._on_message = on_message
         #: True once a close frame arrived from the connector (False: the socket was lost).
         self.close_received = False
         #: Set by the pool while a request uses this socket; pings are only sent when idle.
@@ -187,6 +190,10 @@ class RouterWebSocket(simple_websocket.Server):  # type: ignore[misc]
         return self._finished
 
     def _deliver(self, msg: str | bytes) -> None:
+        if self._on_message is not None:
+            if self.connected:
+                self._on_message(msg)
+            return
         with self._cond:
             if self.connected:  # after we started closing, data is of no use to anyone
                 self.input_buffer.append(msg)

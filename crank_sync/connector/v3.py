@@ -1,0 +1,262 @@
+"""The connector's side of Cranker v3: one reader thread per socket, streams on a worker pool.
+
+The reader (the socket's own thread) decodes frames and hands them to streams; it never waits
+for a target. Each stream replays its request on a pool thread and writes its frames to the
+socket (websocket-client serialises sends), honouring the router's WINDOW_UPDATEs.
+"""
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
+
+import urllib3
+import websocket
+from websocket import ABNF
+
+from ..errors import RemoteProtocolError
+from ..protocol import ResponseHead, encode_response_head, parse_request_text, v3
+from .target import iter_response
+
+if TYPE_CHECKING:
+    from .connector import RouterLink
+
+log = logging.getLogger(__name__)
+
+_WS_ERRORS = (websocket.WebSocketException, OSError)
+_TARGET_ERRORS = (urllib3.exceptions.HTTPError, OSError)
+_END = object()
+
+
+class _Cancelled(Exception):
+    pass
+
+
+class ConnectorStream:
+    """One request on a v3 socket, as the connector serves it."""
+
+    def __init__(self, sock: V3Socket, stream_id: int) -> None:
+        self.sock = sock
+        self.id = stream_id
+        self.headers = v3.HeaderAssembler()
+        self.window = v3.SendWindow()
+        self._cond = threading.Condition()
+        self._body: collections.deque[object] = collections.deque()
+        self.cancelled = False
+        self._response: urllib3.BaseHTTPResponse | None = None
+
+    # reader thread side
+    def feed_body(self, data: bytes, end: bool) -> None:
+        with self._cond:
+            if data:
+                self._body.append(data)
+            if end:
+                self._body.append(_END)
+            self._cond.notify_all()
+
+    def acked(self, n: int) -> None:
+        with self._cond:
+            self.window.acked(n)
+            self._cond.notify_all()
+
+    def cancel(self) -> None:
+        with self._cond:
+            self.cancelled = True
+            self._cond.notify_all()
+            resp = self._response
+        if resp is not None:
+            try:
+                resp.close()  # unblocks a pool thread reading from the target
+            except Exception:  # noqa: BLE001 - best effort
+                pass
+
+    # pool thread side
+    def _send(self, frame: bytes) -> None:
+        if self.cancelled:
+            raise _Cancelled()
+        self.sock.ws.send_binary(frame)
+
+    def _request_body(self, timeout: float) -> Iterator[bytes]:
+        while True:
+            with self._cond:
+                if not self._cond.wait_for(lambda: self._body or self.cancelled, timeout):
+                    raise _Cancelled("no request body data from the router in time")
+                if self.cancelled:
+                    raise _Cancelled()
+                item = self._body.popleft()
+            if item is _END:
+                return
+            assert isinstance(item, bytes)
+            yield item
+            # urllib3 asks for the next chunk only once this one is written to the target
+            self._send(v3.window_update_frame(self.id, len(item)))
+
+    def _wait_window(self, timeout: float) -> None:
+        with self._cond:
+            if not self._cond.wait_for(lambda: not self.window.paused or self.cancelled,
+                                       timeout):
+                raise _Cancelled("no WINDOW_UPDATE from the router in time")
+            if self.cancelled:
+                raise _Cancelled()
+
+    def _send_counted(self, frame: bytes, payload: int) -> None:
+        with self._cond:
+            self.window.sent(payload)
+        self._send(frame)
+
+    def serve(self, text: str, has_body: bool) -> None:
+        cfg = self.sock.link.config
+        try:
+            self._serve(text, has_body, cfg.idle_timeout, cfg.chunk_size)
+        except _Cancelled:
+            log.debug("stream %d cancelled", self.id)
+        except _WS_ERRORS as err:
+            log.info("router socket lost while serving stream %d: %r", self.id, err)
+        except Exception:  # noqa: BLE001 - never lose a pool thread silently
+            log.exception("stream %d failed", self.id)
+            self._reset(v3.RST_TARGET_FAILED, "connector error")
+        finally:
+            self.sock.end_stream(self)
+
+    def _reset(self, code: int, message: str) -> None:
+        try:
+            self.sock.ws.send_binary(v3.rst_frame(self.id, code, message))
+        except _WS_ERRORS:
+            pass
+
+    def _serve(self, text: str, has_body: bool, idle: float, chunk_size: int) -> None:
+        try:
+            head = parse_request_text(text, has_body)
+        except RemoteProtocolError as err:
+            log.warning("bad request head on stream %d: %s", self.id, err)
+            self._reset(v3.RST_TARGET_FAILED, "bad request head")
+            return
+        body = self._request_body(idle) if has_body else None
+        try:
+            resp = self.sock.link.target.send(head, body)
+        except _TARGET_ERRORS as err:
+            if self.cancelled:
+                return
+            log.warning("target failed for %s %s: %r", head.method, head.target[:200], err)
+            self._reset(v3.RST_TARGET_FAILED, "target failed")
+            return
+        with self._cond:
+            self._response = resp
+        complete = False
+        try:
+            response_head = ResponseHead(status=resp.status, reason=resp.reason or "",
+                                         headers=tuple(resp.headers.items()))
+            for frame in v3.header_frames(self.id, encode_response_head(response_head), False):
+                self._send_counted(frame, len(frame) - 6)
+            chunks = iter_response(resp, chunk_size)
+            while True:
+                self._wait_window(idle)
+                try:
+                    chunk = next(chunks, None)
+                except _TARGET_ERRORS as err:
+                    if self.cancelled:
+                        raise _Cancelled() from err
+                    log.warning("target failed mid-body for %s %s: %r", head.method,
+                                head.target[:200], err)
+                    self._reset(v3.RST_TARGET_FAILED, "target failed mid-body")
+                    return
+                if chunk is None:
+                    break
+                self._send_counted(v3.data_frame(self.id, chunk), len(chunk))
+            self._send(v3.data_frame(self.id, b"", end_stream=True))
+            complete = True
+        finally:
+            if not complete:
+                resp.close()
+            resp.release_conn()
+
+
+class V3Socket:
+    """Reads one v3 websocket until it ends; streams run on the connector's pool."""
+
+    def __init__(self, link: RouterLink, ws: websocket.WebSocket, pool: ThreadPoolExecutor) -> None:
+        self.link = link
+        self.ws = ws
+        self.pool = pool
+        self._lock = threading.Lock()
+        self._streams: dict[int, ConnectorStream] = {}
+
+    @property
+    def inflight(self) -> int:
+        with self._lock:
+            return len(self._streams)
+
+    def end_stream(self, stream: ConnectorStream) -> None:
+        with self._lock:
+            if self._streams.get(stream.id) is stream:
+                del self._streams[stream.id]
+
+    def run(self) -> None:
+        """Read frames until the socket closes; then cancel what is still in flight."""
+        interval = self.link.config.ping_interval
+        self.ws.settimeout(interval)
+        last_heard = time.monotonic()
+        try:
+            while True:
+                try:
+                    opcode, frame = self.ws.recv_data_frame(True)
+                except websocket.WebSocketTimeoutException:
+                    if time.monotonic() - last_heard > 2 * interval:
+                        log.warning("router %s silent for %.0fs: reconnecting", self.link.url,
+                                    2 * interval)
+                        return
+                    self.ws.ping()
+                    continue
+                last_heard = time.monotonic()
+                if opcode == ABNF.OPCODE_CLOSE:
+                    return
+                if opcode == ABNF.OPCODE_BINARY:
+                    self._dispatch(frame.data)
+        except _WS_ERRORS as err:
+            if not self.link.stopping.is_set():
+                log.info("v3 socket to %s lost: %r", self.link.url, err)
+        finally:
+            with self._lock:
+                streams = list(self._streams.values())
+                self._streams.clear()
+            for stream in streams:
+                stream.cancel()
+
+    def _dispatch(self, message: bytes) -> None:
+        try:
+            frame = v3.decode(message)
+        except RemoteProtocolError as err:
+            log.warning("dropping malformed v3 message from %s: %s", self.link.url, err)
+            return
+        with self._lock:
+            stream = self._streams.get(frame.stream_id)
+            if stream is None and frame.type == v3.HEADER:
+                stream = self._streams[frame.stream_id] = ConnectorStream(self, frame.stream_id)
+        if stream is None:
+            return  # unknown stream: dropped
+        if frame.type == v3.HEADER:
+            self.ws.send_binary(v3.window_update_frame(frame.stream_id, len(frame.payload)))
+            try:
+                text = stream.headers.feed(frame)
+            except RemoteProtocolError as err:
+                log.warning("stream %d: %s", frame.stream_id, err)
+                self.end_stream(stream)
+                self.ws.send_binary(v3.rst_frame(frame.stream_id, v3.RST_TARGET_FAILED,
+                                                 "bad header"))
+                return
+            if text is not None:
+                self.pool.submit(stream.serve, text, not frame.end_stream)
+        elif frame.type == v3.DATA:
+            stream.feed_body(frame.payload, frame.end_stream)
+        elif frame.type == v3.WINDOW_UPDATE:
+            try:
+                stream.acked(frame.window_increment())
+            except RemoteProtocolError as err:
+                log.warning("stream %d: %s", frame.stream_id, err)
+        elif frame.type == v3.RST_STREAM:
+            self.end_stream(stream)
+            stream.cancel()

@@ -1,0 +1,272 @@
+"""The router's side of Cranker v3: streams multiplexed over one connector websocket.
+
+The websocket's reader thread calls :meth:`V3Session.dispatch` for every message; it never
+blocks, it only hands frames to the stream they belong to. Each stream is driven by the
+client's worker thread (:func:`exchange`), which does the flow control both ways.
+"""
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+from typing import TYPE_CHECKING
+
+from ..errors import (
+    BadGateway,
+    BadRequest,
+    ConnectorProtocolError,
+    GatewayTimeout,
+    RemoteProtocolError,
+)
+from ..protocol import v3
+from .http_io import iter_body
+from .websocket import ConnectionClosed, RouterWebSocket
+
+if TYPE_CHECKING:
+    from .pool import ConnectorSocket
+    from .proxy import ClientHandler, _ResponseState
+
+log = logging.getLogger(__name__)
+
+#: Bytes a stream may hold unread before the connector is judged to ignore flow control.
+STREAM_BUFFER_LIMIT = 4 * 1024 * 1024
+
+
+class _Closed:
+    """The socket under a stream closed; ``code`` is None when no close frame arrived."""
+
+    def __init__(self, code: int | None) -> None:
+        self.code = code
+
+
+class RouterStream:
+    """One request on a v3 socket: frames in, window accounting for what we send."""
+
+    def __init__(self, session: V3Session, stream_id: int) -> None:
+        self.session = session
+        self.id = stream_id
+        self.window = v3.SendWindow()
+        self._cond = threading.Condition()
+        self._events: collections.deque[v3.Frame | _Closed] = collections.deque()
+        self._buffered = 0
+        self.overflowed = False
+
+    # reader thread side
+    def put(self, event: v3.Frame | _Closed) -> None:
+        with self._cond:
+            if isinstance(event, v3.Frame):
+                self._buffered += len(event.payload)
+                if self._buffered > STREAM_BUFFER_LIMIT:
+                    self.overflowed = True
+            self._events.append(event)
+            self._cond.notify_all()
+
+    def acked(self, n: int) -> None:
+        with self._cond:
+            self.window.acked(n)
+            self._cond.notify_all()
+
+    # worker side
+    def get(self, timeout: float) -> v3.Frame | _Closed | None:
+        with self._cond:
+            if not self._cond.wait_for(lambda: self._events, timeout):
+                return None
+            event = self._events.popleft()
+            if isinstance(event, v3.Frame):
+                self._buffered -= len(event.payload)
+            return event
+
+    def wait_writable(self, timeout: float) -> bool:
+        """Wait until the window allows sending more; also wakes on any incoming event."""
+        with self._cond:
+            return self._cond.wait_for(lambda: not self.window.paused or self._events, timeout)
+
+    def has_events(self) -> bool:
+        with self._cond:
+            return bool(self._events)
+
+    def send(self, frame: bytes, payload_len: int) -> None:
+        with self._cond:
+            self.window.sent(payload_len)
+        self.session.send(frame)
+
+
+class V3Session:
+    """The streams of one v3 websocket."""
+
+    def __init__(self) -> None:
+        self.ws: RouterWebSocket | None = None
+        self._lock = threading.Lock()
+        self._streams: dict[int, RouterStream] = {}
+        self._next_id = 1
+        self._draining = False
+        self._closed = False
+
+    @property
+    def inflight(self) -> int:
+        with self._lock:
+            return len(self._streams)
+
+    def send(self, frame: bytes) -> None:
+        assert self.ws is not None
+        self.ws.send(frame)
+
+    def open_stream(self) -> RouterStream:
+        with self._lock:
+            if self._closed or self._draining:
+                raise ConnectionClosed(1001, "socket closing")
+            stream_id = self._next_id
+            self._next_id = 1 if stream_id >= v3.MAX_STREAM_ID else stream_id + 1
+            stream = RouterStream(self, stream_id)
+            self._streams[stream_id] = stream
+            return stream
+
+    def end_stream(self, stream: RouterStream) -> None:
+        with self._lock:
+            self._streams.pop(stream.id, None)
+            close_now = self._draining and not self._streams
+        if close_now and self.ws is not None:
+            self.ws.close(1001, "Deregistered")
+
+    def drain(self) -> None:
+        """Deregistration: close with 1001 once no stream is in flight."""
+        with self._lock:
+            self._draining = True
+            close_now = not self._streams
+        if close_now and self.ws is not None:
+            self.ws.close(1001, "Deregistered")
+
+    # -- reader thread -----------------------------------------------------------------------
+
+    def dispatch(self, msg: str | bytes) -> None:
+        if isinstance(msg, str):
+            return  # text messages on a v3 socket are ignored
+        try:
+            frame = v3.decode(msg)
+        except RemoteProtocolError as err:
+            log.warning("dropping malformed v3 message: %s", err)
+            return
+        with self._lock:
+            stream = self._streams.get(frame.stream_id)
+        if stream is None:
+            return  # unknown or finished stream: dropped
+        if frame.type == v3.WINDOW_UPDATE:
+            try:
+                stream.acked(frame.window_increment())
+            except RemoteProtocolError as err:
+                log.warning("stream %d: %s", frame.stream_id, err)
+        elif frame.type in (v3.DATA, v3.HEADER, v3.RST_STREAM):
+            stream.put(frame)
+
+    def on_socket_closed(self, ws: RouterWebSocket) -> None:
+        code = ws.close_reason if ws.close_received else None
+        with self._lock:
+            self._closed = True
+            streams = list(self._streams.values())
+        for stream in streams:
+            stream.put(_Closed(int(code) if code is not None else None))
+
+
+# -- the client worker's side ------------------------------------------------------------------
+
+
+def send_head(stream: RouterStream, text: str, end_stream: bool) -> None:
+    for frame in v3.header_frames(stream.id, text, end_stream=end_stream):
+        stream.send(frame, len(frame) - 6)
+
+
+def exchange(handler: ClientHandler, sock: ConnectorSocket, stream: RouterStream,
+             length: int | None) -> None:
+    """Send the body (the head is sent) over ``stream`` and relay the response."""
+    idle = handler.core.config.idle_timeout
+    completed = False
+    try:
+        if length != 0:
+            _send_body(handler, stream, length, idle)
+        _relay(handler, stream, idle)
+        completed = True
+    except (ConnectionClosed, OSError) as err:
+        if handler._response_started:
+            raise handler.aborted(f"connector socket failed: {err!r}") from err
+        raise BadGateway(f"connector socket failed: {err!r}") from err
+    finally:
+        if not completed:
+            _reset(stream, v3.RST_CLIENT_GONE, "request ended early")
+        stream.session.end_stream(stream)
+
+
+def _reset(stream: RouterStream, code: int, message: str) -> None:
+    try:
+        stream.session.send(v3.rst_frame(stream.id, code, message))
+    except (ConnectionClosed, OSError):
+        pass
+
+
+def _send_body(handler: ClientHandler, stream: RouterStream, length: int | None,
+               idle: float) -> None:
+    for data in iter_body(handler.rfile, length):
+        if not stream.wait_writable(idle):
+            raise GatewayTimeout("connector sent no WINDOW_UPDATE for the request body")
+        if stream.has_events():
+            return  # the connector answered (or reset) early: stop uploading
+        stream.send(v3.data_frame(stream.id, data), len(data))
+    stream.send(v3.data_frame(stream.id, b"", end_stream=True), 0)
+    handler.close_connection = not handler._keep_alive
+
+
+def _relay(handler: ClientHandler, stream: RouterStream, idle: float) -> None:
+    assembler = v3.HeaderAssembler()
+    response: _ResponseState | None = None
+    while True:
+        event = stream.get(idle)
+        if event is None:
+            if response is None:
+                raise GatewayTimeout(f"no response from connector in {idle:.0f}s")
+            raise handler.aborted(f"no data from connector in {idle:.0f}s")
+        if stream.overflowed:
+            raise _fail(response, handler, "connector ignored flow control")
+        if isinstance(event, _Closed):
+            code = event.code
+            if response is None:
+                if code == 1008:
+                    raise BadRequest("connector closed with 1008 (policy violation)")
+                raise BadGateway(f"connector socket closed with {code} before responding")
+            raise handler.aborted(f"connector socket closed with {code} mid-response")
+        if event.type == v3.RST_STREAM:
+            code, message = event.rst_code()
+            raise _fail(response, handler, f"connector reset the stream ({code} {message})")
+        if event.type == v3.HEADER:
+            if response is not None:
+                raise _fail(response, handler, "second response head")
+            try:
+                text = assembler.feed(event)
+            except RemoteProtocolError as err:
+                raise ConnectorProtocolError(f"bad response head: {err}") from err
+            stream.session.send(v3.window_update_frame(stream.id, len(event.payload)))
+            if text is not None:
+                response = handler.start_response(text)
+            if event.end_stream and response is not None:
+                response.finish()
+                return
+            continue
+        if event.type == v3.DATA:
+            if response is None:
+                raise ConnectorProtocolError("connector sent DATA before a response head")
+            if event.payload:
+                response.write(event.payload)
+                stream.session.send(v3.window_update_frame(stream.id, len(event.payload)))
+            if event.end_stream:
+                response.finish()
+                return
+
+
+def _fail(response: object, handler: ClientHandler, reason: str) -> Exception:
+    if response is None:
+        return BadGateway(reason)
+    return handler.aborted(reason)
+
+
+def wait_for_drain(session: V3Session, deadline: float) -> None:
+    while session.inflight and time.monotonic() < deadline:
+        time.sleep(0.02)
