@@ -70,6 +70,7 @@ class ClientHandler(BaseHTTPRequestHandler):
     core: RouterCore
     _response_started = False
     _body_pending = False
+    _status = 0
 
     def setup(self) -> None:
         self.core = self.server.core  # type: ignore[attr-defined]
@@ -150,6 +151,8 @@ class ClientHandler(BaseHTTPRequestHandler):
         cfg = self.core.config
         if self._head_size() > cfg.max_header_bytes:
             raise HeadersTooLarge(f"request head over {cfg.max_header_bytes} bytes")
+        if self.headers.defects:
+            raise BadRequest(f"malformed request headers: {self.headers.defects[0]!r}")
         if self.request_version == "HTTP/0.9":
             raise BadRequest("HTTP/0.9 is not supported")
         if self.command in ("TRACE", "CONNECT"):
@@ -300,16 +303,30 @@ class ClientHandler(BaseHTTPRequestHandler):
             return
         if status in (400, 414, 431) or self._body_pending:
             self.close_connection = True
-        body = f"{status} {http.HTTPStatus(status).phrase}: {err}\n".encode("utf-8", "replace")
+        self._write_error(status, str(err))
+
+    def send_error(self, code: int, message: str | None = None,
+                   explain: str | None = None) -> None:
+        """Errors found by the standard library's parser (400, 431, 505): always a full
+        HTTP/1.1 status line (the library omits it for what it takes as HTTP/0.9)."""
+        log.info("%d for %r from %s: %s", code, self.requestline[:200], self.client_address[0],
+                 message)
+        self._status = code
+        self.close_connection = True
+        self._write_error(code, message or _phrase(code))
+
+    def _write_error(self, status: int, text: str) -> None:
+        phrase = _phrase(status)
+        body = f"{status} {phrase}: {text}\n".encode("utf-8", "replace")
         head = [
-            f"HTTP/1.1 {status} {http.HTTPStatus(status).phrase}",
+            f"HTTP/1.1 {status} {phrase}",
             "Content-Type: text/plain; charset=utf-8",
             f"Content-Length: {len(body)}",
         ]
         if self.close_connection:
             head.append("Connection: close")
         data = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1")
-        if self.command != "HEAD":
+        if getattr(self, "command", None) != "HEAD":
             data += body
         try:
             self.wfile.write(data)
