@@ -39,7 +39,8 @@ def _wait_for_signal() -> None:
 def router_main(argv: Sequence[str] | None = None) -> int:
     defaults = RouterConfig()
     parser = argparse.ArgumentParser(description="Run a crank_sync Cranker router.")
-    parser.add_argument("--host", default=defaults.host, help="address to bind (default %(default)s)")
+    parser.add_argument("--host", default=defaults.host,
+                        help="address to bind (default %(default)s)")
     parser.add_argument("--http-port", type=int, default=defaults.http_port,
                         help="client-facing port, 0 for any (default %(default)s)")
     parser.add_argument("--registration-port", type=int, default=defaults.registration_port,

@@ -34,7 +34,7 @@ class _Replay:
             headers["Accept-Encoding"] = SKIP_HEADER
         super().request(method, url, body, headers, **kwargs)  # type: ignore[misc]
 
-    def putheader(self, header: str, *values: Any) -> None:
+    def putheader(self, header: str | bytes, *values: Any) -> None:
         name = header.lower() if isinstance(header, str) else header.decode().lower()
         if name in _AUTO_HEADERS and name not in self._crank_given:
             return
@@ -65,6 +65,8 @@ class TargetClient:
         parts = urlsplit(target)
         self.base_path = parts.path.rstrip("/")
         pool_cls = _ReplayHTTPSPool if parts.scheme == "https" else _ReplayHTTPPool
+        if not parts.hostname:
+            raise ValueError(f"target {target!r} has no host")
         self.pool = pool_cls(
             parts.hostname,
             parts.port,

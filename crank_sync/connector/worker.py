@@ -270,9 +270,8 @@ class SocketWorker:
         complete = False
         try:
             try:
-                response_head = ResponseHead(
-                    status=resp.status, reason=resp.reason or "", headers=tuple(resp.headers.items())
-                )
+                response_head = ResponseHead(status=resp.status, reason=resp.reason or "",
+                                             headers=tuple(resp.headers.items()))
             except Exception as err:  # noqa: BLE001 - any invalid head becomes 1011
                 log.warning("target sent an unusable response head: %s", err)
                 self._close(ws, 1011, "bad response from target")
@@ -309,6 +308,8 @@ class SocketWorker:
     def _router_cancelled(self, ws: websocket.WebSocket) -> bool:
         """Between chunks: has the router sent anything (a 1001 close when the client left)?"""
         while True:
+            if ws.sock is None:
+                return True
             readable, _, _ = select.select([ws.sock], [], [], 0)
             if not readable:
                 return False

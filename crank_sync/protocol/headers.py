@@ -78,7 +78,7 @@ def filter_request_headers(
 
     Duplicates and order are kept; ``Host`` is kept.
     """
-    extra = frozenset({"expect", "forwarded"}) if discard_client_forwarded else frozenset({"expect"})
+    extra = frozenset({"expect", "forwarded"} if discard_client_forwarded else {"expect"})
     out = _drop_hop_by_hop(headers, extra)
     host = next((v for n, v in out if n.lower() == "host"), None)
     out.append(("Forwarded", forwarded_element(client_ip, host, proto, by)))

@@ -4,9 +4,19 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from email.message import Message
-from typing import BinaryIO
+from typing import Any, Protocol
 
 from ..errors import BadRequest, ClientGone
+
+
+class Reader(Protocol):
+    def read1(self, size: int = ..., /) -> bytes: ...
+    def readline(self, size: int | None = ..., /) -> bytes: ...
+
+
+class Writer(Protocol):
+    def write(self, data: bytes, /) -> Any: ...
+
 
 CHUNK = 64 * 1024
 _MAX_CHUNK_LINE = 4096
@@ -41,9 +51,9 @@ def request_framing(headers: Message) -> int | None:
     return 0
 
 
-def _read_some(rfile: BinaryIO, size: int) -> bytes:
+def _read_some(rfile: Reader, size: int) -> bytes:
     try:
-        data = rfile.read1(size)  # type: ignore[attr-defined]
+        data = rfile.read1(size)
     except OSError as err:
         raise ClientGone(f"reading request body: {err}") from err
     if not data:
@@ -51,7 +61,7 @@ def _read_some(rfile: BinaryIO, size: int) -> bytes:
     return bytes(data)
 
 
-def _readline(rfile: BinaryIO) -> bytes:
+def _readline(rfile: Reader) -> bytes:
     try:
         line = rfile.readline(_MAX_CHUNK_LINE + 1)
     except OSError as err:
@@ -65,7 +75,7 @@ def _readline(rfile: BinaryIO) -> bytes:
     return line
 
 
-def iter_body(rfile: BinaryIO, length: int | None, chunk: int = CHUNK) -> Iterator[bytes]:
+def iter_body(rfile: Reader, length: int | None, chunk: int = CHUNK) -> Iterator[bytes]:
     """The request body as chunks of at most ``chunk`` bytes, de-chunked when chunked."""
     if length is not None:
         remaining = length
@@ -97,7 +107,7 @@ def iter_body(rfile: BinaryIO, length: int | None, chunk: int = CHUNK) -> Iterat
 class ClientWriter:
     """Writes a response to the client; any failure becomes :class:`ClientGone`."""
 
-    def __init__(self, wfile: BinaryIO) -> None:
+    def __init__(self, wfile: Writer) -> None:
         self._wfile = wfile
         self.chunked = False
         self.bytes_written = 0

@@ -158,7 +158,8 @@ class SocketRegistry:
             route = self._routes.get(key)
             if route is None:
                 continue
-            if route.empty and route.emptied_at is not None and now - route.emptied_at > self._grace:
+            expired = route.emptied_at is not None and now - route.emptied_at > self._grace
+            if route.empty and expired:
                 del self._routes[key]
                 continue
             return route

@@ -74,7 +74,7 @@ class ClientHandler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         self.core = self.server.core  # type: ignore[attr-defined]
-        self.timeout = self.core.config.client_timeout
+        self.timeout = self.core.config.client_timeout  # type: ignore[misc]
         super().setup()
 
     # -- request head ------------------------------------------------------------------------

@@ -57,7 +57,7 @@ class RegistrationHandler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         self.core = self.server.core  # type: ignore[attr-defined]
-        self.timeout = self.core.config.idle_timeout
+        self.timeout = self.core.config.idle_timeout  # type: ignore[misc]
         super().setup()
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming

@@ -127,7 +127,7 @@ class Router:
                 server.server_close()
             self._servers.clear()
             raise
-        host, port = self._servers[0].server_address[:2]
+        host, port = self.config.host, self.http_port
         self._core.by_name = f"{host}:{port}" if cfg.via_name == "crank_sync" else cfg.via_name
         for server in self._servers:
             thread = threading.Thread(

@@ -80,7 +80,9 @@ class RouterStream:
     def wait_writable(self, timeout: float) -> bool:
         """Wait until the window allows sending more; also wakes on any incoming event."""
         with self._cond:
-            return self._cond.wait_for(lambda: not self.window.paused or self._events, timeout)
+            return bool(
+                self._cond.wait_for(lambda: not self.window.paused or bool(self._events), timeout)
+            )
 
     def has_events(self) -> bool:
         with self._cond:

@@ -119,7 +119,9 @@ class RouterWebSocket(simple_websocket.Server):  # type: ignore[misc]
 
     def handshake(self) -> None:
         """Answer the upgrade with our chosen subprotocol and extra headers, no extensions."""
-        self.close_reason = CloseReason.ABNORMAL_CLOSURE
+        self.close_reason: int = CloseReason.ABNORMAL_CLOSURE
+        self.incoming_message: bytearray | None = None
+        self.incoming_message_len: int = 0
         self.input_buffer: collections.deque[str | bytes] = collections.deque()
         lines = [b"GET / HTTP/1.1"]
         for key, value in self.environ.items():
@@ -239,14 +241,14 @@ class RouterWebSocket(simple_websocket.Server):  # type: ignore[misc]
             self.close(CloseReason.MESSAGE_TOO_BIG, "Message is too big")
             return False
         if event.message_finished and self.incoming_message is None:
-            self._deliver(event.data)
+            self._deliver(bytes(event.data) if isinstance(event.data, bytearray) else event.data)
             self.incoming_message_len = 0
             return True
         if self.incoming_message is None:
             self.incoming_message = bytearray()
         self.incoming_message += data
         if event.message_finished:
-            whole = bytes(self.incoming_message)
+            whole: bytes = bytes(self.incoming_message)
             self._deliver(whole.decode() if isinstance(event, TextMessage) else whole)
             self.incoming_message = None
             self.incoming_message_len = 0
