@@ -11,6 +11,7 @@ import websocket
 
 from ..config import ConnectorConfig
 from .target import TargetClient
+from .watcher import CancelWatcher
 from .worker import CLOSE_TIMEOUT, SocketWorker, endpoint, handshake_headers
 
 log = logging.getLogger(__name__)
@@ -20,11 +21,12 @@ class RouterLink:
     """The sockets of one connector at one router."""
 
     def __init__(self, config: ConnectorConfig, url: str, target: TargetClient,
-                 pool: ThreadPoolExecutor) -> None:
+                 pool: ThreadPoolExecutor, watcher: CancelWatcher) -> None:
         self.config = config
         self.url = url
         self.target = target
         self.pool = pool
+        self.watcher = watcher
         self.stopping = threading.Event()
         self._lock = threading.Lock()
         self._workers: set[SocketWorker] = set()
@@ -125,8 +127,8 @@ class Connector:
         )
         self._pool = ThreadPoolExecutor(max_workers=config.v3_workers,
                                         thread_name_prefix="crank-connector-stream")
-        self._links = [RouterLink(config, url, self.target, self._pool)
-                       for url in config.routers]
+        self._links: list[RouterLink] = []
+        self._watcher: CancelWatcher | None = None
         self._started = False
 
     @property
@@ -137,6 +139,9 @@ class Connector:
         if self._started:
             raise RuntimeError("connector already started")
         self._started = True
+        self._watcher = CancelWatcher()
+        self._links = [RouterLink(self.config, url, self.target, self._pool, self._watcher)
+                       for url in self.config.routers]
         for link in self._links:
             link.start()
         log.info("connector %s for route %r -> %s started (%d router(s))",
@@ -183,6 +188,8 @@ class Connector:
             log.error("connector stop: threads still running: %s", leftover)
             clean = False
         self._pool.shutdown(wait=True, cancel_futures=True)
+        if self._watcher is not None:
+            self._watcher.stop()
         self.target.close()
         self._started = False
         log.info("connector %s stopped (%s)", self.config.connector_instance_id,

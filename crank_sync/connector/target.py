@@ -6,6 +6,8 @@ No retries, no redirects, no decompression; bodies stream both ways.
 """
 from __future__ import annotations
 
+import socket
+import threading
 from collections.abc import Iterable, Iterator
 from typing import Any
 from urllib.parse import urlsplit
@@ -18,6 +20,43 @@ from urllib3.util import SKIP_HEADER
 from ..protocol import RequestHead
 
 _AUTO_HEADERS = frozenset({"content-length", "user-agent"})
+_current = threading.local()
+
+
+class Cancel:
+    """Lets another thread abort a request that is blocked on the target.
+
+    The connection urllib3 uses for the request attaches itself here; ``cancel()`` shuts its
+    socket down, which makes the blocked read or write fail at once.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._conn: HTTPConnection | None = None
+        self.cancelled = False
+
+    def attach(self, conn: HTTPConnection) -> None:
+        with self._lock:
+            self._conn = conn
+            cancelled = self.cancelled
+        if cancelled:
+            self._shutdown(conn)
+
+    def cancel(self) -> None:
+        with self._lock:
+            self.cancelled = True
+            conn = self._conn
+        if conn is not None:
+            self._shutdown(conn)
+
+    @staticmethod
+    def _shutdown(conn: HTTPConnection) -> None:
+        sock = conn.sock
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
 
 class _Replay:
@@ -27,6 +66,9 @@ class _Replay:
 
     def request(self, method: str, url: str, body: Any = None,
                 headers: Any = None, **kwargs: Any) -> None:
+        cancel = getattr(_current, "cancel", None)
+        if cancel is not None:
+            cancel.attach(self)
         headers = headers or {}
         self._crank_given = frozenset(k.lower() for k in headers)
         if "accept-encoding" not in self._crank_given:
@@ -76,12 +118,24 @@ class TargetClient:
             timeout=urllib3.Timeout(connect=connect_timeout, read=read_timeout),
         )
 
-    def send(self, head: RequestHead, body: Iterable[bytes] | None) -> urllib3.BaseHTTPResponse:
-        """Send ``head`` (and ``body`` when it has one); the response body is left unread."""
+    def send(self, head: RequestHead, body: Iterable[bytes] | None,
+             cancel: Cancel | None = None) -> urllib3.BaseHTTPResponse:
+        """Send ``head`` (and ``body`` when it has one); the response body is left unread.
+
+        ``cancel.cancel()`` from another thread aborts the exchange with the target.
+        """
         headers = urllib3.HTTPHeaderDict()
         for name, value in head.headers:
             headers.add(name, value)
         has_length = "content-length" in headers
+        _current.cancel = cancel
+        try:
+            return self._urlopen(head, body, headers, has_length)
+        finally:
+            _current.cancel = None
+
+    def _urlopen(self, head: RequestHead, body: Iterable[bytes] | None,
+                 headers: urllib3.HTTPHeaderDict, has_length: bool) -> urllib3.BaseHTTPResponse:
         return self.pool.urlopen(
             head.method,
             self.base_path + head.target,

@@ -20,7 +20,7 @@ from websocket import ABNF
 
 from ..errors import RemoteProtocolError
 from ..protocol import ResponseHead, encode_response_head, parse_request_text, v3
-from .target import iter_response
+from .target import Cancel, iter_response
 
 if TYPE_CHECKING:
     from .connector import RouterLink
@@ -47,7 +47,7 @@ class ConnectorStream:
         self._cond = threading.Condition()
         self._body: collections.deque[object] = collections.deque()
         self.cancelled = False
-        self._response: urllib3.BaseHTTPResponse | None = None
+        self.target_cancel = Cancel()
 
     # reader thread side
     def feed_body(self, data: bytes, end: bool) -> None:
@@ -67,12 +67,7 @@ class ConnectorStream:
         with self._cond:
             self.cancelled = True
             self._cond.notify_all()
-            resp = self._response
-        if resp is not None:
-            try:
-                resp.close()  # unblocks a pool thread reading from the target
-            except Exception:  # noqa: BLE001 - best effort
-                pass
+        self.target_cancel.cancel()  # unblocks a pool thread waiting on the target
 
     # pool thread side
     def _send(self, frame: bytes) -> None:
@@ -137,15 +132,13 @@ class ConnectorStream:
             return
         body = self._request_body(idle) if has_body else None
         try:
-            resp = self.sock.link.target.send(head, body)
+            resp = self.sock.link.target.send(head, body, self.target_cancel)
         except _TARGET_ERRORS as err:
             if self.cancelled:
                 return
             log.warning("target failed for %s %s: %r", head.method, head.target[:200], err)
             self._reset(v3.RST_TARGET_FAILED, "target failed")
             return
-        with self._cond:
-            self._response = resp
         complete = False
         try:
             response_head = ResponseHead(status=resp.status, reason=resp.reason or "",

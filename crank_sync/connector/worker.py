@@ -26,7 +26,7 @@ from ..protocol import (
     encode_response_head,
     parse_request,
 )
-from .target import iter_response
+from .target import Cancel, iter_response
 from .v3 import V3Socket
 
 if TYPE_CHECKING:
@@ -238,19 +238,29 @@ class SocketWorker:
             log.warning("bad request from router %s: %s", self.link.url, err)
             self._close(ws, 1008, "bad request message")
             return
-        body = self._request_body(ws) if head.has_body else None
+        cancel = Cancel()
+        watcher = self.link.watcher
+        body = self._request_body(ws, cancel) if head.has_body else None
+        if body is None:
+            watcher.watch(ws, cancel.cancel)
         try:
-            resp = self.link.target.send(head, body)
+            resp = self.link.target.send(head, body, cancel)
         except Cancelled:
             log.info("request %s %s cancelled by the router", head.method, head.target[:200])
             return
         except _TARGET_ERRORS as err:
+            if cancel.cancelled:
+                log.info("request %s %s cancelled: the client went away", head.method,
+                         head.target[:200])
+                return
             log.warning("target failed for %s %s: %r", head.method, head.target[:200], err)
             self._close(ws, 1011, "target failed")
             return
-        self._respond(ws, head, resp)
+        finally:
+            watcher.unwatch(ws)
+        self._respond(ws, head, resp, cancel)
 
-    def _request_body(self, ws: websocket.WebSocket) -> Iterator[bytes]:
+    def _request_body(self, ws: websocket.WebSocket, cancel: Cancel) -> Iterator[bytes]:
         while True:
             try:
                 opcode, frame = ws.recv_data_frame(True)
@@ -261,12 +271,14 @@ class SocketWorker:
                     yield frame.data
             elif opcode == ABNF.OPCODE_TEXT:
                 if frame.data.decode("utf-8", "replace").strip() == MARKER_BODY_ENDED:
+                    # the body is complete: watch for a cancel while the target answers
+                    self.link.watcher.watch(ws, cancel.cancel)
                     return
             elif opcode == ABNF.OPCODE_CLOSE:
                 raise Cancelled("router closed the socket during the request body")
 
     def _respond(self, ws: websocket.WebSocket, head: RequestHead,
-                 resp: urllib3.BaseHTTPResponse) -> None:
+                 resp: urllib3.BaseHTTPResponse, cancel: Cancel) -> None:
         complete = False
         try:
             try:
@@ -288,7 +300,7 @@ class SocketWorker:
                     return
                 if chunk is None:
                     break
-                if self._router_cancelled(ws):
+                if cancel.cancelled or self._router_cancelled(ws):
                     log.info("request %s %s cancelled by the router", head.method,
                              head.target[:200])
                     return

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import http
 import logging
+import select
+import socket
 import time
 from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING
@@ -51,6 +53,8 @@ access_log = logging.getLogger("crank_sync.access")
 
 #: Close codes a connector uses for "response complete" (1005: a close frame without a code).
 _NORMAL_CLOSE = (1000, 1005)
+#: While waiting on a connector, the client connection is checked this often (seconds).
+CLIENT_CHECK_INTERVAL = 0.25
 #: How many dead sockets a request may skip before giving up with 502.
 _MAX_SEND_ATTEMPTS = 5
 
@@ -242,12 +246,17 @@ class ClientHandler(BaseHTTPRequestHandler):
         cfg = self.core.config
         ws = sock.ws
         response: _ResponseState | None = None
+        last_data = time.monotonic()
         while True:
             try:
-                msg = ws.receive(timeout=cfg.idle_timeout)
+                msg = ws.receive(timeout=CLIENT_CHECK_INTERVAL)
             except ConnectionClosed:
                 break
             if msg is None:
+                if self.client_gone():
+                    raise ClientGone("client disconnected while waiting for the connector")
+                if time.monotonic() - last_data < cfg.idle_timeout:
+                    continue
                 ws.close(1001, "idle timeout")
                 if response is None:
                     raise GatewayTimeout(f"no response from connector in {cfg.idle_timeout:.0f}s")
@@ -255,11 +264,13 @@ class ClientHandler(BaseHTTPRequestHandler):
             if isinstance(msg, str):
                 if response is None:
                     response = self.start_response(msg, ws)
+                last_data = time.monotonic()
                 continue  # v1 sends nothing textual after the head; tolerate and ignore
             if response is None:
                 ws.close(1002, "body before response head")
                 raise ConnectorProtocolError("connector sent body bytes before a response head")
             response.write(msg)
+            last_data = time.monotonic()
         code = ws.close_reason if ws.close_received else None
         if response is None:
             if code == 1008:
@@ -269,6 +280,14 @@ class ClientHandler(BaseHTTPRequestHandler):
             raise _Aborted(f"connector closed with {code or 'no close frame'} mid-response")
         response.finish()
         return True
+
+    def client_gone(self) -> bool:
+        """Has the client closed its connection? (Checked while waiting on a connector.)"""
+        try:
+            readable, _, _ = select.select([self.connection], [], [], 0)
+            return bool(readable) and self.connection.recv(1, socket.MSG_PEEK) == b""
+        except (OSError, ValueError):
+            return True
 
     def aborted(self, reason: str) -> Exception:
         """The exception that drops the client connection mid-response."""

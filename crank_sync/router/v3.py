@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from ..errors import (
     BadGateway,
     BadRequest,
+    ClientGone,
     ConnectorProtocolError,
     GatewayTimeout,
     RemoteProtocolError,
@@ -26,6 +27,8 @@ from .websocket import ConnectionClosed, RouterWebSocket
 if TYPE_CHECKING:
     from .pool import ConnectorSocket
     from .proxy import ClientHandler, _ResponseState
+
+CLIENT_CHECK_INTERVAL = 0.25
 
 log = logging.getLogger(__name__)
 
@@ -220,12 +223,18 @@ def _send_body(handler: ClientHandler, stream: RouterStream, length: int | None,
 def _relay(handler: ClientHandler, stream: RouterStream, idle: float) -> None:
     assembler = v3.HeaderAssembler()
     response: _ResponseState | None = None
+    last_data = time.monotonic()
     while True:
-        event = stream.get(idle)
+        event = stream.get(CLIENT_CHECK_INTERVAL)
         if event is None:
+            if handler.client_gone():
+                raise ClientGone("client disconnected while waiting for the connector")
+            if time.monotonic() - last_data < idle:
+                continue
             if response is None:
                 raise GatewayTimeout(f"no response from connector in {idle:.0f}s")
             raise handler.aborted(f"no data from connector in {idle:.0f}s")
+        last_data = time.monotonic()
         if stream.overflowed:
             raise _fail(response, handler, "connector ignored flow control")
         if isinstance(event, _Closed):

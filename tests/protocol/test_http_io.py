@@ -234,7 +234,7 @@ def chunked(pieces: list[bytes], rng: random.Random) -> bytes:
 def random_splits(data: bytes, rng: random.Random) -> list[bytes]:
     cuts = sorted(rng.sample(range(1, len(data)), min(len(data) - 1, rng.randrange(0, 12))))
     bounds = [0, *cuts, len(data)]
-    return [data[a:b] for a, b in zip(bounds, bounds[1:])]
+    return [data[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
 
 
 @pytest.mark.parametrize("seed", range(60))
