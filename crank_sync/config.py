@@ -4,6 +4,7 @@ from __future__ import annotations
 import re
 import uuid
 from dataclasses import dataclass, field
+from typing import Any
 
 _ROUTE_RE = re.compile(r"^[a-zA-Z0-9/_.-]+$")
 
@@ -71,7 +72,8 @@ SUPPORTED_PROTOCOLS = ("3.0", "1.0")
 class ConnectorConfig:
     """Settings of a :class:`crank_sync.Connector`. All durations are in seconds."""
 
-    target: str
+    #: ``http(s)://host:port[/prefix]`` of the service, or a WSGI callable served in-process.
+    target: Any
     route: str
     routers: tuple[str, ...]
     component_name: str = "crank_sync"
@@ -82,7 +84,7 @@ class ConnectorConfig:
     #: v3 only: the Host this connector serves; the router routes that Host here before paths.
     domain: str = "*"
     #: Threads replaying v3 streams against the target (shared by all v3 sockets).
-    v3_workers: int = 64
+    v3_workers: int = 256
     #: Idle sockets send a ping this often; no frame for two intervals means the router is dead.
     ping_interval: float = 20.0
     connect_timeout: float = 10.0
@@ -101,8 +103,12 @@ class ConnectorConfig:
         for url in self.routers:
             if not url.startswith(("ws://", "wss://")):
                 raise ValueError(f"router URL must start with ws:// or wss://, got {url!r}")
-        if not self.target.startswith(("http://", "https://")):
-            raise ValueError(f"target must start with http:// or https://, got {self.target!r}")
+        if not callable(self.target) and not (
+            isinstance(self.target, str) and self.target.startswith(("http://", "https://"))
+        ):
+            raise ValueError(
+                f"target must be an http:// or https:// URL or a WSGI callable, got {self.target!r}"
+            )
         if self.sliding_window < 1:
             raise ValueError("sliding_window must be at least 1")
         protocols = tuple(p.lower().removeprefix("cranker_") for p in self.protocols)

@@ -10,7 +10,7 @@ from typing import Any
 import websocket
 
 from ..config import ConnectorConfig
-from .target import TargetClient
+from .target import Target, TargetClient
 from .watcher import CancelWatcher
 from .worker import CLOSE_TIMEOUT, SocketWorker, endpoint, handshake_headers
 
@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 class RouterLink:
     """The sockets of one connector at one router."""
 
-    def __init__(self, config: ConnectorConfig, url: str, target: TargetClient,
+    def __init__(self, config: ConnectorConfig, url: str, target: Target,
                  pool: ThreadPoolExecutor, watcher: CancelWatcher) -> None:
         self.config = config
         self.url = url
@@ -119,12 +119,18 @@ class Connector:
             config = ConnectorConfig(target=target, route=route, routers=tuple(routers),
                                      **options)
         self.config = config
-        self.target = TargetClient(
-            config.target,
-            connect_timeout=config.connect_timeout,
-            read_timeout=config.idle_timeout,
-            maxsize=max(8, 4 * config.sliding_window),
-        )
+        self.target: Target
+        if callable(config.target):
+            from .wsgi import WsgiTarget
+
+            self.target = WsgiTarget(config.target)
+        else:
+            self.target = TargetClient(
+                config.target,
+                connect_timeout=config.connect_timeout,
+                read_timeout=config.idle_timeout,
+                maxsize=config.v3_workers,
+            )
         self._pool = ThreadPoolExecutor(max_workers=config.v3_workers,
                                         thread_name_prefix="crank-connector-stream")
         self._links: list[RouterLink] = []

@@ -9,7 +9,7 @@ from __future__ import annotations
 import socket
 import threading
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import urllib3
@@ -99,6 +99,29 @@ class _ReplayHTTPSPool(HTTPSConnectionPool):
     ConnectionCls = ReplayHTTPSConnection
 
 
+class TargetResponse(Protocol):
+    """What a target returns: an urllib3 response, or anything shaped like one."""
+
+    status: int
+    reason: str | None
+
+    @property
+    def headers(self) -> Any: ...  # has .items() yielding duplicates separately
+
+    def read1(self, amt: int | None = None, decode_content: bool | None = None) -> bytes: ...
+    def close(self) -> None: ...
+    def release_conn(self) -> None: ...
+
+
+class Target(Protocol):
+    """Something a connector replays requests against (an HTTP service, a WSGI app)."""
+
+    def send(self, head: RequestHead, body: Iterable[bytes] | None,
+             cancel: Cancel | None = None) -> TargetResponse: ...
+
+    def close(self) -> None: ...
+
+
 class TargetClient:
     """A pool of keep-alive connections to one target service."""
 
@@ -154,7 +177,7 @@ class TargetClient:
         self.pool.close()
 
 
-def iter_response(resp: urllib3.BaseHTTPResponse, chunk_size: int) -> Iterator[bytes]:
+def iter_response(resp: TargetResponse, chunk_size: int) -> Iterator[bytes]:
     """The raw (still encoded) response body, as it arrives."""
     while True:
         data = resp.read1(chunk_size, decode_content=False)

@@ -26,7 +26,7 @@ from ..protocol import (
     encode_response_head,
     parse_request,
 )
-from .target import Cancel, iter_response
+from .target import Cancel, TargetResponse, iter_response
 from .v3 import V3Socket
 
 if TYPE_CHECKING:
@@ -278,7 +278,7 @@ class SocketWorker:
                 raise Cancelled("router closed the socket during the request body")
 
     def _respond(self, ws: websocket.WebSocket, head: RequestHead,
-                 resp: urllib3.BaseHTTPResponse, cancel: Cancel) -> None:
+                 resp: TargetResponse, cancel: Cancel) -> None:
         complete = False
         try:
             try:
