@@ -60,18 +60,23 @@ class _Route:
     def empty(self) -> bool:
         return not self.idle and not self.busy and not self.v3
 
-    def pick(self) -> ConnectorSocket | None:
-        """Next socket for a request: v3 round-robin, alternating with idle v1 sockets."""
+    def pick(self, dark: frozenset[str]) -> ConnectorSocket | None:
+        """Next socket for a request: v3 round-robin, alternating with idle v1 sockets.
+
+        Sockets from ``dark`` IPs stay registered but are passed over.
+        """
         self.toggle += 1
         if self.v3 and (not self.idle or self.toggle % 2):
             for _ in range(len(self.v3)):
                 self.rr = (self.rr + 1) % len(self.v3)
                 sock = self.v3[self.rr]
-                if sock.ws.connected and not sock.ws.finished:
+                if sock.ws.connected and not sock.ws.finished and sock.remote_ip not in dark:
                     return sock
-        while self.idle:
-            sock = self.idle.popleft()
-            if sock.ws.connected and not sock.ws.finished:
+        for sock in list(self.idle):
+            if not sock.ws.connected or sock.ws.finished:
+                self.idle.remove(sock)  # its handler thread forgets it too, shortly
+            elif sock.remote_ip not in dark:
+                self.idle.remove(sock)
                 sock.ws.in_use = True
                 self.busy.add(sock)
                 return sock
@@ -86,7 +91,10 @@ class SocketRegistry:
         self._cond = threading.Condition()
         self._routes: dict[str, _Route] = {}
         self._domains: dict[str, _Route] = {}
+        self._dark: frozenset[str] = frozenset()
         self._closed = False
+        #: Requests currently waiting for a socket.
+        self.waiting = 0
 
     # -- registration ------------------------------------------------------------------------
 
@@ -176,24 +184,40 @@ class SocketRegistry:
         """
         deadline = time.monotonic() + timeout
         with self._cond:
-            while True:
-                now = time.monotonic()
-                if host and not self._closed and self._domains:
-                    domain = self._domains.get(_hostname(host))
-                    sock = domain.pick() if domain is not None else None
+            self.waiting += 1
+            try:
+                while True:
+                    now = time.monotonic()
+                    if host and not self._closed and self._domains:
+                        domain = self._domains.get(_hostname(host))
+                        sock = domain.pick(self._dark) if domain is not None else None
+                        if sock is not None:
+                            return sock
+                    route = None if self._closed else self._resolve(name, now)
+                    if route is None:
+                        raise NoRoute(f"no connector registered for route {name!r}")
+                    sock = route.pick(self._dark)
                     if sock is not None:
                         return sock
-                route = None if self._closed else self._resolve(name, now)
-                if route is None:
-                    raise NoRoute(f"no connector registered for route {name!r}")
-                sock = route.pick()
-                if sock is not None:
-                    return sock
-                if now >= deadline:
-                    raise NoConnectorAvailable(
-                        f"no idle connector socket for route {name!r} within {timeout:.1f}s"
-                    )
-                self._cond.wait(deadline - now)
+                    if now >= deadline:
+                        raise NoConnectorAvailable(
+                            f"no idle connector socket for route {name!r} within {timeout:.1f}s"
+                        )
+                    self._cond.wait(deadline - now)
+            finally:
+                self.waiting -= 1
+
+    # -- dark mode ---------------------------------------------------------------------------
+
+    def set_dark(self, ip: str, dark: bool) -> None:
+        """Take every connector from ``ip`` out of rotation (or put it back)."""
+        with self._cond:
+            self._dark = self._dark | {ip} if dark else self._dark - {ip}
+            self._cond.notify_all()
+
+    def dark_ips(self) -> list[str]:
+        with self._cond:
+            return sorted(self._dark)
 
     # -- inspection --------------------------------------------------------------------------
 
@@ -203,10 +227,12 @@ class SocketRegistry:
             return len(route.idle) + len(route.v3) if route else 0
 
     def snapshot(self) -> dict[str, dict[str, list[ConnectorSocket]]]:
+        """Sockets by route (domain groups as ``domain:<host>``): idle v1, busy v1, v3."""
         with self._cond:
+            groups = {**self._routes, **{f"domain:{d}": r for d, r in self._domains.items()}}
             return {
                 name: {"idle": list(r.idle), "busy": list(r.busy), "v3": list(r.v3)}
-                for name, r in self._routes.items()
+                for name, r in groups.items()
             }
 
 
