@@ -3,6 +3,7 @@
 Public API: :class:`Router`, :class:`RouterConfig`, :class:`Connector`, :class:`ConnectorConfig`
 and the exception tree rooted at :class:`CrankError`.
 """
+from ._version import __version__
 from .config import ConnectorConfig, RouterConfig
 from .connector import Connector
 from .errors import (
@@ -17,8 +18,6 @@ from .errors import (
     RemoteProtocolError,
 )
 from .router import Router
-
-__version__ = "0.1.0"
 
 __all__ = [
     "BadGateway",

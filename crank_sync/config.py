@@ -45,6 +45,8 @@ class RouterConfig:
     socket_buffer_bytes: int = 512 * 1024
     #: Idle connector sockets are pinged this often; one missed pong closes the socket.
     ping_interval: float = 20.0
+    #: On stop (SIGTERM), how long in-flight requests may take to finish before sockets close.
+    drain_timeout: float = 30.0
     #: Name used in ``Via`` and ``Forwarded: by=``.
     via_name: str = "crank_sync"
     #: Drop ``Forwarded`` headers the client sent instead of appending to them.
@@ -53,7 +55,8 @@ class RouterConfig:
     x_forwarded_headers: bool = False
 
     def __post_init__(self) -> None:
-        for name in ("connector_max_wait", "idle_timeout", "client_timeout", "ping_interval"):
+        for name in ("connector_max_wait", "idle_timeout", "client_timeout", "ping_interval",
+                     "drain_timeout"):
             _positive(name, getattr(self, name))
         for name in ("http_port", "registration_port"):
             port = getattr(self, name)

@@ -75,8 +75,12 @@ class RouterLink:
         """Registered sockets ready for a request: idle v1 sockets and every v3 socket."""
         return sum(1 for w in self.workers() if w.state in ("idle", "v3"))
 
-    def deregister(self, timeout: float) -> None:
-        """Ask the router to drop our idle sockets, and wait for it to say it is done."""
+    def deregister(self, timeout: float) -> bool:
+        """Ask the router to drop our idle sockets; True once it said it is done.
+
+        After that, every socket of ours the router has not closed carries a request, so
+        stop() leaves them alone until they finish.
+        """
         cfg = self.config
         url = endpoint(self.url, "deregister", cfg.connector_instance_id, cfg.component_name)
         try:
@@ -86,18 +90,19 @@ class RouterLink:
             )
         except (websocket.WebSocketException, OSError) as err:
             log.info("deregistration at %s failed: %s", self.url, err)
-            return
+            return False
         try:
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:
                 ws.settimeout(max(0.05, deadline - time.monotonic()))
                 opcode, _ = ws.recv_data_frame(True)
                 if opcode == websocket.ABNF.OPCODE_CLOSE:
-                    break
+                    return True
         except (websocket.WebSocketException, OSError) as err:
-            log.debug("deregistration at %s ended: %r", self.url, err)
+            log.info("deregistration at %s got no answer: %r", self.url, err)
         finally:
             ws.shutdown()
+        return False
 
 
 class Connector:
@@ -169,13 +174,18 @@ class Connector:
         deadline = time.monotonic() + timeout
         for link in self._links:
             link.stopping.set()
-        for link in self._links:
-            link.deregister(max(0.1, min(CLOSE_TIMEOUT, deadline - time.monotonic())))
+        unanswered = [
+            link for link in self._links
+            if not link.deregister(max(0.1, min(CLOSE_TIMEOUT, deadline - time.monotonic())))
+        ]
         while True:
-            for link in self._links:
+            # a router that confirmed deregistration closes our idle sockets itself; a socket
+            # it left open may be carrying a request that is on its way to us
+            for link in unanswered:
                 for worker in link.workers():
                     worker.abort()  # only sockets with nothing in flight
-            if not self.busy_count() or time.monotonic() >= deadline:
+            alive = any(link.workers() for link in self._links)
+            if not alive or time.monotonic() >= deadline:
                 break
             time.sleep(0.02)
         clean = self.busy_count() == 0

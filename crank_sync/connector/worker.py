@@ -8,6 +8,7 @@ from __future__ import annotations
 import itertools
 import logging
 import select
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -38,6 +39,20 @@ _ids = itertools.count(1)
 _WS_ERRORS = (websocket.WebSocketException, OSError)
 _TARGET_ERRORS = (urllib3.exceptions.HTTPError, OSError)
 CLOSE_TIMEOUT = 3.0
+
+
+def _shutdown(ws: websocket.WebSocket) -> None:
+    """Close at once, waking a thread blocked in recv (close() alone does not, on Linux)."""
+    sock = ws.sock
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+    try:
+        ws.shutdown()
+    except Exception:  # noqa: BLE001 - best effort on the way out
+        pass
 
 
 class Cancelled(Exception):
@@ -99,10 +114,7 @@ class SocketWorker:
         """Unblock a worker with nothing in flight (used on stop)."""
         ws = self.ws
         if ws is not None and self.inflight == 0:
-            try:
-                ws.shutdown()
-            except Exception:  # noqa: BLE001 - best effort on the way out
-                pass
+            _shutdown(ws)
 
     def force_close(self) -> None:
         """Close even a busy socket with 1001 (stop() ran out of time)."""
@@ -112,10 +124,7 @@ class SocketWorker:
                 ws.send_close(1001, b"connector stopping")
             except _WS_ERRORS:
                 pass
-            try:
-                ws.shutdown()
-            except Exception:  # noqa: BLE001
-                pass
+            _shutdown(ws)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -189,10 +198,7 @@ class SocketWorker:
     def _discard(self, ws: websocket.WebSocket) -> None:
         self.state = "connecting"
         self.ws = None
-        try:
-            ws.shutdown()
-        except Exception:  # noqa: BLE001
-            pass
+        _shutdown(ws)
 
     def _wait_for_request(self, ws: websocket.WebSocket) -> str | None:
         """Idle: answer pings, ping the router, return the request text or None if closed."""

@@ -14,6 +14,7 @@ import collections
 import logging
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -40,7 +41,15 @@ class ConnectorSocket:
     protocol: str
     domain: str = "*"
     session: V3Session | None = None
+    remote_port: int = 0
     registered_at: float = field(default_factory=time.time)
+    socket_id: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
+
+    @property
+    def inflight(self) -> int:
+        if self.session is not None:
+            return self.session.inflight
+        return 1 if self.ws.in_use else 0
 
     @property
     def is_v3(self) -> bool:

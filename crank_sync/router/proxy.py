@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import http
 import logging
+import re
 import select
 import socket
 import time
+import uuid
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING
 
@@ -55,6 +58,7 @@ access_log = logging.getLogger("crank_sync.access")
 _NORMAL_CLOSE = (1000, 1005)
 #: While waiting on a connector, the client connection is checked this often (seconds).
 CLIENT_CHECK_INTERVAL = 0.25
+_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:/+=@-]+$")
 #: How many dead sockets a request may skip before giving up with 502.
 _MAX_SEND_ATTEMPTS = 5
 
@@ -93,6 +97,13 @@ class ClientHandler(BaseHTTPRequestHandler):
         if not self.raw_requestline:
             self.close_connection = True
             return
+        self.core.busy_connections.add(self.connection)  # from here on, a stop waits for us
+        try:
+            self._handle_request(limit)
+        finally:
+            self.core.busy_connections.discard(self.connection)
+
+    def _handle_request(self, limit: int) -> None:
         if len(self.raw_requestline) > limit:
             self.requestline = self.request_version = self.command = ""
             self._reject(UriTooLong("request line too long"))
@@ -100,11 +111,7 @@ class ClientHandler(BaseHTTPRequestHandler):
         if not self.parse_request():  # the standard library has answered 400/431/505
             self.close_connection = True
             return
-        self.core.busy_connections.add(self.connection)
-        try:
-            self._handle()
-        finally:
-            self.core.busy_connections.discard(self.connection)
+        self._handle()
         if self.close_connection:
             return
         try:
@@ -133,23 +140,59 @@ class ClientHandler(BaseHTTPRequestHandler):
         self._status = 0
         self._response_started = False
         self._body_pending = False
+        self._bytes_in = 0
+        self._route = "(none)"
+        self._connector = "-"
+        self._protocol = "-"
+        self.request_id = self._request_id()
         self._writer = ClientWriter(self.wfile)
+        error: str | None = None
         try:
             self._proxy()
         except ClientGone as err:
-            log.debug("client %s went away: %s", self.client_address[0], err)
+            error = "ClientGone"
+            log.debug("client %s went away [%s]: %s", self.client_address[0], self.request_id,
+                      err)
             self.close_connection = True
         except _Aborted as err:
-            log.warning("aborted response to %s %s: %s", self.command, self.path[:200], err)
+            error = "Aborted"
+            log.warning("aborted response to %s %s [%s]: %s", self.command, self.path[:200],
+                        self.request_id, err)
             self.close_connection = True
         except CrankError as err:
+            error = type(err).__name__
             self._reject(err)
         finally:
-            access_log.debug(
-                '%s "%s" %s %d %.1fms', self.client_address[0], self.requestline[:200],
-                self._status or "-", self._writer.bytes_written,
-                (time.monotonic() - started) * 1000,
+            if self.core.draining:
+                self.close_connection = True
+            self._log_access(started, error)
+
+    def _request_id(self) -> str:
+        """The client's X-Request-Id when it is sane, otherwise a new one."""
+        rid = self.headers.get("X-Request-Id", "")
+        if 0 < len(rid) <= 128 and _REQUEST_ID_RE.match(rid):
+            return rid
+        return uuid.uuid4().hex
+
+    def _log_access(self, started: float, error: str | None) -> None:
+        seconds = time.monotonic() - started
+        out = self._writer.bytes_written
+        self.core.metrics.observe(self._route, self._status, seconds, self._bytes_in, out, error)
+        if access_log.isEnabledFor(logging.INFO):
+            access_log.info(
+                '%s %s "%s %s" route=%s status=%s in=%d out=%d %.1fms connector=%s protocol=%s'
+                " request_id=%s",
+                time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - seconds)),
+                self.client_address[0], self.command, self.path[:500], self._route,
+                self._status or "-", self._bytes_in, out, seconds * 1000, self._connector,
+                self._protocol, self.request_id,
             )
+
+    def body_chunks(self, length: int | None) -> Iterator[bytes]:
+        """The client's request body, counted."""
+        for data in iter_body(self.rfile, length):
+            self._bytes_in += len(data)
+            yield data
 
     def _proxy(self) -> None:
         cfg = self.core.config
@@ -174,6 +217,9 @@ class ClientHandler(BaseHTTPRequestHandler):
             discard_client_forwarded=cfg.discard_client_forwarded,
             x_forwarded=cfg.x_forwarded_headers,
         )
+        if self.headers.get("X-Request-Id") != self.request_id:
+            headers = [(n, v) for n, v in headers if n.lower() != "x-request-id"]
+            headers.append(("X-Request-Id", self.request_id))
         has_body = length != 0
         self._keep_alive = not self.close_connection
         if has_body:
@@ -212,6 +258,9 @@ class ClientHandler(BaseHTTPRequestHandler):
         host = self.headers.get("Host")
         for _ in range(_MAX_SEND_ATTEMPTS):
             sock = registry.acquire(route, max(0.0, deadline - time.monotonic()), host)
+            self._route = sock.route
+            self._connector = sock.connector_instance_id
+            self._protocol = sock.protocol
             try:
                 if sock.session is None:
                     sock.ws.send(encode_request(head))
@@ -232,7 +281,7 @@ class ClientHandler(BaseHTTPRequestHandler):
 
     def _send_body(self, sock: ConnectorSocket, length: int | None) -> None:
         try:
-            for data in iter_body(self.rfile, length):
+            for data in self.body_chunks(length):
                 sock.ws.send(data)
             sock.ws.send(MARKER_BODY_ENDED)
         except (ConnectionClosed, OSError) as err:
@@ -342,6 +391,8 @@ class ClientHandler(BaseHTTPRequestHandler):
             "Content-Type: text/plain; charset=utf-8",
             f"Content-Length: {len(body)}",
         ]
+        if hasattr(self, "request_id"):
+            head.append(f"X-Request-Id: {self.request_id}")
         if self.close_connection:
             head.append("Connection: close")
         data = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1")
@@ -378,7 +429,9 @@ class _ResponseState:
                 self.writer.chunked = True
             else:
                 handler.close_connection = True
-        if handler.close_connection:
+        if not any(n.lower() == "x-request-id" for n, _ in headers):
+            headers.append(("X-Request-Id", handler.request_id))
+        if handler.close_connection or handler.core.draining:
             headers.append(("Connection", "close"))
         reason = head.reason if head.reason and head.reason.isascii() else _phrase(head.status)
         lines = [f"HTTP/1.1 {head.status} {reason}"]

@@ -8,10 +8,11 @@ import itertools
 import logging
 from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from ..config import validate_route
 from ..errors import BadRequest
+from . import admin
 from .pool import ConnectorSocket
 from .v3 import V3Session
 from .websocket import LockedSocket, RouterWebSocket
@@ -61,22 +62,49 @@ class RegistrationHandler(BaseHTTPRequestHandler):
         super().setup()
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-        path = urlsplit(self.path).path.rstrip("/")
-        if path == "/register":
+        path = urlsplit(self.path).path
+        if path.rstrip("/") == "/register":
             self._upgrade(deregister=False)
-        elif path == "/deregister":
+        elif path.rstrip("/") == "/deregister":
             self._upgrade(deregister=True)
+        elif path in admin.GET_ROUTES:
+            self._send(*admin.GET_ROUTES[path](self.core))
         else:
             self._plain(404, "not found\n")
+
+    def do_HEAD(self) -> None:  # noqa: N802
+        self._plain(405, "HEAD is not supported here\n")
+
+    def do_PUT(self) -> None:  # noqa: N802
+        self._dark_mode(True)
+
+    def do_DELETE(self) -> None:  # noqa: N802
+        self._dark_mode(False)
+
+    def _dark_mode(self, dark: bool) -> None:
+        path = urlsplit(self.path).path
+        prefix = "/api/dark-mode/"
+        if not path.startswith(prefix):
+            self._plain(404, "not found\n")
+            return
+        status, content_type, body = admin.set_dark_mode(self.core, unquote(path[len(prefix):]),
+                                                         dark)
+        if status == 200:
+            log.info("dark mode %s for %s (by %s)", "on" if dark else "off",
+                     path[len(prefix):], self.client_address[0])
+        self._send(status, content_type, body)
 
     def do_TRACE(self) -> None:  # noqa: N802
         self._plain(405, "TRACE is not allowed\n")
 
     def _plain(self, status: int, text: str) -> None:
-        body = text.encode()
+        self._send(status, "text/plain; charset=utf-8", text.encode())
+
+    def _send(self, status: int, content_type: str, body: bytes) -> None:
         self.send_response(status)
-        self.send_header("Content-Type", "text/plain; charset=utf-8")
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
         self.end_headers()
         self.wfile.write(body)
 
@@ -125,11 +153,14 @@ class RegistrationHandler(BaseHTTPRequestHandler):
             component_name=component,
             remote_ip=ip,
             protocol=f"cranker_{version}",
+            remote_port=int(self.client_address[1]),
             domain=(headers.get("Domain") or "*").strip() if session else "*",
             session=session,
         )
         if not self.core.registry.add(sock):
             ws.close(1001, "router stopping")
+        else:
+            self.core.metrics.registrations.labels(sock.protocol).inc()
         log.debug("registered %s socket for route %r from %s (%s)", sock.protocol, route, ip,
                   sock.connector_instance_id)
         self._wait(ws)
@@ -169,6 +200,7 @@ class RegistrationHandler(BaseHTTPRequestHandler):
             log.warning("deregistration from %s without connectorInstanceID: ignored",
                         self.client_address[0])
         else:
+            self.core.metrics.deregistrations.inc()
             taken = self.core.registry.take_idle_of(instance)
             for sock in taken:
                 if sock.session is not None:

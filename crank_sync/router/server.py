@@ -10,6 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from ..config import RouterConfig
+from .metrics import RouterMetrics
 from .pool import SocketRegistry
 from .proxy import ClientHandler
 from .registration import RegistrationHandler
@@ -25,6 +26,10 @@ class RouterCore:
         self.registry = SocketRegistry(grace=config.connector_max_wait)
         self.busy_connections: set[Any] = set()
         self.by_name = config.via_name
+        self.metrics = RouterMetrics(self.registry)
+        self.started_at = time.monotonic()
+        #: Set when the router stops: /health answers 503, keep-alive connections close.
+        self.draining = False
 
 
 class _Server(ThreadingHTTPServer):
@@ -66,9 +71,10 @@ class _Server(ThreadingHTTPServer):
     def handle_error(self, request: Any, client_address: Any) -> None:
         log.exception("unexpected error serving %s on the %s port", client_address, self._name)
 
-    def close_connections(self) -> None:
+    def close_connections(self, keep: set[Any] | frozenset[Any] = frozenset()) -> None:
+        """Shut down every open connection except those in ``keep``."""
         with self._lock:
-            connections = list(self._connections)
+            connections = [c for c in self._connections if c not in keep]
         for conn in connections:
             try:
                 conn.shutdown(socket.SHUT_RDWR)
@@ -143,28 +149,41 @@ class Router:
                  cfg.host, self.registration_port)
         return self
 
-    def stop(self, timeout: float = 10.0) -> bool:
-        """Stop accepting, let in-flight requests finish for up to half of ``timeout``, then
-        close every connector socket and client connection. True if every thread ended."""
+    def stop(self, timeout: float | None = None) -> bool:
+        """Drain, then stop: True when every in-flight request finished and every thread ended.
+
+        The client port stops accepting at once and idle keep-alive connections close;
+        ``/health`` answers 503 meanwhile. In-flight requests get up to ``timeout`` seconds
+        (default: ``drain_timeout``); then connector sockets close with 1001.
+        """
         if not self._started:
             return True
-        deadline = time.monotonic() + timeout
-        for server in self._servers:
-            server.shutdown()
-        for thread in self._threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
-        for server in self._servers:
-            server.server_close()
-        drain_until = time.monotonic() + timeout / 2
-        while self._core.busy_connections and time.monotonic() < drain_until:
+        drain = self.config.drain_timeout if timeout is None else timeout
+        core = self._core
+        core.draining = True
+        client, registration = self._servers
+        client.shutdown()
+        client.server_close()
+        drain_until = time.monotonic() + drain
+        client.close_connections(keep=core.busy_connections)
+        while core.busy_connections and time.monotonic() < drain_until:
             time.sleep(0.02)
-        for sock in self._core.registry.close():
+        drained = not core.busy_connections
+        if not drained:
+            log.warning("router stop: %d request(s) still in flight after %.1fs; closing",
+                        len(core.busy_connections), drain)
+        registration.shutdown()
+        registration.server_close()
+        for sock in core.registry.close():
             sock.ws.close(1001, "router stopping")
         for server in self._servers:
             server.close_connections()
-        ok = all(server.join_workers(deadline) for server in self._servers)
+        deadline = time.monotonic() + 10.0
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        ok = all(server.join_workers(deadline) for server in self._servers) and drained
         self._started = False
-        log.info("router stopped%s", "" if ok else " (some threads did not end in time)")
+        log.info("router stopped%s", "" if ok else " (not clean)")
         return ok
 
     def __enter__(self) -> Router:

@@ -21,7 +21,6 @@ from ..errors import (
     RemoteProtocolError,
 )
 from ..protocol import v3
-from .http_io import iter_body
 from .websocket import ConnectionClosed, RouterWebSocket
 
 if TYPE_CHECKING:
@@ -210,7 +209,7 @@ def _reset(stream: RouterStream, code: int, message: str) -> None:
 
 def _send_body(handler: ClientHandler, stream: RouterStream, length: int | None,
                idle: float) -> None:
-    for data in iter_body(handler.rfile, length):
+    for data in handler.body_chunks(length):
         if not stream.wait_writable(idle):
             raise GatewayTimeout("connector sent no WINDOW_UPDATE for the request body")
         if stream.has_events():

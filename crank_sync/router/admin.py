@@ -1,0 +1,143 @@
+"""Admin endpoints, served on the registration port only (never the client port).
+
+``GET /health``, ``/health/connectors``, ``/api/registrations``, ``/api/dark-mode``,
+``/api/stats``, ``/metrics`` and ``/`` (the dashboard); ``PUT``/``DELETE
+/api/dark-mode/<ip>``.
+"""
+from __future__ import annotations
+
+import ipaddress
+import json
+import time
+from collections import defaultdict
+from importlib import resources
+from typing import TYPE_CHECKING, Any
+
+from .._version import __version__
+from .metrics import socket_counts
+
+if TYPE_CHECKING:
+    from .server import RouterCore
+
+Response = tuple[int, str, bytes]
+
+
+def _json(status: int, value: Any) -> Response:
+    return status, "application/json", (json.dumps(value, indent=1) + "\n").encode()
+
+
+def health(core: RouterCore) -> Response:
+    snapshot = core.registry.snapshot()
+    sockets = sum(len(g["idle"]) + len(g["busy"]) + len(g["v3"]) for g in snapshot.values())
+    body = {
+        "status": "draining" if core.draining else "ok",
+        "version": __version__,
+        "uptime_s": round(time.monotonic() - core.started_at, 3),
+        "routes": len(snapshot),
+        "sockets": sockets,
+        "requests_waiting": core.registry.waiting,
+        "dark_mode": core.registry.dark_ips(),
+    }
+    return _json(503 if core.draining else 200, body)
+
+
+def connectors(core: RouterCore) -> Response:
+    """Registrations in the shape mu-cranker-router's users know."""
+    dark = set(core.registry.dark_ips())
+    services: dict[str, Any] = {}
+    for route, groups in core.registry.snapshot().items():
+        by_instance: dict[str, dict[str, Any]] = {}
+        for sock in (*groups["idle"], *groups["busy"], *groups["v3"]):
+            entry = by_instance.setdefault(sock.connector_instance_id, {
+                "connectorInstanceID": sock.connector_instance_id,
+                "ip": sock.remote_ip,
+                "componentName": sock.component_name,
+                "darkMode": sock.remote_ip in dark,
+                "connections": [],
+            })
+            entry["connections"].append({
+                "socketID": sock.socket_id,
+                "port": sock.remote_port,
+                "protocol": sock.protocol,
+                "inflight": sock.inflight,
+            })
+        component = next((c["componentName"] for c in by_instance.values()), "")
+        services[route] = {
+            "name": route,
+            "componentName": component,
+            "isCatchAll": route == "*",
+            "connectors": list(by_instance.values()),
+        }
+    return _json(200, {"services": services})
+
+
+def registrations(core: RouterCore) -> Response:
+    """Registrations as ``{route: {ip: {...}}}``, the shape crank4go's users know."""
+    out: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
+    for route, groups in core.registry.snapshot().items():
+        for state in ("idle", "busy", "v3"):
+            for sock in groups[state]:
+                entry = out[route].setdefault(sock.remote_ip, {
+                    "componentName": sock.component_name,
+                    "connectorInstanceIDs": [],
+                    "idleSockets": 0,
+                    "busySockets": 0,
+                    "protocols": [],
+                })
+                if sock.connector_instance_id not in entry["connectorInstanceIDs"]:
+                    entry["connectorInstanceIDs"].append(sock.connector_instance_id)
+                if sock.protocol not in entry["protocols"]:
+                    entry["protocols"].append(sock.protocol)
+                busy = sock.inflight > 0
+                entry["busySockets" if busy else "idleSockets"] += 1
+    return _json(200, out)
+
+
+def dark_mode(core: RouterCore) -> Response:
+    return _json(200, {"darkModeHosts": core.registry.dark_ips()})
+
+
+def set_dark_mode(core: RouterCore, ip_text: str, dark: bool) -> Response:
+    try:
+        ip = str(ipaddress.ip_address(ip_text))
+    except ValueError:
+        return _json(400, {"error": f"not an IP address: {ip_text[:100]!r}"})
+    core.registry.set_dark(ip, dark)
+    return dark_mode(core)
+
+
+def stats(core: RouterCore) -> Response:
+    by_route, failed = core.metrics.totals()
+    return _json(200, {
+        "uptime_s": round(time.monotonic() - core.started_at, 3),
+        "requests_by_route": by_route,
+        "requests_total": sum(by_route.values()),
+        "failed_total": failed,
+        "requests_waiting": core.registry.waiting,
+        "sockets": {
+            route: {f"{p}/{s}": n for (p, s), n in counts.items()}
+            for route, counts in socket_counts(core.registry).items()
+        },
+        "dark_mode": core.registry.dark_ips(),
+    })
+
+
+def metrics(core: RouterCore) -> Response:
+    body, content_type = core.metrics.render()
+    return 200, content_type, body
+
+
+def dashboard(core: RouterCore) -> Response:
+    page = resources.files("crank_sync.router").joinpath("dashboard.html").read_bytes()
+    return 200, "text/html; charset=utf-8", page
+
+
+GET_ROUTES = {
+    "/": dashboard,
+    "/health": health,
+    "/health/connectors": connectors,
+    "/api/registrations": registrations,
+    "/api/dark-mode": dark_mode,
+    "/api/stats": stats,
+    "/metrics": metrics,
+}

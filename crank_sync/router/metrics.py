@@ -1,0 +1,102 @@
+"""Router metrics, produced with prometheus_client on a registry of the router's own."""
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+from collections.abc import Iterator
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from .pool import SocketRegistry
+
+_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+
+class _SocketCollector(Collector):
+    """Socket gauges read from the registry at scrape time, so they are never stale."""
+
+    def __init__(self, sockets: SocketRegistry) -> None:
+        self._sockets = sockets
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        gauge = GaugeMetricFamily("crank_sockets", "Connector sockets by route, protocol, state",
+                                  labels=["route", "protocol", "state"])
+        for route, counts in socket_counts(self._sockets).items():
+            for (protocol, state), n in counts.items():
+                gauge.add_metric([route, protocol, state], n)
+        yield gauge
+        waiting = GaugeMetricFamily("crank_requests_waiting",
+                                    "Client requests waiting for a connector socket")
+        waiting.add_metric([], self._sockets.waiting)
+        yield waiting
+
+
+def socket_counts(sockets: SocketRegistry) -> dict[str, dict[tuple[str, str], int]]:
+    """``{route: {(protocol, "idle"|"busy"): n}}``; a v3 socket is busy while it has streams."""
+    out: dict[str, dict[tuple[str, str], int]] = {}
+    for route, groups in sockets.snapshot().items():
+        counts: dict[tuple[str, str], int] = defaultdict(int)
+        if groups["idle"]:
+            counts[("cranker_1.0", "idle")] += len(groups["idle"])
+        for sock in groups["busy"]:
+            counts[(sock.protocol, "busy")] += 1
+        for sock in groups["v3"]:
+            busy = sock.session is not None and sock.session.inflight > 0
+            counts[("cranker_3.0", "busy" if busy else "idle")] += 1
+        out[route] = dict(counts)
+    return out
+
+
+class RouterMetrics:
+    """Counters the proxy and the registration handler update, and their exposition."""
+
+    def __init__(self, sockets: SocketRegistry) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter("crank_requests", "Proxied requests by route and status class",
+                                ["route", "status_class"], registry=r)
+        self.duration = Histogram("crank_request_duration_seconds",
+                                  "Time from request head to the end of the response",
+                                  ["route"], buckets=_BUCKETS, registry=r)
+        self.body_bytes = Counter("crank_body_bytes", "Body bytes proxied, by direction",
+                                  ["route", "direction"], registry=r)
+        self.registrations = Counter("crank_registrations", "Connector sockets registered",
+                                     ["protocol"], registry=r)
+        self.deregistrations = Counter("crank_deregistrations",
+                                       "Deregistration requests from connectors", registry=r)
+        self.errors = Counter("crank_errors", "Failed requests by kind", ["kind"], registry=r)
+        r.register(_SocketCollector(sockets))
+        self._lock = threading.Lock()
+        self._by_route: dict[str, int] = defaultdict(int)
+        self._failed = 0
+
+    def observe(self, route: str, status: int, seconds: float, bytes_in: int,
+                bytes_out: int, error: str | None) -> None:
+        self.requests.labels(route, f"{status // 100}xx" if status else "none").inc()
+        self.duration.labels(route).observe(seconds)
+        if bytes_in:
+            self.body_bytes.labels(route, "in").inc(bytes_in)
+        if bytes_out:
+            self.body_bytes.labels(route, "out").inc(bytes_out)
+        if error:
+            self.errors.labels(error).inc()
+        with self._lock:
+            self._by_route[route] += 1
+            if error:
+                self._failed += 1
+
+    def totals(self) -> tuple[dict[str, int], int]:
+        """Requests per route and failed requests, for the dashboard's rates."""
+        with self._lock:
+            return dict(self._by_route), self._failed
+
+    def render(self) -> tuple[bytes, str]:
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
