@@ -6,6 +6,7 @@ and the exception tree rooted at :class:`CrankError`.
 from ._version import __version__
 from .config import ConnectorConfig, RouterConfig
 from .connector import Connector
+from .connector.wsgi import WsgiTarget
 from .errors import (
     BadGateway,
     BadRequest,
@@ -33,5 +34,6 @@ __all__ = [
     "RemoteProtocolError",
     "Router",
     "RouterConfig",
+    "WsgiTarget",
     "__version__",
 ]

@@ -1,6 +1,7 @@
 """Frozen, validated configuration for the router and the connector."""
 from __future__ import annotations
 
+import ipaddress
 import re
 import uuid
 from dataclasses import dataclass, field
@@ -53,10 +54,46 @@ class RouterConfig:
     discard_client_forwarded: bool = False
     #: Also send X-Forwarded-For, X-Forwarded-Proto and X-Forwarded-Host.
     x_forwarded_headers: bool = False
+    #: A client must send its whole request head within this many seconds of its first byte.
+    header_timeout: float = 10.0
+    #: Certificate and key (PEM) to serve the client port over TLS (https).
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    #: Certificate and key (PEM) to serve the registration port over TLS (wss).
+    registration_tls_cert: str | None = None
+    registration_tls_key: str | None = None
+    #: CA bundle (PEM): connectors must present a client certificate it signed (mutual TLS).
+    registration_client_ca: str | None = None
+    #: Bearer tokens a connector must present to register or deregister (any one of them).
+    registration_tokens: tuple[str, ...] = field(default=(), repr=False)
+    #: File with more registration tokens, one per line (lines starting with # ignored).
+    registration_token_file: str | None = None
+    #: Networks (CIDR) allowed to reach the registration port; empty allows every address.
+    registration_allow: tuple[str, ...] = ()
+    #: Registrations per second accepted from one IP (bursts of twice that); 0 = no limit.
+    registration_rate_limit: float = 0.0
+    #: Bearer tokens for the admin endpoints (all but /health); empty = no token needed.
+    admin_tokens: tuple[str, ...] = field(default=(), repr=False)
 
     def __post_init__(self) -> None:
+        for name in ("registration_tokens", "registration_allow", "admin_tokens"):
+            value = getattr(self, name)
+            object.__setattr__(self, name, (value,) if isinstance(value, str) else tuple(value))
+        for cert, key in (("tls_cert", "tls_key"),
+                          ("registration_tls_cert", "registration_tls_key")):
+            if bool(getattr(self, cert)) != bool(getattr(self, key)):
+                raise ValueError(f"{cert} and {key} must be given together")
+        if self.registration_client_ca and not self.registration_tls_cert:
+            raise ValueError("registration_client_ca needs registration_tls_cert and _key")
+        for network in self.registration_allow:
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError as err:
+                raise ValueError(f"registration_allow: {err}") from err
+        if self.registration_rate_limit < 0:
+            raise ValueError("registration_rate_limit must be 0 (off) or positive")
         for name in ("connector_max_wait", "idle_timeout", "client_timeout", "ping_interval",
-                     "drain_timeout"):
+                     "drain_timeout", "header_timeout"):
             _positive(name, getattr(self, name))
         for name in ("http_port", "registration_port"):
             port = getattr(self, name)
@@ -95,6 +132,19 @@ class ConnectorConfig:
     idle_timeout: float = 60.0
     #: Size of the body chunks read from the target and sent to the router.
     chunk_size: int = 65536
+    #: Bearer token sent to the routers on register and deregister.
+    token: str | None = field(default=None, repr=False)
+    #: CA bundle (PEM) to verify wss:// routers with, instead of the system's.
+    ca_file: str | None = None
+    #: Verify the router's certificate and hostname. False affects this connector only.
+    verify: bool = True
+    #: Client certificate and key (PEM) for routers that require mutual TLS.
+    client_cert: str | None = None
+    client_key: str | None = None
+    #: CA bundle (PEM) to verify an https:// target with, instead of the system's.
+    target_ca_file: str | None = None
+    #: Verify an https:// target's certificate and hostname.
+    target_verify: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "route", validate_route(self.route))
@@ -106,7 +156,7 @@ class ConnectorConfig:
         for url in self.routers:
             if not url.startswith(("ws://", "wss://")):
                 raise ValueError(f"router URL must start with ws:// or wss://, got {url!r}")
-        if not callable(self.target) and not (
+        if not callable(self.target) and not hasattr(self.target, "send") and not (
             isinstance(self.target, str) and self.target.startswith(("http://", "https://"))
         ):
             raise ValueError(

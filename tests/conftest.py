@@ -20,8 +20,9 @@ import socket
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Optional
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -38,9 +39,7 @@ sys.modules.setdefault("crank_test_support", sys.modules[__name__])
 # --------------------------------------------------------------------------- generic helpers
 
 
-def wait_for(
-    predicate: Callable[[], Any], timeout: float = 10.0, what: str = "condition"
-) -> Any:
+def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
     """Poll ``predicate`` until it returns something truthy, and return that value.
 
     Raises AssertionError naming ``what`` when the deadline passes.
@@ -71,6 +70,37 @@ def closed_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((LOOPBACK, 0))
         return s.getsockname()[1]
+
+
+class ResponseReader:
+    """Parses consecutive responses from one socket through one buffered file.
+
+    ``http.client.HTTPResponse(sock)`` makes a new buffered file per response, which may swallow
+    the start of the next pipelined response; this shares one.
+    """
+
+    class _KeepOpen:
+        """The shared file; HTTPResponse closes its file after each body, so ignore close()."""
+
+        def __init__(self, raw: Any) -> None:
+            self._raw = raw
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self._raw, name)
+
+        def close(self) -> None:
+            pass
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._file = self._KeepOpen(sock.makefile("rb"))
+
+    def makefile(self, mode: str = "rb", *args: Any, **kwargs: Any) -> Any:
+        return self._file
+
+    def next(self, method: str = "GET") -> http.client.HTTPResponse:
+        resp = http.client.HTTPResponse(self, method=method)  # type: ignore[arg-type]
+        resp.begin()
+        return resp
 
 
 def raw_exchange(
@@ -113,8 +143,8 @@ class Received:
     method: str
     path: str
     headers: list[tuple[str, str]]
-    body_len: Optional[int] = None
-    body_sha256: Optional[str] = None
+    body_len: int | None = None
+    body_sha256: str | None = None
 
     def header_values(self, name: str) -> list[str]:
         return [v for (n, v) in self.headers if n.lower() == name.lower()]
@@ -309,6 +339,16 @@ class _TargetHandler(http.server.BaseHTTPRequestHandler):
             extra=(("Set-Cookie", "a=1; Path=/"), ("Set-Cookie", "b=2; Path=/; HttpOnly")),
         )
 
+    def _ep_redirect(self, rec: Received, args: list[str], query: dict) -> None:
+        """``/r/redirect``: 302 to ``/r/bytes/1`` (a proxy must not follow it)."""
+        self._read_body(rec)
+        self._send(302, b"moved\n", "text/plain", extra=(("Location", "/svc/bytes/1"),))
+
+    def _ep_bigheader(self, rec: Received, args: list[str], query: dict) -> None:
+        """``/r/bigheader/N``: a response header ``X-Big`` of N characters."""
+        self._read_body(rec)
+        self._send(200, b"big header\n", "text/plain", extra=(("X-Big", "b" * int(args[0])),))
+
     def _ep_gzip(self, rec: Received, args: list[str], query: dict) -> None:
         """``/r/gzip``: GZIP_BODY with Content-Encoding: gzip."""
         self._read_body(rec)
@@ -410,7 +450,7 @@ def target_factory() -> Iterator[Callable[..., TargetService]]:
     started: list[TargetService] = []
     counter = iter(range(1, 1000))
 
-    def make(name: Optional[str] = None) -> TargetService:
+    def make(name: str | None = None) -> TargetService:
         svc = TargetService(name or f"target{next(counter)}")
         started.append(svc)
         return svc
@@ -456,10 +496,12 @@ class RouterFactory:
         router.start()
         return router
 
-    def stop(self, router: Any) -> None:
-        if id(router) not in self.stopped:
-            self.stopped.add(id(router))
-            router.stop()
+    def stop(self, router: Any, timeout: float | None = None) -> Any:
+        """Stop once; ``timeout`` is the drain deadline (the router's default when None)."""
+        if id(router) in self.stopped:
+            return None
+        self.stopped.add(id(router))
+        return router.stop() if timeout is None else router.stop(timeout=timeout)
 
     def stop_all(self) -> None:
         errors = []
@@ -500,9 +542,15 @@ class ConnectorFactory:
     rest and asserts that each finished in time.
     """
 
-    def __init__(self, default_router: Callable[[], Any], default_target: Callable[[], Any]):
+    def __init__(
+        self,
+        default_router: Callable[[], Any],
+        default_target: Callable[[], Any],
+        default_protocols: tuple[str, ...],
+    ):
         self._default_router = default_router
         self._default_target = default_target
+        self.default_protocols = default_protocols
         self.started: list[Any] = []
         self.stopped: set[int] = set()
 
@@ -510,7 +558,7 @@ class ConnectorFactory:
         self,
         target: Any = None,
         route: str = "svc",
-        routers: Optional[list[Any]] = None,
+        routers: list[Any] | None = None,
         sliding_window: int = 2,
         wait: bool = True,
         **kwargs: Any,
@@ -527,6 +575,7 @@ class ConnectorFactory:
             route=route,
             routers=[f"ws://{LOOPBACK}:{r.registration_port}" for r in routers],
             component_name=kwargs.pop("component_name", f"component-{route_key(route)}"),
+            protocols=kwargs.pop("protocols", self.default_protocols),
             sliding_window=sliding_window,
             **kwargs,
         )
@@ -558,9 +607,25 @@ class ConnectorFactory:
         assert all(results), f"connector stop() did not finish in time: {results}"
 
 
+# Tests that should run over both protocol versions decorate themselves with this; it overrides
+# the ``cranker_protocols`` fixture, which the connector factory uses as its default.
+V1 = ("1.0",)
+V3_PREFERRED = ("3.0", "1.0")
+both_protocols = pytest.mark.parametrize("cranker_protocols", [V1, V3_PREFERRED], ids=["v1", "v3"])
+
+
+@pytest.fixture
+def cranker_protocols() -> tuple[str, ...]:
+    """Protocols offered by connectors from ``connector_factory`` unless a test says otherwise."""
+    return V1
+
+
 @pytest.fixture
 def connector_factory(
-    request: pytest.FixtureRequest, router_factory: RouterFactory, target_factory: Any
+    request: pytest.FixtureRequest,
+    router_factory: RouterFactory,
+    target_factory: Any,
+    cranker_protocols: tuple[str, ...],
 ) -> Iterator[ConnectorFactory]:
     """Depends on the router and target factories so it is torn down before them."""
 
@@ -570,7 +635,7 @@ def connector_factory(
     def default_target() -> Any:
         return request.getfixturevalue("target")
 
-    factory = ConnectorFactory(default_router, default_target)
+    factory = ConnectorFactory(default_router, default_target, tuple(cranker_protocols))
     yield factory
     factory.stop_all()
 
@@ -592,25 +657,30 @@ class FakeConnector:
     def __init__(
         self,
         router: Any,
-        route: str,
+        route: str | None,
         instance_id: str = "fake",
         component: str = "fake",
         timeout: float = 10.0,
+        path: str = "/register/",
+        headers: list[str] | None = None,
     ) -> None:
         import websocket
 
         self._websocket = websocket
         url = (
-            f"ws://{LOOPBACK}:{router.registration_port}/register/"
+            f"ws://{LOOPBACK}:{router.registration_port}{path}"
             f"?connectorInstanceID={instance_id}&componentName={component}"
         )
-        self.ws = websocket.create_connection(
-            url, header=[f"Route: {route}", "CrankerProtocol: 1.0"], timeout=timeout
-        )
-        self.handshake_headers = self.ws.getheaders() or {}
+        if headers is None:
+            headers = ["CrankerProtocol: 1.0"]
+            if route is not None:
+                headers.append(f"Route: {route}")
+        self.ws = websocket.create_connection(url, header=headers, timeout=timeout)
+        self.handshake_headers = {k.lower(): v for k, v in (self.ws.getheaders() or {}).items()}
+        self.subprotocol = self.ws.getsubprotocol()
 
     def _recv_message(self) -> tuple[int, Any]:
-        opcode, data = self.ws.recv_data_frame(control_frame=False)
+        opcode, data = self.ws.recv_data(control_frame=False)
         return opcode, data
 
     def recv_request(self) -> tuple[str, bytes]:
@@ -623,6 +693,7 @@ class FakeConnector:
         text = data.decode("utf-8") if isinstance(data, bytes) else data
         head, _, marker = text.rpartition("\n")
         assert marker in ("_1", "_2", "_3"), f"request head ends in {marker!r}"
+        self.last_marker = marker
         body = b""
         if marker == "_1":
             while True:
@@ -686,42 +757,46 @@ class FakeConnector:
         With ``keep_sending``, send that as a body chunk between reads so the router keeps
         writing to its client (which is how it notices that the client went away).
         """
-        ABNF = self._websocket.ABNF
+        ws_mod = self._websocket
         deadline = time.monotonic() + timeout
-        self.ws.sock.settimeout(0.05)
+        sending = bool(keep_sending)
         try:
             while time.monotonic() < deadline:
-                if keep_sending:
+                if sending:
+                    self.ws.settimeout(5)
                     try:
                         self.ws.send_binary(keep_sending)
                     except Exception:
-                        pass
+                        sending = False  # the router stopped reading; just wait for the close
+                self.ws.settimeout(0.05)
                 try:
                     opcode, frame = self.ws.recv_data_frame(control_frame=True)
-                except (socket.timeout, TimeoutError):
+                except ws_mod.WebSocketTimeoutException:
                     continue
-                except self._websocket.WebSocketTimeoutException:
-                    continue
-                if opcode == ABNF.OPCODE_CLOSE:
+                except ws_mod.WebSocketConnectionClosedException as err:
+                    raise AssertionError("router dropped the socket without a close frame") from err
+                if opcode == ws_mod.ABNF.OPCODE_CLOSE:
                     data = frame.data
                     return int.from_bytes(data[:2], "big") if len(data) >= 2 else 1005
             raise AssertionError("router did not close the fake connector socket in time")
         finally:
-            self.ws.sock.settimeout(10)
+            if self.ws.sock is not None:
+                self.ws.settimeout(10)
 
 
 @pytest.fixture
 def fake_connector_factory() -> Iterator[Callable[..., FakeConnector]]:
     fakes: list[FakeConnector] = []
 
-    def make(router: Any, route: str, wait: bool = True, **kwargs: Any) -> FakeConnector:
-        before = router.idle_sockets(route_key(route))
+    def make(router: Any, route: str | None, wait: bool = True, **kwargs: Any) -> FakeConnector:
+        key = route_key(route or "")
+        before = router.idle_sockets(key)
         fake = FakeConnector(router, route, **kwargs)
         fakes.append(fake)
         if wait:
             wait_for(
-                lambda: router.idle_sockets(route_key(route)) >= before + 1,
-                what=f"fake connector registered on {route!r}",
+                lambda: router.idle_sockets(key) >= before + 1,
+                what=f"fake connector registered on {key!r}",
             )
         return fake
 
@@ -751,7 +826,8 @@ def no_leaked_crank_threads() -> Iterator[None]:
         time.sleep(0.02)
     remaining = leaked()
     if remaining:
-        pytest.fail(f"crank threads still alive after teardown: {sorted(t.name for t in remaining)}")
+        names = sorted(t.name for t in remaining)
+        pytest.fail(f"crank threads still alive after teardown: {names}")
 
 
 # --------------------------------------------------------------------------- collection

@@ -129,6 +129,8 @@ class Connector:
             from .wsgi import WsgiTarget
 
             self.target = WsgiTarget(config.target)
+        elif not isinstance(config.target, str):
+            self.target = config.target  # a ready Target, e.g. WsgiTarget(app, script_name=...)
         else:
             self.target = TargetClient(
                 config.target,
@@ -174,6 +176,10 @@ class Connector:
         deadline = time.monotonic() + timeout
         for link in self._links:
             link.stopping.set()
+        # handshakes under way would register after the deregistration: let them finish
+        while (any(w.handshaking for link in self._links for w in link.workers())
+               and time.monotonic() < deadline):
+            time.sleep(0.01)
         unanswered = [
             link for link in self._links
             if not link.deregister(max(0.1, min(CLOSE_TIMEOUT, deadline - time.monotonic())))

@@ -136,7 +136,7 @@ class ConnectorStream:
         except _TARGET_ERRORS as err:
             if self.cancelled:
                 return
-            log.warning("target failed for %s %s: %r", head.method, head.target[:200], err)
+            log.warning("target failed for %s: %r", head.label, err)
             self._reset(v3.RST_TARGET_FAILED, "target failed")
             return
         complete = False
@@ -153,8 +153,7 @@ class ConnectorStream:
                 except _TARGET_ERRORS as err:
                     if self.cancelled:
                         raise _Cancelled() from err
-                    log.warning("target failed mid-body for %s %s: %r", head.method,
-                                head.target[:200], err)
+                    log.warning("target failed mid-body for %s: %r", head.label, err)
                     self._reset(v3.RST_TARGET_FAILED, "target failed mid-body")
                     return
                 if chunk is None:

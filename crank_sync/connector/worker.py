@@ -95,6 +95,8 @@ class SocketWorker:
         self.state = "connecting"
         self.ws: websocket.WebSocket | None = None
         self.v3: V3Socket | None = None
+        #: True while a registration handshake is under way (stop() waits for those).
+        self.handshaking = False
         self.thread = threading.Thread(
             target=self._run, name=f"crank-connector-socket-{next(_ids)}", daemon=True
         )
@@ -161,6 +163,7 @@ class SocketWorker:
     def _connect(self) -> websocket.WebSocket | None:
         cfg = self.link.config
         url = endpoint(self.link.url, "register", cfg.connector_instance_id, cfg.component_name)
+        self.handshaking = True
         try:
             ws = websocket.create_connection(
                 url,
@@ -171,10 +174,12 @@ class SocketWorker:
                 sockopt=((6, 1, 1),),  # IPPROTO_TCP, TCP_NODELAY, 1
             )
         except _WS_ERRORS as err:
+            self.handshaking = False
             delay = self.link.next_backoff()
             log.info("cannot register at %s (%s); retrying in %.2fs", self.link.url, err, delay)
             self.link.stopping.wait(delay)
             return None
+        self.handshaking = False
         version = chosen_version(ws, cfg.protocols)
         if version is None:
             delay = self.link.next_backoff()
@@ -185,9 +190,8 @@ class SocketWorker:
             return None
         self.link.reset_backoff()
         self.ws = ws
-        if self.link.stopping.is_set():
-            self._discard(ws)
-            return None
+        # registered even if stop() began meanwhile: stop() waits for handshakes to finish
+        # before it deregisters, so the router closes this socket with the others
         if version == "3.0":
             self.v3 = V3Socket(self.link, ws, self.link.pool)
             self.state = "v3"
@@ -205,7 +209,7 @@ class SocketWorker:
         interval = self.link.config.ping_interval
         ws.settimeout(interval)
         last_heard = time.monotonic()
-        while not self.link.stopping.is_set():
+        while True:  # until the router closes it (deregistration) or stop() aborts it
             try:
                 opcode, frame = ws.recv_data_frame(True)
             except websocket.WebSocketTimeoutException:
@@ -252,14 +256,13 @@ class SocketWorker:
         try:
             resp = self.link.target.send(head, body, cancel)
         except Cancelled:
-            log.info("request %s %s cancelled by the router", head.method, head.target[:200])
+            log.info("request %s cancelled by the router", head.label)
             return
         except _TARGET_ERRORS as err:
             if cancel.cancelled:
-                log.info("request %s %s cancelled: the client went away", head.method,
-                         head.target[:200])
+                log.info("request %s cancelled: the client went away", head.label)
                 return
-            log.warning("target failed for %s %s: %r", head.method, head.target[:200], err)
+            log.warning("target failed for %s: %r", head.label, err)
             self._close(ws, 1011, "target failed")
             return
         finally:
@@ -300,24 +303,21 @@ class SocketWorker:
                 try:
                     chunk = next(chunks, None)
                 except _TARGET_ERRORS as err:
-                    log.warning("target failed mid-body for %s %s: %r", head.method,
-                                head.target[:200], err)
+                    log.warning("target failed mid-body for %s: %r", head.label, err)
                     self._close(ws, 1011, "target failed mid-body")
                     return
                 if chunk is None:
                     break
                 if cancel.cancelled or self._router_cancelled(ws):
-                    log.info("request %s %s cancelled by the router", head.method,
-                             head.target[:200])
+                    log.info("request %s cancelled by the router", head.label)
                     return
                 ws.send_binary(chunk)
             complete = True
             self._close(ws, 1000, "")
         except Cancelled:
-            log.info("request %s %s cancelled by the router", head.method, head.target[:200])
+            log.info("request %s cancelled by the router", head.label)
         except _WS_ERRORS as err:
-            log.info("router socket lost while responding to %s %s: %r", head.method,
-                     head.target[:200], err)
+            log.info("router socket lost while responding to %s: %r", head.label, err)
         finally:
             if not complete:
                 resp.close()

@@ -20,6 +20,7 @@ import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 from typing import IO, Any
+from urllib.parse import unquote_to_bytes, urlsplit
 
 import urllib3
 
@@ -60,8 +61,6 @@ def _native(text: str) -> str:
 
 
 def _percent_decode(path: str) -> str:
-    from urllib.parse import unquote_to_bytes
-
     return unquote_to_bytes(path).decode("latin-1")
 
 
@@ -544,8 +543,6 @@ class WsgiTarget:
         """The PEP 3333 environ for ``head``, with ``stream`` as ``wsgi.input``."""
         raw_path, _, query = head.target.partition("?")
         if not raw_path.startswith("/"):  # absolute-form: keep only the path
-            from urllib.parse import urlsplit
-
             raw_path = urlsplit(raw_path).path or "/"
         path = _percent_decode(raw_path)
         script = self.script_name
@@ -590,8 +587,6 @@ class WsgiTarget:
                 env[key] += ("; " if key == "HTTP_COOKIE" else ", ") + value
             else:
                 env[key] = value
-        if head.has_body and "CONTENT_LENGTH" not in env:
-            env["wsgi.input_terminated"] = True  # chunked upload: read until b""
         self._add_client(env, forwarded, x_for)
         return env
 

@@ -53,6 +53,15 @@ class RequestHead:
     def has_body(self) -> bool:
         return self.marker == MARKER_BODY_FOLLOWS
 
+    @property
+    def request_id(self) -> str:
+        return next((v for n, v in self.headers if n.lower() == "x-request-id"), "-")
+
+    @property
+    def label(self) -> str:
+        """``METHOD target [request id]``, for log lines."""
+        return f"{self.method} {self.target[:200]} [{self.request_id}]"
+
 
 @dataclass(frozen=True, kw_only=True)
 class ResponseHead:

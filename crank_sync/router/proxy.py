@@ -6,6 +6,7 @@ response has started, a failure can only abort the client connection.
 """
 from __future__ import annotations
 
+import email.errors
 import http
 import logging
 import re
@@ -54,6 +55,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("crank_sync.access")
 
+#: The email parser complains about a multipart body it was not given: not a header defect.
+_BODY_DEFECTS = (email.errors.StartBoundaryNotFoundDefect,
+                 email.errors.MultipartInvariantViolationDefect,
+                 email.errors.NoBoundaryInMultipartDefect)
 #: Close codes a connector uses for "response complete" (1005: a close frame without a code).
 _NORMAL_CLOSE = (1000, 1005)
 #: While waiting on a connector, the client connection is checked this often (seconds).
@@ -79,6 +84,7 @@ class ClientHandler(BaseHTTPRequestHandler):
     _response_started = False
     _body_pending = False
     _status = 0
+    _head_ok = False
 
     def setup(self) -> None:
         self.core = self.server.core  # type: ignore[attr-defined]
@@ -88,10 +94,23 @@ class ClientHandler(BaseHTTPRequestHandler):
     # -- request head ------------------------------------------------------------------------
 
     def handle_one_request(self) -> None:
-        limit = self.core.config.max_header_bytes
+        cfg = self.core.config
+        limit = cfg.max_header_bytes
         try:
-            self.raw_requestline = self.rfile.readline(limit + 1)
-        except (TimeoutError, OSError):
+            # wait (up to client_timeout) for the first byte, then the whole head must arrive
+            # within header_timeout however slowly it trickles
+            if not self.rfile.peek(1):  # type: ignore[attr-defined]
+                self.close_connection = True
+                return
+            key = self.core.deadlines.add(self.connection, cfg.header_timeout,
+                                          f"request head from {self.client_address[0]}")
+            try:
+                self.raw_requestline = self.rfile.readline(limit + 1)
+                if self.raw_requestline and len(self.raw_requestline) <= limit:
+                    self._head_ok = self.parse_request()
+            finally:
+                self.core.deadlines.cancel(key)
+        except (TimeoutError, OSError, ValueError):
             self.close_connection = True
             return
         if not self.raw_requestline:
@@ -108,7 +127,7 @@ class ClientHandler(BaseHTTPRequestHandler):
             self.requestline = self.request_version = self.command = ""
             self._reject(UriTooLong("request line too long"))
             return
-        if not self.parse_request():  # the standard library has answered 400/431/505
+        if not self._head_ok:  # the standard library has answered 400/431/505
             self.close_connection = True
             return
         self._handle()
@@ -198,8 +217,9 @@ class ClientHandler(BaseHTTPRequestHandler):
         cfg = self.core.config
         if self._head_size() > cfg.max_header_bytes:
             raise HeadersTooLarge(f"request head over {cfg.max_header_bytes} bytes")
-        if self.headers.defects:
-            raise BadRequest(f"malformed request headers: {self.headers.defects[0]!r}")
+        defects = [d for d in self.headers.defects if not isinstance(d, _BODY_DEFECTS)]
+        if defects:
+            raise BadRequest(f"malformed request headers: {defects[0]!r}")
         if self.request_version == "HTTP/0.9":
             raise BadRequest("HTTP/0.9 is not supported")
         if self.command in ("TRACE", "CONNECT"):
@@ -211,7 +231,7 @@ class ClientHandler(BaseHTTPRequestHandler):
         headers = filter_request_headers(
             self.headers.items(),
             client_ip=self.client_address[0],
-            proto="http",
+            proto="https" if self.core.config.tls_cert else "http",
             by=self.core.by_name,
             via_name=cfg.via_name,
             discard_client_forwarded=cfg.discard_client_forwarded,
@@ -334,7 +354,9 @@ class ClientHandler(BaseHTTPRequestHandler):
         """Has the client closed its connection? (Checked while waiting on a connector.)"""
         try:
             readable, _, _ = select.select([self.connection], [], [], 0)
-            return bool(readable) and self.connection.recv(1, socket.MSG_PEEK) == b""
+            # socket.socket.recv reads the raw stream even under TLS, where only EOF matters
+            return bool(readable) and socket.socket.recv(self.connection, 1,
+                                                         socket.MSG_PEEK) == b""
         except (OSError, ValueError):
             return True
 
@@ -344,6 +366,10 @@ class ClientHandler(BaseHTTPRequestHandler):
 
     def start_response(self, text: str, ws: RouterWebSocket | None = None) -> _ResponseState:
         """Parse the connector's response head and write it to the client."""
+        if len(text) > self.core.config.max_header_bytes:
+            if ws is not None:
+                ws.close(1009, "response head too large")
+            raise ConnectorProtocolError(f"response head of {len(text)} characters is too large")
         try:
             head = parse_response_head(text)
         except RemoteProtocolError as err:
@@ -364,8 +390,9 @@ class ClientHandler(BaseHTTPRequestHandler):
         status = status_for(err)
         self._status = status
         level = logging.WARNING if status >= 500 else logging.INFO
-        log.log(level, "%d for %s %r from %s: %s", status, self.command,
-                (self.path if hasattr(self, "path") else "")[:200], self.client_address[0], err)
+        log.log(level, "%d for %s %r from %s [%s]: %s", status, self.command,
+                (self.path if hasattr(self, "path") else "")[:200], self.client_address[0],
+                getattr(self, "request_id", "-"), err)
         if self._response_started:
             self.close_connection = True
             return

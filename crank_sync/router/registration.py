@@ -61,6 +61,24 @@ class RegistrationHandler(BaseHTTPRequestHandler):
         self.timeout = self.core.config.idle_timeout  # type: ignore[misc]
         super().setup()
 
+    def parse_request(self) -> bool:
+        """The standard parse, then the network allow-list, which covers the whole port."""
+        if not super().parse_request():
+            return False
+        if not self.core.guard.ip_allowed(self.client_address[0]):
+            self._refuse(403, "this address may not use the registration port")
+            return False
+        return True
+
+    def _admin_allowed(self) -> bool:
+        if self.core.guard.admin_ok(self.headers.get("Authorization")):
+            return True
+        log.warning("admin request %s %s from %s without a valid token", self.command,
+                    self.path[:200], self.client_address[0])
+        self.close_connection = True
+        self._plain(403, "a valid admin token is required\n")
+        return False
+
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
         path = urlsplit(self.path).path
         if path.rstrip("/") == "/register":
@@ -68,7 +86,8 @@ class RegistrationHandler(BaseHTTPRequestHandler):
         elif path.rstrip("/") == "/deregister":
             self._upgrade(deregister=True)
         elif path in admin.GET_ROUTES:
-            self._send(*admin.GET_ROUTES[path](self.core))
+            if path == "/health" or self._admin_allowed():
+                self._send(*admin.GET_ROUTES[path](self.core))
         else:
             self._plain(404, "not found\n")
 
@@ -86,6 +105,8 @@ class RegistrationHandler(BaseHTTPRequestHandler):
         prefix = "/api/dark-mode/"
         if not path.startswith(prefix):
             self._plain(404, "not found\n")
+            return
+        if not self._admin_allowed():
             return
         status, content_type, body = admin.set_dark_mode(self.core, unquote(path[len(prefix):]),
                                                          dark)
@@ -119,6 +140,12 @@ class RegistrationHandler(BaseHTTPRequestHandler):
 
     def _upgrade(self, deregister: bool) -> None:
         headers = self.headers
+        guard = self.core.guard
+        if not guard.token_ok(headers.get("Authorization")):
+            # the token itself is never logged
+            return self._refuse(403, "missing or invalid registration token")
+        if not deregister and not guard.rate_ok(self.client_address[0]):
+            return self._refuse(429, "too many registrations from this address")
         if "websocket" not in (headers.get("Upgrade") or "").lower():
             return self._refuse(400, "a websocket upgrade is required")
         if not headers.get("Sec-WebSocket-Key") or headers.get("Sec-WebSocket-Version") != "13":

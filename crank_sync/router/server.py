@@ -4,16 +4,19 @@ from __future__ import annotations
 import itertools
 import logging
 import socket
+import ssl
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from ..config import RouterConfig
+from .deadlines import Deadlines
 from .metrics import RouterMetrics
 from .pool import SocketRegistry
 from .proxy import ClientHandler
 from .registration import RegistrationHandler
+from .security import RegistrationGuard, server_context
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +30,8 @@ class RouterCore:
         self.busy_connections: set[Any] = set()
         self.by_name = config.via_name
         self.metrics = RouterMetrics(self.registry)
+        self.guard = RegistrationGuard(config)
+        self.deadlines: Deadlines = None  # type: ignore[assignment]  # set by Router.start
         self.started_at = time.monotonic()
         #: Set when the router stops: /health answers 503, keep-alive connections close.
         self.draining = False
@@ -39,8 +44,9 @@ class _Server(ThreadingHTTPServer):
     request_queue_size = 1024
 
     def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler],
-                 core: RouterCore, name: str) -> None:
+                 core: RouterCore, name: str, tls: ssl.SSLContext | None = None) -> None:
         self.core = core
+        self.tls = tls
         self._name = name
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
@@ -62,11 +68,40 @@ class _Server(ThreadingHTTPServer):
 
     def _work(self, request: Any, client_address: Any) -> None:
         try:
+            if self.tls is not None:
+                request = self._handshake(request, client_address)
+                if request is None:
+                    return
             self.process_request_thread(request, client_address)
         finally:
             with self._lock:
                 self._workers.discard(threading.current_thread())
                 self._connections.discard(request)
+
+    def _handshake(self, request: socket.socket, client_address: Any) -> ssl.SSLSocket | None:
+        """TLS handshake on this worker thread, bounded by ``header_timeout``: a client that
+        connects and says nothing holds up no one else."""
+        assert self.tls is not None
+        timeout = self.core.config.header_timeout
+        key = self.core.deadlines.add(request, timeout, f"TLS handshake from {client_address}")
+        try:
+            tls = self.tls.wrap_socket(request, server_side=True, do_handshake_on_connect=False)
+            with self._lock:
+                self._connections.discard(request)
+                self._connections.add(tls)
+            tls.settimeout(timeout)
+            tls.do_handshake()
+            return tls
+        except (ssl.SSLError, OSError) as err:
+            log.info("TLS handshake with %s on the %s port failed: %s", client_address,
+                     self._name, err)
+            try:
+                request.close()
+            except OSError:
+                pass
+            return None
+        finally:
+            self.core.deadlines.cancel(key)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         log.exception("unexpected error serving %s on the %s port", client_address, self._name)
@@ -123,15 +158,25 @@ class Router:
         if self._started:
             raise RuntimeError("router already started")
         cfg = self.config
+        client_tls = None
+        if cfg.tls_cert and cfg.tls_key:
+            client_tls = server_context(cfg.tls_cert, cfg.tls_key)
+        registration_tls = None
+        if cfg.registration_tls_cert and cfg.registration_tls_key:
+            registration_tls = server_context(cfg.registration_tls_cert,
+                                              cfg.registration_tls_key,
+                                              cfg.registration_client_ca)
+        self._core.deadlines = Deadlines()
         try:
             self._servers.append(_Server((cfg.host, cfg.http_port), ClientHandler, self._core,
-                                         "client"))
+                                         "client", client_tls))
             self._servers.append(_Server((cfg.host, cfg.registration_port), RegistrationHandler,
-                                         self._core, "registration"))
+                                         self._core, "registration", registration_tls))
         except OSError:
             for server in self._servers:
                 server.server_close()
             self._servers.clear()
+            self._core.deadlines.stop()
             raise
         host, port = self.config.host, self.http_port
         self._core.by_name = f"{host}:{port}" if cfg.via_name == "crank_sync" else cfg.via_name
@@ -182,6 +227,7 @@ class Router:
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
         ok = all(server.join_workers(deadline) for server in self._servers) and drained
+        core.deadlines.stop()
         self._started = False
         log.info("router stopped%s", "" if ok else " (not clean)")
         return ok

@@ -67,6 +67,11 @@ class LockedSocket:
     def fileno(self) -> int:
         return self._sock.fileno()
 
+    def pending(self) -> int:
+        """Bytes already decrypted by TLS and waiting in its buffer (0 without TLS)."""
+        pending = getattr(self._sock, "pending", None)
+        return int(pending()) if pending is not None else 0
+
     def close(self) -> None:
         try:
             self._sock.shutdown(socket.SHUT_RDWR)
@@ -272,7 +277,7 @@ class RouterWebSocket(simple_websocket.Server):  # type: ignore[misc]
                     continue
                 else:
                     timeout = next_ping - now
-                if not sel.select(timeout):
+                if not self.sock.pending() and not sel.select(timeout):
                     continue
                 data = self.sock.recv(self.receive_bytes)
                 if not data:

@@ -11,6 +11,7 @@ import requests
 from crank_test_support import (
     DIE_MID_BODY_DECLARED,
     LOOPBACK,
+    both_protocols,
     closed_port,
     deterministic_bytes,
     wait_for,
@@ -60,6 +61,30 @@ def assert_router_still_serves(router) -> None:
     assert resp.content == deterministic_bytes(1000, 5)
 
 
+def test_fake_connector_receives_bodyless_and_chunked_requests(router, fake_connector_factory):
+    """No body: marker ``_2``. Chunked upload: de-chunked into binary messages, then ``_3``."""
+    fake = fake_connector_factory(router, "fake")
+    bg = BackgroundRequest(router, "GET", "/fake/nobody")
+    head, body = fake.recv_request()
+    assert fake.last_marker == "_2"
+    assert head.startswith("GET /fake/nobody HTTP/1.1\n")
+    assert body == b""
+    fake.send_head(204, "No Content")
+    fake.close(1000)
+    assert bg.response().status_code == 204
+
+    fake = fake_connector_factory(router, "fake")
+    parts = [b"a" * 10, b"b" * 70000, b"c"]
+    bg = BackgroundRequest(router, "POST", "/fake/chunked", iter(parts))
+    head, body = fake.recv_request()
+    assert fake.last_marker == "_1"
+    assert body == b"".join(parts)
+    fake.send_head(200, "OK", (("Content-Length", "2"),))
+    fake.send_body(b"ok")
+    fake.close(1000)
+    assert bg.response().content == b"ok"
+
+
 def test_fake_connector_receives_v1_request(router, fake_connector_factory):
     """The request text follows the wire contract (request line, headers, markers, body)."""
     fake = fake_connector_factory(router, "fake")
@@ -73,6 +98,7 @@ def test_fake_connector_receives_v1_request(router, fake_connector_factory):
     assert resp.status_code == 200
     assert resp.content == b"done"
     lines = head.split("\n")
+    assert fake.last_marker == "_1"
     assert lines[0] == "POST /fake/a%20b?x=1 HTTP/1.1"
     assert lines[-1] == "", "head must end with a blank line before the marker"
     assert body == payload
@@ -87,6 +113,7 @@ def test_504_when_connector_never_answers(router, fake_connector_factory):
     assert resp.status_code == 504
 
 
+@both_protocols
 def test_502_when_target_unreachable(router, connector_factory, session):
     connector_factory(f"http://{LOOPBACK}:{closed_port()}", route="deadtarget")
     resp = session.get(url(router, "/deadtarget/x"), timeout=20)
@@ -194,6 +221,7 @@ def test_error_close_after_response_started_aborts_client(
     assert_router_still_serves(router)
 
 
+@both_protocols
 def test_target_dying_mid_body_aborts_client(router, target, connector_factory):
     connector_factory(target, route="svc")
     conn = http.client.HTTPConnection(LOOPBACK, router.http_port, timeout=20)
@@ -209,3 +237,55 @@ def test_target_dying_mid_body_aborts_client(router, target, connector_factory):
         assert len(info.value.partial) < DIE_MID_BODY_DECLARED
     assert_router_still_serves(router)
     wait_for(lambda: router.idle_sockets("svc") >= 2, what="svc window restored")
+
+
+@pytest.mark.parametrize("router", [{"idle_timeout": 1.0}], indirect=True)
+def test_idle_timeout_after_response_started_aborts_client(router, fake_connector_factory):
+    fake = fake_connector_factory(router, "stall")
+    sock = socket.create_connection((LOOPBACK, router.http_port), timeout=20)
+    try:
+        sock.sendall(b"GET /stall/x HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        fake.recv_request()
+        fake.send_head(200, "OK", (("Content-Length", "10000"),))
+        fake.send_body(b"p" * 100)
+        resp = http.client.HTTPResponse(sock, method="GET")
+        resp.begin()
+        assert resp.status == 200
+        # the connector now stalls; after idle_timeout the router must abort, not hang
+        with pytest.raises((http.client.IncompleteRead, ConnectionError)):
+            resp.read()
+    finally:
+        sock.close()
+        fake.abort()
+
+
+def test_hop_by_hop_response_headers_dropped(router, fake_connector_factory):
+    """Headers from the connector's response that are hop-by-hop never reach the client."""
+    fake = fake_connector_factory(router, "fakehop")
+    sock = socket.create_connection((LOOPBACK, router.http_port), timeout=10)
+    try:
+        sock.sendall(b"GET /fakehop/x HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        fake.recv_request()
+        fake.send_head(
+            200,
+            "OK",
+            (
+                ("Content-Length", "2"),
+                ("Connection", "X-Resp-Hop"),
+                ("X-Resp-Hop", "secret"),
+                ("Keep-Alive", "timeout=99"),
+                ("X-Resp-Kept", "yes"),
+            ),
+        )
+        fake.send_body(b"ok")
+        fake.close(1000)
+        resp = http.client.HTTPResponse(sock, method="GET")
+        resp.begin()
+        body = resp.read()
+    finally:
+        sock.close()
+    assert resp.status == 200
+    assert body == b"ok"
+    assert resp.getheader("X-Resp-Hop") is None
+    assert resp.getheader("Keep-Alive") is None
+    assert resp.getheader("X-Resp-Kept") == "yes"

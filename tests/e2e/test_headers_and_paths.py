@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import http.client
 import json
-import socket
 
 import pytest
-from crank_test_support import LOOPBACK, raw_exchange
+from crank_test_support import LOOPBACK, both_protocols, raw_exchange
+
+pytestmark = both_protocols
 
 
 @pytest.fixture
@@ -157,35 +158,3 @@ def test_repeated_ordinary_headers_keep_all_values(router, target, svc):
     assert status == 200
     rec = target.received_for("/svc/headers/rep")[-1]
     assert _split_list(rec.header_values("X-Multi")) == ["one", "two"]
-
-
-def test_hop_by_hop_response_headers_dropped(router, fake_connector_factory):
-    """Headers from the connector's response that are hop-by-hop never reach the client."""
-    fake = fake_connector_factory(router, "fakehop")
-    sock = socket.create_connection((LOOPBACK, router.http_port), timeout=10)
-    try:
-        sock.sendall(b"GET /fakehop/x HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-        fake.recv_request()
-        fake.send_head(
-            200,
-            "OK",
-            (
-                ("Content-Length", "2"),
-                ("Connection", "X-Resp-Hop"),
-                ("X-Resp-Hop", "secret"),
-                ("Keep-Alive", "timeout=99"),
-                ("X-Resp-Kept", "yes"),
-            ),
-        )
-        fake.send_body(b"ok")
-        fake.close(1000)
-        resp = http.client.HTTPResponse(sock, method="GET")
-        resp.begin()
-        body = resp.read()
-    finally:
-        sock.close()
-    assert resp.status == 200
-    assert body == b"ok"
-    assert resp.getheader("X-Resp-Hop") is None
-    assert resp.getheader("Keep-Alive") is None
-    assert resp.getheader("X-Resp-Kept") == "yes"

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import http.client
 import socket
 import threading
 
 import pytest
 import requests
-from crank_test_support import LOOPBACK, deterministic_bytes, wait_for
+from crank_test_support import LOOPBACK, both_protocols, deterministic_bytes, wait_for
 
 
 def url(router, path: str) -> str:
@@ -37,6 +39,7 @@ def read_at_least(sock: socket.socket, n: int) -> bytes:
     return data
 
 
+@both_protocols
 def test_client_disconnect_mid_response_frees_socket(router, target, connector_factory):
     connector_factory(target, route="svc")
     sock = socket.create_connection((LOOPBACK, router.http_port), timeout=10)
@@ -67,6 +70,7 @@ def test_client_disconnect_closes_connector_socket_with_1001(router, fake_connec
     assert fake.wait_for_close_code(keep_sending=b"s" * 65536) == 1001
 
 
+@both_protocols
 def test_connector_killed_mid_response(router, target_factory, connector_factory):
     first = target_factory("first")
     conn = connector_factory(first, route="svc")
@@ -112,6 +116,7 @@ def test_fake_connector_lost_mid_body(router, target, connector_factory, fake_co
 
 
 @pytest.mark.timeout(90)
+@both_protocols
 def test_router_restart_connector_reconnects(router_factory, target, connector_factory):
     first = router_factory()
     http_port, registration_port = first.http_port, first.registration_port
@@ -119,12 +124,17 @@ def test_router_restart_connector_reconnects(router_factory, target, connector_f
     assert_serves(first)
 
     router_factory.stop(first)
-    wait_for(lambda: _port_free(http_port) and _port_free(registration_port),
-             what="ports released by the stopped router")
+    wait_for(
+        lambda: _port_free(http_port) and _port_free(registration_port),
+        what="ports released by the stopped router",
+    )
     second = router_factory(http_port=http_port, registration_port=registration_port)
     assert (second.http_port, second.registration_port) == (http_port, registration_port)
-    wait_for(lambda: second.idle_sockets("svc") >= 2, timeout=30,
-             what="connector reconnected to the restarted router")
+    wait_for(
+        lambda: second.idle_sockets("svc") >= 2,
+        timeout=30,
+        what="connector reconnected to the restarted router",
+    )
     assert_serves(second)
 
 
@@ -137,6 +147,7 @@ def _port_free(port: int) -> bool:
         return True
 
 
+@both_protocols
 def test_burst_of_50_concurrent_requests_then_normal_service(router, target, connector_factory):
     connector_factory(target, route="svc")
     results: dict[int, object] = {}
@@ -168,6 +179,7 @@ def test_burst_of_50_concurrent_requests_then_normal_service(router, target, con
         assert resp.content == deterministic_bytes(100, i)
 
 
+@both_protocols
 def test_stop_drains_in_flight_request(router, target, connector_factory):
     conn = connector_factory(target, route="svc")
     slow: dict[str, object] = {}
@@ -203,6 +215,7 @@ def test_stop_drains_in_flight_request(router, target, connector_factory):
     assert conn.idle_count() == 0
 
 
+@both_protocols
 def test_stop_without_traffic_deregisters(router, target, connector_factory):
     conn = connector_factory(target, route="svc")
     assert connector_factory.stop(conn, timeout=10) is True
@@ -210,9 +223,168 @@ def test_stop_without_traffic_deregisters(router, target, connector_factory):
     assert conn.idle_count() == 0
 
 
+@both_protocols
 def test_connector_registers_with_two_routers(router_factory, target, connector_factory):
     first = router_factory()
     second = router_factory()
     connector_factory(target, route="svc", routers=[first, second])
     assert_serves(first)
     assert_serves(second)
+
+
+@both_protocols
+def test_stop_right_after_traffic_is_clean(router, target, connector_factory):
+    """Stopping while replacement sockets are still connecting must not leave any behind."""
+    for i in range(20):
+        conn = connector_factory(target, route="svc")
+        assert_serves(router, count=1)
+        assert connector_factory.stop(conn, timeout=10) is True, f"iteration {i}"
+        wait_for(lambda: router.idle_sockets("svc") == 0, what="no idle sockets after stop")
+
+
+class SilentRouter:
+    """Accepts websocket registrations, then never sends a byte; refuses deregistration.
+
+    Stands in for a router that is hung or unreachable at stop time: the connector has to close
+    its idle sockets itself.
+    """
+
+    def __init__(self) -> None:
+        self._listener = socket.create_server((LOOPBACK, 0))
+        self._listener.settimeout(0.05)
+        self.registration_port = self._listener.getsockname()[1]
+        self.registered: list[socket.socket] = []
+        self.deregister_attempts = 0
+        self._running = True
+        self._thread = threading.Thread(target=self._serve, name="test-silent-router")
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while self._running:
+            try:
+                conn, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            conn.settimeout(5)
+            head = b""
+            try:
+                while b"\r\n\r\n" not in head:
+                    chunk = conn.recv(4096)
+                    if not chunk:
+                        break
+                    head += chunk
+            except OSError:
+                conn.close()
+                continue
+            lines = head.decode("latin-1").split("\r\n")
+            headers = {}
+            for line in lines[1:]:
+                name, _, value = line.partition(":")
+                headers[name.strip().lower()] = value.strip()
+            if " /register" not in lines[0]:
+                self.deregister_attempts += 1
+                conn.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+                conn.close()
+                continue
+            accept = base64.b64encode(
+                hashlib.sha1(
+                    headers["sec-websocket-key"].encode() + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+                ).digest()
+            )
+            response = (
+                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n"
+                b"CrankerProtocol: 1.0\r\n"
+            )
+            if "cranker_1.0" in headers.get("sec-websocket-protocol", "").lower():
+                response += b"Sec-WebSocket-Protocol: cranker_1.0\r\n"
+            conn.sendall(response + b"\r\n")
+            self.registered.append(conn)
+
+    def close(self) -> None:
+        self._running = False
+        self._thread.join(5)
+        self._listener.close()
+        for conn in self.registered:
+            conn.close()
+
+
+@pytest.fixture
+def silent_router():
+    router = SilentRouter()
+    yield router
+    router.close()
+
+
+def test_stop_closes_idle_sockets_the_router_never_closes(silent_router, target, connector_factory):
+    """Nothing in flight: stop() must return True promptly even if the router ignores us."""
+    conn = connector_factory(
+        target, route="svc", routers=[silent_router], protocols=("1.0",), wait=False
+    )
+    wait_for(lambda: len(silent_router.registered) >= 2, what="two registrations")
+    wait_for(lambda: conn.idle_count() >= 2, what="connector sees two idle sockets")
+    assert connector_factory.stop(conn, timeout=5) is True
+    assert conn.idle_count() == 0
+
+
+def _slow_client(router) -> tuple[threading.Thread, dict]:
+    slow: dict[str, object] = {}
+
+    def run() -> None:
+        try:
+            slow["resp"] = get(router, "/svc/slow?seconds=30", timeout=40)
+        except Exception as err:
+            slow["error"] = err
+
+    client = threading.Thread(target=run, name="test-slow-client")
+    client.start()
+    return client, slow
+
+
+@both_protocols
+def test_router_stop_drains_in_flight_request(router_factory, target, connector_factory):
+    router = router_factory()
+    http_port = router.http_port
+    connector_factory(target, route="svc", routers=[router])
+    client, slow = _slow_client(router)
+    wait_for(lambda: target.received_for("/svc/slow"), what="slow request at the target")
+
+    result: dict[str, object] = {}
+    stopper = threading.Thread(
+        target=lambda: result.update(ok=router_factory.stop(router, timeout=10)),
+        name="test-router-stopper",
+    )
+    stopper.start()
+    try:
+        wait_for(lambda: _port_free(http_port), what="client port closed while draining")
+        assert stopper.is_alive(), f"router.stop() returned with a request in flight: {result}"
+    finally:
+        target.release.set()
+    client.join(20)
+    stopper.join(20)
+    assert not client.is_alive() and not stopper.is_alive()
+    assert "resp" in slow, f"in-flight request failed during drain: {slow.get('error')!r}"
+    assert slow["resp"].status_code == 200
+    assert slow["resp"].content == b"slow done\n"
+    assert result == {"ok": True}
+
+
+@both_protocols
+def test_router_stop_drain_deadline_does_not_hang(router_factory, target, connector_factory):
+    router = router_factory()
+    connector_factory(target, route="svc", routers=[router])
+    client, slow = _slow_client(router)
+    wait_for(lambda: target.received_for("/svc/slow"), what="slow request at the target")
+    try:
+        assert router_factory.stop(router, timeout=0.5) is False
+        client.join(20)
+        assert not client.is_alive(), "client still waiting after the router stopped"
+    finally:
+        target.release.set()
+    # the client got an error status or a broken connection, never a 200 or a hang
+    if "resp" in slow:
+        assert slow["resp"].status_code >= 500
+    else:
+        assert "error" in slow

@@ -63,9 +63,7 @@ def test_content_length_with_chunked_is_400(router, target, svc):
 
 @pytest.mark.parametrize("value", [b"abc", b"-1", b"1x", b"5, 6"])
 def test_invalid_content_length_is_400(router, target, svc, value):
-    request = (
-        b"POST /svc/echo HTTP/1.1\r\nHost: a\r\nContent-Length: " + value + b"\r\n\r\nhello"
-    )
+    request = b"POST /svc/echo HTTP/1.1\r\nHost: a\r\nContent-Length: " + value + b"\r\n\r\nhello"
     status, _, _ = raw_exchange(router.http_port, request, method="POST")
     assert status == 400
     assert target.received == []

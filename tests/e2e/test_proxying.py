@@ -12,9 +12,13 @@ from crank_test_support import (
     CHUNKED_PARTS,
     GZIP_BODY,
     LOOPBACK,
+    ResponseReader,
+    both_protocols,
     deterministic_bytes,
     sha256,
 )
+
+pytestmark = both_protocols
 
 
 def url(router, path: str) -> str:
@@ -91,7 +95,9 @@ def test_ten_concurrent_uploads(router, svc):
         except Exception as err:  # reported below
             results[i] = err
 
-    threads = [threading.Thread(target=upload, args=(i,), name=f"test-upload-{i}") for i in range(10)]
+    threads = [
+        threading.Thread(target=upload, args=(i,), name=f"test-upload-{i}") for i in range(10)
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -229,15 +235,118 @@ def test_expect_100_continue(router, target, svc):
     assert not rec.has_header("Expect"), rec.headers
 
 
-def test_v3_capable_connector_serves_requests(router, target, connector_factory, session):
-    """A connector offering 3.0 first (falling back to 1.0) works end to end."""
-    connector_factory(target, route="svc", protocols=("3.0", "1.0"))
-    payload = deterministic_bytes(300 * 1024, 21)
-    resp = session.post(url(router, "/svc/echo"), data=payload, timeout=20)
-    assert resp.status_code == 200
-    assert resp.content == payload
-    resp = session.get(url(router, "/svc/bytes/70000?seed=4"), timeout=20)
-    assert resp.status_code == 200
-    assert resp.content == deterministic_bytes(70000, 4)
-    resp = session.get(url(router, "/svc/headers/x"), timeout=20)
-    assert json.loads(resp.content)["path"] == "/svc/headers/x"
+def test_http10_client_gets_close_delimited_body_not_chunked(router, svc):
+    sock = socket.create_connection((LOOPBACK, router.http_port), timeout=10)
+    try:
+        sock.sendall(b"GET /svc/chunked HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        data = b""
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    finally:
+        sock.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.split(b"\r\n")[0].split(b" ")[1] == b"200"
+    assert b"transfer-encoding" not in head.lower()
+    assert body == b"".join(CHUNKED_PARTS)
+
+
+def test_pipelined_requests_answered_in_order(router, svc):
+    sock = socket.create_connection((LOOPBACK, router.http_port), timeout=10)
+    try:
+        sock.sendall(
+            b"GET /svc/bytes/5?seed=1 HTTP/1.1\r\nHost: a\r\n\r\n"
+            b"POST /svc/echo HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\n\r\nping"
+            b"GET /svc/bytes/7?seed=2 HTTP/1.1\r\nHost: a\r\n\r\n"
+        )
+        reader = ResponseReader(sock)
+        bodies = []
+        for method in ("GET", "POST", "GET"):
+            resp = reader.next(method)
+            assert resp.status == 200
+            bodies.append(resp.read())
+    finally:
+        sock.close()
+    assert bodies == [deterministic_bytes(5, 1), b"ping", deterministic_bytes(7, 2)]
+
+
+@pytest.mark.parametrize("method", ["PUT", "PATCH", "DELETE", "OPTIONS"])
+def test_other_methods_reach_the_target(router, target, svc, method):
+    conn = http_conn(router)
+    try:
+        conn.request(method, "/svc/echo", body=b"method body")
+        resp = conn.getresponse()
+        body = resp.read()
+    finally:
+        conn.close()
+    assert resp.status == 200
+    assert resp.getheader("X-Echo-Method") == method
+    assert body == b"method body"
+    assert [r.method for r in target.received] == [method]
+
+
+@pytest.mark.parametrize("code", [201, 302, 418, 422, 599])
+def test_status_codes_pass_through(router, svc, code):
+    conn = http_conn(router)
+    try:
+        conn.request("GET", f"/svc/status/{code}")
+        resp = conn.getresponse()
+        body = resp.read()
+    finally:
+        conn.close()
+    assert resp.status == code
+    assert body == b"status %d\n" % code
+
+
+def test_redirect_is_not_followed(router, target, svc):
+    conn = http_conn(router)
+    try:
+        conn.request("GET", "/svc/redirect")
+        resp = conn.getresponse()
+        resp.read()
+    finally:
+        conn.close()
+    assert resp.status == 302
+    assert resp.getheader("Location") == "/svc/bytes/1"
+    assert [r.path for r in target.received] == ["/svc/redirect"]
+
+
+def test_large_response_header_passes(router, svc):
+    """30,000 characters: more than one v3 HEADER frame (16,000 characters each)."""
+    conn = http_conn(router)
+    try:
+        conn.request("GET", "/svc/bigheader/30000")
+        resp = conn.getresponse()
+        resp.read()
+    finally:
+        conn.close()
+    assert resp.status == 200
+    assert resp.getheader("X-Big") == "b" * 30000
+
+
+def test_unread_body_of_rejected_request_is_not_a_second_request(router, target, svc):
+    """A 404 answered without reading the body must not let the body run as a request."""
+    smuggled = b"GET /svc/headers/smuggled HTTP/1.1\r\nHost: a\r\n\r\n"
+    sock = socket.create_connection((LOOPBACK, router.http_port), timeout=10)
+    try:
+        sock.sendall(
+            b"POST /nowhere/x HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n" % len(smuggled)
+            + smuggled
+            + b"GET /svc/headers/legit HTTP/1.1\r\nHost: a\r\n\r\n"
+        )
+        reader = ResponseReader(sock)
+        resp = reader.next("POST")
+        assert resp.status == 404
+        resp.read()
+        try:
+            second = reader.next("GET")
+            second_body = second.read()
+        except (http.client.RemoteDisconnected, ConnectionError):
+            second_body = None  # closing the connection after the 404 is fine too
+    finally:
+        sock.close()
+    if second_body is not None:
+        assert json.loads(second_body)["path"] == "/svc/headers/legit"
+    assert target.received_for("/svc/headers/smuggled") == []

@@ -7,7 +7,7 @@ import threading
 
 import pytest
 import requests
-from crank_test_support import LOOPBACK, wait_for
+from crank_test_support import LOOPBACK, both_protocols, wait_for
 
 
 def url(router, path: str) -> str:
@@ -15,6 +15,7 @@ def url(router, path: str) -> str:
 
 
 @pytest.mark.parametrize("catch_all_route", ["*", ""])
+@both_protocols
 def test_catch_all_receives_unknown_route(
     router, target_factory, connector_factory, session, catch_all_route
 ):
@@ -35,13 +36,15 @@ def test_catch_all_receives_unknown_route(
     assert [r.path for r in catch_all.received] == ["/unknown-route/headers/x?y=1"]
 
 
-def test_path_is_not_stripped_and_root_path_of_route_works(router, target, connector_factory, session):
+@both_protocols
+def test_path_is_not_stripped(router, target, connector_factory, session):
     connector_factory(target, route="svc")
     resp = session.get(url(router, "/svc/headers"), timeout=10)
     assert resp.status_code == 200
     assert json.loads(resp.content)["path"] == "/svc/headers"
 
 
+@both_protocols
 def test_two_connectors_on_one_route_both_serve(router, target_factory, connector_factory, session):
     first = target_factory("first")
     second = target_factory("second")
@@ -59,6 +62,7 @@ def test_two_connectors_on_one_route_both_serve(router, target_factory, connecto
     assert len(second.received) > 0, f"second target never used: {served_by}"
 
 
+@both_protocols
 def test_unknown_route_without_catch_all_is_404(router, target, connector_factory, session):
     connector_factory(target, route="svc")
     resp = session.get(url(router, "/no-such-route/x"), timeout=10)
@@ -100,3 +104,14 @@ def test_503_when_route_has_no_idle_socket(router, fake_connector_factory):
     assert not t.is_alive()
     assert "resp" in first_result, first_result
     assert first_result["resp"].status_code == 502
+
+
+@both_protocols
+@pytest.mark.parametrize("route", ["my.service_v2", "a-b", "UPPER"])
+def test_route_names_with_dots_dashes_underscores_and_case(
+    router, target, connector_factory, session, route
+):
+    connector_factory(target, route=route)
+    resp = session.get(url(router, f"/{route}/headers/x"), timeout=10)
+    assert resp.status_code == 200
+    assert resp.json()["path"] == f"/{route}/headers/x"
