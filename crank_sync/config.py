@@ -56,11 +56,13 @@ class RouterConfig:
     x_forwarded_headers: bool = False
     #: A client must send its whole request head within this many seconds of its first byte.
     header_timeout: float = 10.0
-    #: Certificate and key (PEM) to serve the client port over TLS (https).
+    #: Certificate chain (PEM) to serve the client port over TLS (https).
     tls_cert: str | None = None
+    #: Private key (PEM) of tls_cert.
     tls_key: str | None = None
-    #: Certificate and key (PEM) to serve the registration port over TLS (wss).
+    #: Certificate chain (PEM) to serve the registration port over TLS (wss).
     registration_tls_cert: str | None = None
+    #: Private key (PEM) of registration_tls_cert.
     registration_tls_key: str | None = None
     #: CA bundle (PEM): connectors must present a client certificate it signed (mutual TLS).
     registration_client_ca: str | None = None
@@ -138,8 +140,9 @@ class ConnectorConfig:
     ca_file: str | None = None
     #: Verify the router's certificate and hostname. False affects this connector only.
     verify: bool = True
-    #: Client certificate and key (PEM) for routers that require mutual TLS.
+    #: Client certificate (PEM) for routers that require mutual TLS.
     client_cert: str | None = None
+    #: Private key (PEM) of client_cert.
     client_key: str | None = None
     #: CA bundle (PEM) to verify an https:// target with, instead of the system's.
     target_ca_file: str | None = None

@@ -141,6 +141,8 @@ class Resolved:
         out = {k: v for k, v in self.values.items() if k not in self.spec.field_names()}
         for f in dataclasses.fields(config):
             value = getattr(config, f.name)
+            if "token" in f.name and value and not f.name.endswith("_file"):
+                value = "***" if isinstance(value, str) else ["***"] * len(value)
             out[f.name] = list(value) if isinstance(value, tuple) else value
         return out
 
@@ -225,6 +227,7 @@ _LOG_LEVEL = ("log_level", str, "INFO", "logging level")
 
 ROUTER = derive(
     RouterConfig, "crank-router", "Run a crank_sync Cranker router.", "CRANK_ROUTER_",
+    aliases={"registration_tokens": ["--registration-token"], "admin_tokens": ["--admin-token"]},
     extras=[
         ("drain_timeout", float, 30.0,
          "on SIGTERM, seconds in-flight requests may take to finish before the router exits"),
@@ -357,6 +360,10 @@ def build_parser(spec: Spec) -> argparse.ArgumentParser:
             group.add_argument(*s.flags, action="append", metavar=s.name.upper(), **common)
         else:
             group.add_argument(*s.flags, metavar=s.name.upper(), **common)
+    if any(s.name == "verify" for s in spec.settings):
+        group.add_argument("--insecure", dest="verify", action="store_false",
+                           default=argparse.SUPPRESS,
+                           help="do not verify the router's certificate (same as --no-verify)")
     parser.add_argument("--config", metavar="FILE", default=None,
                         help=f"TOML file with settings (env {spec.config_env}; needs Python 3.11+)")
     parser.add_argument("--print-config", action="store_true",

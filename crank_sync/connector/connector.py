@@ -11,6 +11,7 @@ import websocket
 
 from ..config import ConnectorConfig
 from .target import Target, TargetClient
+from .tls import client_context
 from .watcher import CancelWatcher
 from .worker import CLOSE_TIMEOUT, SocketWorker, endpoint, handshake_headers
 
@@ -27,6 +28,11 @@ class RouterLink:
         self.target = target
         self.pool = pool
         self.watcher = watcher
+        #: websocket-client's TLS options: our own context, never global settings
+        self.sslopt: dict[str, object] = {}
+        if url.startswith("wss://"):
+            self.sslopt = {"context": client_context(config.ca_file, config.verify,
+                                                     config.client_cert, config.client_key)}
         self.stopping = threading.Event()
         self._lock = threading.Lock()
         self._workers: set[SocketWorker] = set()
@@ -86,7 +92,8 @@ class RouterLink:
         try:
             ws = websocket.create_connection(
                 url, timeout=max(0.1, min(timeout, cfg.connect_timeout)),
-                header=handshake_headers(cfg.route, cfg.protocols, cfg.domain),
+                header=handshake_headers(cfg.route, cfg.protocols, cfg.domain, cfg.token),
+                sslopt=self.sslopt,
             )
         except (websocket.WebSocketException, OSError) as err:
             log.info("deregistration at %s failed: %s", self.url, err)
@@ -137,6 +144,8 @@ class Connector:
                 connect_timeout=config.connect_timeout,
                 read_timeout=config.idle_timeout,
                 maxsize=config.v3_workers,
+                ssl_context=client_context(config.target_ca_file, config.target_verify)
+                if config.target.startswith("https://") else None,
             )
         self._pool = ThreadPoolExecutor(max_workers=config.v3_workers,
                                         thread_name_prefix="crank-connector-stream")

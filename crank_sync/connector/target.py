@@ -7,6 +7,7 @@ No retries, no redirects, no decompression; bodies stream both ways.
 from __future__ import annotations
 
 import socket
+import ssl
 import threading
 from collections.abc import Iterable, Iterator
 from typing import Any, Protocol
@@ -126,20 +127,20 @@ class TargetClient:
     """A pool of keep-alive connections to one target service."""
 
     def __init__(self, target: str, *, connect_timeout: float, read_timeout: float,
-                 maxsize: int = 32) -> None:
+                 maxsize: int = 32, ssl_context: ssl.SSLContext | None = None) -> None:
         parts = urlsplit(target)
         self.base_path = parts.path.rstrip("/")
-        pool_cls = _ReplayHTTPSPool if parts.scheme == "https" else _ReplayHTTPPool
         if not parts.hostname:
             raise ValueError(f"target {target!r} has no host")
-        self.pool = pool_cls(
-            parts.hostname,
-            parts.port,
-            maxsize=maxsize,
-            block=False,
-            retries=False,
-            timeout=urllib3.Timeout(connect=connect_timeout, read=read_timeout),
-        )
+        timeout = urllib3.Timeout(connect=connect_timeout, read=read_timeout)
+        self.pool: HTTPConnectionPool
+        if parts.scheme == "https":
+            self.pool = _ReplayHTTPSPool(parts.hostname, parts.port, maxsize=maxsize,
+                                         block=False, retries=False, timeout=timeout,
+                                         ssl_context=ssl_context)
+        else:
+            self.pool = _ReplayHTTPPool(parts.hostname, parts.port, maxsize=maxsize,
+                                        block=False, retries=False, timeout=timeout)
 
     def send(self, head: RequestHead, body: Iterable[bytes] | None,
              cancel: Cancel | None = None) -> urllib3.BaseHTTPResponse:

@@ -59,10 +59,13 @@ class Cancelled(Exception):
     """The router closed the socket (client went away): stop working on this request."""
 
 
-def handshake_headers(route: str, protocols: tuple[str, ...], domain: str = "*") -> list[str]:
+def handshake_headers(route: str, protocols: tuple[str, ...], domain: str = "*",
+                      token: str | None = None) -> list[str]:
     """Registration headers. The subprotocol list is sent by hand (not as websocket-client's
     ``subprotocols``) so that a router which echoes none still gets a v1 connection."""
     headers = [f"Route: {route}"]
+    if token:
+        headers.append(f"Authorization: Bearer {token}")
     if "1.0" in protocols:
         headers.append("CrankerProtocol: 1.0")
     headers.append("Sec-WebSocket-Protocol: " + ", ".join(f"cranker_{p}" for p in protocols))
@@ -168,7 +171,8 @@ class SocketWorker:
             ws = websocket.create_connection(
                 url,
                 timeout=cfg.connect_timeout,
-                header=handshake_headers(cfg.route, cfg.protocols, cfg.domain),
+                header=handshake_headers(cfg.route, cfg.protocols, cfg.domain, cfg.token),
+                sslopt=self.link.sslopt,
                 enable_multithread=True,
                 skip_utf8_validation=True,
                 sockopt=((6, 1, 1),),  # IPPROTO_TCP, TCP_NODELAY, 1
@@ -176,7 +180,9 @@ class SocketWorker:
         except _WS_ERRORS as err:
             self.handshaking = False
             delay = self.link.next_backoff()
-            log.info("cannot register at %s (%s); retrying in %.2fs", self.link.url, err, delay)
+            refused = isinstance(err, websocket.WebSocketBadStatusException)
+            log.log(logging.WARNING if refused else logging.INFO,
+                    "cannot register at %s (%s); retrying in %.2fs", self.link.url, err, delay)
             self.link.stopping.wait(delay)
             return None
         self.handshaking = False
