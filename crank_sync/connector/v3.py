@@ -21,6 +21,7 @@ from websocket import ABNF
 from ..errors import RemoteProtocolError
 from ..protocol import ResponseHead, encode_response_head, parse_request_text, v3
 from .target import Cancel, iter_response
+from .wsio import body_complete, send_frames, small_body
 
 if TYPE_CHECKING:
     from .connector import RouterLink
@@ -98,10 +99,18 @@ class ConnectorStream:
             if self.cancelled:
                 raise _Cancelled()
 
-    def _send_counted(self, frame: bytes, payload: int) -> None:
+    def _count(self, payload: int) -> None:
         with self._cond:
             self.window.sent(payload)
-        self._send(frame)
+
+    def _send_all(self, frames: list[bytes], counted: bool = False) -> None:
+        """Send v3 messages with one write (payloads counted by the caller unless told)."""
+        if self.cancelled:
+            raise _Cancelled()
+        if counted:
+            self._count(sum(len(f) - 6 for f in frames))
+        if frames:
+            send_frames(self.sock.ws, [(ABNF.OPCODE_BINARY, f) for f in frames])
 
     def serve(self, text: str, has_body: bool) -> None:
         cfg = self.sock.link.config
@@ -143,8 +152,17 @@ class ConnectorStream:
         try:
             response_head = ResponseHead(status=resp.status, reason=resp.reason or "",
                                          headers=tuple(resp.headers.items()))
-            for frame in v3.header_frames(self.id, encode_response_head(response_head), False):
-                self._send_counted(frame, len(frame) - 6)
+            text = encode_response_head(response_head)
+            if body_complete(resp):  # no body at all: one HEADER with END_STREAM
+                self._send_all(v3.header_frames(self.id, text, True), counted=True)
+                complete = True
+                return
+            # frames wait in ``pending`` only while more are certain to follow at once
+            pending = v3.header_frames(self.id, text, False)
+            self._count(sum(len(f) - 6 for f in pending))
+            if not small_body(resp, chunk_size):
+                self._send_all(pending)
+                pending = []
             chunks = iter_response(resp, chunk_size)
             while True:
                 self._wait_window(idle)
@@ -154,12 +172,18 @@ class ConnectorStream:
                     if self.cancelled:
                         raise _Cancelled() from err
                     log.warning("target failed mid-body for %s: %r", head.label, err)
+                    self._send_all(pending)
                     self._reset(v3.RST_TARGET_FAILED, "target failed mid-body")
                     return
                 if chunk is None:
                     break
-                self._send_counted(v3.data_frame(self.id, chunk), len(chunk))
-            self._send(v3.data_frame(self.id, b"", end_stream=True))
+                pending.append(v3.data_frame(self.id, chunk))
+                self._count(len(chunk))
+                if not body_complete(resp):
+                    self._send_all(pending)
+                    pending = []
+            pending.append(v3.data_frame(self.id, b"", end_stream=True))
+            self._send_all(pending)
             complete = True
         finally:
             if not complete:

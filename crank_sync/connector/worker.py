@@ -9,6 +9,7 @@ import itertools
 import logging
 import select
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterator
@@ -29,6 +30,7 @@ from ..protocol import (
 )
 from .target import Cancel, TargetResponse, iter_response
 from .v3 import V3Socket
+from .wsio import send_frames, small_body
 
 if TYPE_CHECKING:
     from .connector import RouterLink
@@ -180,7 +182,7 @@ class SocketWorker:
         except _WS_ERRORS as err:
             self.handshaking = False
             delay = self.link.next_backoff()
-            refused = isinstance(err, websocket.WebSocketBadStatusException)
+            refused = isinstance(err, (websocket.WebSocketBadStatusException, ssl.SSLError))
             log.log(logging.WARNING if refused else logging.INFO,
                     "cannot register at %s (%s); retrying in %.2fs", self.link.url, err, delay)
             self.link.stopping.wait(delay)
@@ -303,13 +305,19 @@ class SocketWorker:
                 log.warning("target sent an unusable response head: %s", err)
                 self._close(ws, 1011, "bad response from target")
                 return
-            ws.send(encode_response_head(response_head))
+            # the head goes out with the first body chunk (or alone if the body is empty or slow)
+            pending = [(ABNF.OPCODE_TEXT, encode_response_head(response_head).encode())]
             chunks = iter_response(resp, self.link.config.chunk_size)
+            if not small_body(resp, self.link.config.chunk_size):
+                send_frames(ws, pending)
+                pending = []
             while True:
                 try:
                     chunk = next(chunks, None)
                 except _TARGET_ERRORS as err:
                     log.warning("target failed mid-body for %s: %r", head.label, err)
+                    if pending:
+                        send_frames(ws, pending)
                     self._close(ws, 1011, "target failed mid-body")
                     return
                 if chunk is None:
@@ -317,7 +325,11 @@ class SocketWorker:
                 if cancel.cancelled or self._router_cancelled(ws):
                     log.info("request %s cancelled by the router", head.label)
                     return
-                ws.send_binary(chunk)
+                pending.append((ABNF.OPCODE_BINARY, chunk))
+                send_frames(ws, pending)
+                pending = []
+            if pending:
+                send_frames(ws, pending)
             complete = True
             self._close(ws, 1000, "")
         except Cancelled:

@@ -30,10 +30,13 @@ class Deadlines:
     def add(self, sock: Any, seconds: float, what: str) -> int:
         """Shut ``sock`` down in ``seconds`` unless :meth:`cancel` is called first."""
         key = next(self._ids)
+        when = time.monotonic() + seconds
         with self._cond:
             self._active[key] = what
-            heapq.heappush(self._heap, (time.monotonic() + seconds, key, sock))
-            self._cond.notify()
+            earliest = not self._heap or when < self._heap[0][0]
+            heapq.heappush(self._heap, (when, key, sock))
+            if earliest:  # otherwise the thread already wakes up before this one is due
+                self._cond.notify()
         return key
 
     def cancel(self, key: int) -> None:

@@ -19,6 +19,8 @@ class Writer(Protocol):
 
 
 CHUNK = 64 * 1024
+#: Writes smaller than this are gathered before they go to the client.
+_GATHER = 16 * 1024
 _MAX_CHUNK_LINE = 4096
 _MAX_TRAILERS = 100
 _HEX_RE = re.compile(rb"^[0-9a-fA-F]{1,16}$")
@@ -105,14 +107,36 @@ def iter_body(rfile: Reader, length: int | None, chunk: int = CHUNK) -> Iterator
 
 
 class ClientWriter:
-    """Writes a response to the client; any failure becomes :class:`ClientGone`."""
+    """Writes a response to the client; any failure becomes :class:`ClientGone`.
+
+    Small pieces (the head, chunk framing, small bodies) are gathered and leave in one write
+    when the caller runs out of data for the moment (:meth:`flush`) or at :meth:`finish`.
+    """
 
     def __init__(self, wfile: Writer) -> None:
         self._wfile = wfile
+        self._buf = bytearray()
         self.chunked = False
         self.bytes_written = 0
 
     def write(self, data: bytes) -> None:
+        if len(data) < _GATHER:
+            self._buf += data
+            if len(self._buf) >= CHUNK:
+                self.flush()
+            return
+        if self._buf:
+            data = bytes(self._buf) + data
+            self._buf.clear()
+        self._send(data)
+
+    def flush(self) -> None:
+        if self._buf:
+            data = bytes(self._buf)
+            self._buf.clear()
+            self._send(data)
+
+    def _send(self, data: bytes) -> None:
         try:
             self._wfile.write(data)
         except OSError as err:
@@ -134,3 +158,4 @@ class ClientWriter:
     def finish(self) -> None:
         if self.chunked:
             self.write(b"0\r\n\r\n")
+        self.flush()

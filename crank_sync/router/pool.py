@@ -11,6 +11,7 @@ socket's end and its replacement's registration waits instead of getting 404.
 from __future__ import annotations
 
 import collections
+import itertools
 import logging
 import threading
 import time
@@ -27,6 +28,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CATCH_ALL = "*"
+_BOOT = uuid.uuid4().hex[:8]
+_socket_ids = itertools.count(1)
 
 
 @dataclass(eq=False)
@@ -43,7 +46,7 @@ class ConnectorSocket:
     session: V3Session | None = None
     remote_port: int = 0
     registered_at: float = field(default_factory=time.time)
-    socket_id: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
+    socket_id: str = field(default_factory=lambda: f"{_BOOT}-{next(_socket_ids)}")
 
     @property
     def inflight(self) -> int:
@@ -58,6 +61,9 @@ class ConnectorSocket:
 
 @dataclass(eq=False)
 class _Route:
+    #: Requests waiting for this route's sockets wait here (sharing the registry's lock), so
+    #: a new socket wakes one of them, not every waiter of every route.
+    cond: threading.Condition
     idle: collections.deque[ConnectorSocket] = field(default_factory=collections.deque)
     busy: set[ConnectorSocket] = field(default_factory=set)
     v3: list[ConnectorSocket] = field(default_factory=list)
@@ -97,7 +103,8 @@ class SocketRegistry:
 
     def __init__(self, grace: float) -> None:
         self._grace = grace
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
         self._routes: dict[str, _Route] = {}
         self._domains: dict[str, _Route] = {}
         self._dark: frozenset[str] = frozenset()
@@ -116,10 +123,11 @@ class SocketRegistry:
             assert route is not None
             if sock.is_v3:
                 route.v3.append(sock)
+                route.cond.notify_all()  # a v3 socket serves every waiter
             else:
                 route.idle.append(sock)
+                route.cond.notify()  # one socket, one request
             route.emptied_at = None
-            self._cond.notify_all()
             return True
 
     def remove(self, sock: ConnectorSocket) -> None:
@@ -142,9 +150,10 @@ class SocketRegistry:
             table, key = self._domains, sock.domain.lower()
         else:
             table, key = self._routes, sock.route
-        if create:
-            return table.setdefault(key, _Route())
-        return table.get(key)
+        route = table.get(key)
+        if route is None and create:
+            route = table[key] = _Route(threading.Condition(self._lock))
+        return route
 
     def take_idle_of(self, connector_instance_id: str) -> list[ConnectorSocket]:
         """Remove and return the idle sockets of a connector instance (deregistration)."""
@@ -165,8 +174,12 @@ class SocketRegistry:
             self._closed = True
             groups = (*self._routes.values(), *self._domains.values())
             everything = [s for r in groups for s in (*r.idle, *r.busy, *r.v3)]
-            self._cond.notify_all()
+            self._wake_all()
             return everything
+
+    def _wake_all(self) -> None:
+        for route in (*self._routes.values(), *self._domains.values()):
+            route.cond.notify_all()
 
     # -- requests ----------------------------------------------------------------------------
 
@@ -209,10 +222,12 @@ class SocketRegistry:
                     if sock is not None:
                         return sock
                     if now >= deadline:
+                        if route.idle:  # a wake-up meant for us may be owed to another waiter
+                            route.cond.notify()
                         raise NoConnectorAvailable(
                             f"no idle connector socket for route {name!r} within {timeout:.1f}s"
                         )
-                    self._cond.wait(deadline - now)
+                    route.cond.wait(deadline - now)
             finally:
                 self.waiting -= 1
 
@@ -222,7 +237,7 @@ class SocketRegistry:
         """Take every connector from ``ip`` out of rotation (or put it back)."""
         with self._cond:
             self._dark = self._dark | {ip} if dark else self._dark - {ip}
-            self._cond.notify_all()
+            self._wake_all()
 
     def dark_ips(self) -> list[str]:
         with self._cond:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import email.errors
 import http
+import itertools
 import logging
 import re
 import select
@@ -16,7 +17,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..errors import (
     BadGateway,
@@ -72,6 +73,22 @@ def status_for(err: CrankError) -> int:
     return err.status
 
 
+class _HeadReader:
+    """Wraps rfile while the head is read, to tell a blank line from end-of-file: the
+    standard parser takes both as the end of the headers."""
+
+    def __init__(self, rfile: Any) -> None:
+        self._rfile = rfile
+        self.last = b""
+
+    def readline(self, size: int = -1) -> bytes:
+        self.last = self._rfile.readline(size)
+        return self.last
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._rfile, name)
+
+
 class _Aborted(Exception):
     """The response had started when the exchange failed: the client connection is dropped."""
 
@@ -104,12 +121,20 @@ class ClientHandler(BaseHTTPRequestHandler):
                 return
             key = self.core.deadlines.add(self.connection, cfg.header_timeout,
                                           f"request head from {self.client_address[0]}")
+            rfile = self.rfile
+            self.rfile = reader = _HeadReader(rfile)  # type: ignore[assignment]
             try:
-                self.raw_requestline = self.rfile.readline(limit + 1)
+                self.raw_requestline = reader.readline(limit + 1)
                 if self.raw_requestline and len(self.raw_requestline) <= limit:
                     self._head_ok = self.parse_request()
             finally:
+                self.rfile = rfile
                 self.core.deadlines.cancel(key)
+            if self._head_ok and reader.last not in (b"\r\n", b"\n"):
+                # the head ended at end-of-file (client gone or deadline), not at a blank line
+                log.info("incomplete request head from %s: dropped", self.client_address[0])
+                self.close_connection = True
+                return
         except (TimeoutError, OSError, ValueError):
             self.close_connection = True
             return
@@ -175,6 +200,10 @@ class ClientHandler(BaseHTTPRequestHandler):
             self.close_connection = True
         except _Aborted as err:
             error = "Aborted"
+            try:
+                self._writer.flush()  # what arrived goes out; the close then marks it short
+            except ClientGone:
+                pass
             log.warning("aborted response to %s %s [%s]: %s", self.command, self.path[:200],
                         self.request_id, err)
             self.close_connection = True
@@ -208,8 +237,16 @@ class ClientHandler(BaseHTTPRequestHandler):
             )
 
     def body_chunks(self, length: int | None) -> Iterator[bytes]:
-        """The client's request body, counted."""
-        for data in iter_body(self.rfile, length):
+        """The client's request body, counted. A chunked body's first chunk is read before
+        this returns, so a malformed first chunk size is refused before anything is sent on."""
+        chunks = self._counted(iter_body(self.rfile, length))
+        if length is not None:
+            return chunks
+        first = next(chunks, None)
+        return itertools.chain([first] if first else [], chunks)
+
+    def _counted(self, chunks: Iterator[bytes]) -> Iterator[bytes]:
+        for data in chunks:
             self._bytes_in += len(data)
             yield data
 
@@ -254,6 +291,7 @@ class ClientHandler(BaseHTTPRequestHandler):
             )
         except CrankError as err:
             raise BadRequest(str(err)) from err
+        self.request_body = self.body_chunks(length) if has_body else iter(())
         sock, stream = self._borrow(route_of(target), head)
         if stream is not None:
             v3.exchange(self, sock, stream, length)
@@ -301,7 +339,7 @@ class ClientHandler(BaseHTTPRequestHandler):
 
     def _send_body(self, sock: ConnectorSocket, length: int | None) -> None:
         try:
-            for data in self.body_chunks(length):
+            for data in self.request_body:
                 sock.ws.send(data)
             sock.ws.send(MARKER_BODY_ENDED)
         except (ConnectionClosed, OSError) as err:
@@ -317,6 +355,8 @@ class ClientHandler(BaseHTTPRequestHandler):
         response: _ResponseState | None = None
         last_data = time.monotonic()
         while True:
+            if response is not None and not ws.has_pending():
+                response.writer.flush()  # nothing more at hand: what we have goes out now
             try:
                 msg = ws.receive(timeout=CLIENT_CHECK_INTERVAL)
             except ConnectionClosed:
@@ -484,6 +524,8 @@ class _ResponseState:
             raise _Aborted(f"connector sent {self.sent} of {self.expected} bytes")
         if self.body_allowed:
             self.writer.finish()
+        else:
+            self.writer.flush()
 
 
 def _phrase(status: int) -> str:

@@ -76,29 +76,35 @@ class _Server(ThreadingHTTPServer):
         finally:
             with self._lock:
                 self._workers.discard(threading.current_thread())
-                self._connections.discard(request)
+                if request is not None:
+                    self._connections.discard(request)
 
     def _handshake(self, request: socket.socket, client_address: Any) -> ssl.SSLSocket | None:
         """TLS handshake on this worker thread, bounded by ``header_timeout``: a client that
         connects and says nothing holds up no one else."""
         assert self.tls is not None
         timeout = self.core.config.header_timeout
-        key = self.core.deadlines.add(request, timeout, f"TLS handshake from {client_address}")
         try:
+            # the TLS socket takes the file descriptor over: track and close it from now on
             tls = self.tls.wrap_socket(request, server_side=True, do_handshake_on_connect=False)
-            with self._lock:
-                self._connections.discard(request)
-                self._connections.add(tls)
+        except (ssl.SSLError, OSError) as err:
+            log.info("TLS set-up with %s failed: %s", client_address, err)
+            request.close()
+            return None
+        with self._lock:
+            self._connections.discard(request)
+            self._connections.add(tls)
+        key = self.core.deadlines.add(tls, timeout, f"TLS handshake from {client_address}")
+        try:
             tls.settimeout(timeout)
             tls.do_handshake()
             return tls
         except (ssl.SSLError, OSError) as err:
             log.info("TLS handshake with %s on the %s port failed: %s", client_address,
                      self._name, err)
-            try:
-                request.close()
-            except OSError:
-                pass
+            with self._lock:
+                self._connections.discard(tls)
+            tls.close()
             return None
         finally:
             self.core.deadlines.cancel(key)

@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     from .proxy import ClientHandler, _ResponseState
 
 CLIENT_CHECK_INTERVAL = 0.25
+#: DATA frames at least this large are acknowledged as soon as they are written.
+BULK = 16 * 1024
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +117,10 @@ class V3Session:
     def send(self, frame: bytes) -> None:
         assert self.ws is not None
         self.ws.send(frame)
+
+    def send_many(self, frames: list[bytes]) -> None:
+        assert self.ws is not None
+        self.ws.send_many(frames)
 
     def open_stream(self) -> RouterStream:
         with self._lock:
@@ -209,7 +215,7 @@ def _reset(stream: RouterStream, code: int, message: str) -> None:
 
 def _send_body(handler: ClientHandler, stream: RouterStream, length: int | None,
                idle: float) -> None:
-    for data in handler.body_chunks(length):
+    for data in handler.request_body:
         if not stream.wait_writable(idle):
             raise GatewayTimeout("connector sent no WINDOW_UPDATE for the request body")
         if stream.has_events():
@@ -222,8 +228,15 @@ def _send_body(handler: ClientHandler, stream: RouterStream, length: int | None,
 def _relay(handler: ClientHandler, stream: RouterStream, idle: float) -> None:
     assembler = v3.HeaderAssembler()
     response: _ResponseState | None = None
+    acks: list[bytes] = []
     last_data = time.monotonic()
     while True:
+        if not stream.has_events():  # nothing more at hand: send what we have
+            if response is not None:
+                response.writer.flush()
+            if acks:
+                stream.session.send_many(acks)
+                acks = []
         event = stream.get(CLIENT_CHECK_INTERVAL)
         if event is None:
             if handler.client_gone():
@@ -253,11 +266,12 @@ def _relay(handler: ClientHandler, stream: RouterStream, idle: float) -> None:
                 text = assembler.feed(event)
             except RemoteProtocolError as err:
                 raise ConnectorProtocolError(f"bad response head: {err}") from err
-            stream.session.send(v3.window_update_frame(stream.id, len(event.payload)))
+            acks.append(v3.window_update_frame(stream.id, len(event.payload)))
             if text is not None:
                 response = handler.start_response(text)
             if event.end_stream and response is not None:
                 response.finish()
+                stream.session.send_many(acks)
                 return
             continue
         if event.type == v3.DATA:
@@ -265,9 +279,16 @@ def _relay(handler: ClientHandler, stream: RouterStream, idle: float) -> None:
                 raise ConnectorProtocolError("connector sent DATA before a response head")
             if event.payload:
                 response.write(event.payload)
-                stream.session.send(v3.window_update_frame(stream.id, len(event.payload)))
+                acks.append(v3.window_update_frame(stream.id, len(event.payload)))
+                if len(event.payload) >= BULK and not event.end_stream:
+                    # bulk data: acknowledge at once, or the connector's window runs dry
+                    response.writer.flush()
+                    stream.session.send_many(acks)
+                    acks = []
             if event.end_stream:
                 response.finish()
+                if acks:
+                    stream.session.send_many(acks)
                 return
 
 

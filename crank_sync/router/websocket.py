@@ -42,6 +42,16 @@ from wsproto.utilities import RemoteProtocolError as WsRemoteProtocolError
 
 log = logging.getLogger(__name__)
 
+try:  # the optional extra crank_sync[speed]: compiled unmasking of connector frames
+    from wsaccel.xormask import XorMaskerSimple as _CompiledMasker
+    from wsproto import frame_protocol as _frame_protocol
+
+    # wsproto looks its masker class up by name for every frame; the compiled one computes
+    # the same bytes about twice as fast (measured: 27 vs 50 us per 64 KiB)
+    _frame_protocol.XorMaskerSimple = _CompiledMasker  # type: ignore[misc,assignment]
+except ImportError:  # pragma: no cover - pure-Python unmasking
+    pass
+
 #: How long we wait for the peer's close frame after sending ours.
 CLOSE_TIMEOUT = 5.0
 RECEIVE_BYTES = 256 * 1024
@@ -157,6 +167,17 @@ class RouterWebSocket(simple_websocket.Server):  # type: ignore[misc]
             else:
                 out = self.ws.send(TextMessage(data=data))
             self.sock.send(out)
+
+    def send_many(self, messages: list[bytes]) -> None:
+        """Send binary messages with one write."""
+        with self.sock.lock:
+            if not self.connected:
+                raise ConnectionClosed(self.close_reason, self.close_message)
+            self.sock.send(b"".join(self.ws.send(Message(data=m)) for m in messages))
+
+    def has_pending(self) -> bool:
+        """A message is waiting to be received."""
+        return bool(self.input_buffer)
 
     def close(self, reason: int | None = None, message: str | None = None) -> None:
         """Start the close handshake; never raises. The reader thread waits for the reply."""

@@ -319,5 +319,14 @@ class BrokenWriter(io.RawIOBase):
 def test_client_writer_write_error_is_client_gone(chunked_mode: bool) -> None:
     writer = ClientWriter(cast(BinaryIO, BrokenWriter()))
     writer.chunked = chunked_mode
+    writer.write_body(b"data")  # small writes are gathered: the failure shows on flush
     with pytest.raises(ClientGone):
-        writer.write_body(b"data")
+        writer.finish()
+
+
+@pytest.mark.parametrize("chunked_mode", [False, True])
+def test_client_writer_large_write_error_is_client_gone_at_once(chunked_mode: bool) -> None:
+    writer = ClientWriter(cast(BinaryIO, BrokenWriter()))
+    writer.chunked = chunked_mode
+    with pytest.raises(ClientGone):
+        writer.write_body(b"x" * 65536)
