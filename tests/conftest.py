@@ -565,6 +565,22 @@ class ConnectorFactory:
     ) -> Any:
         from crank_sync import Connector
 
+        if self.default_protocols == MIXED and "protocols" not in kwargs:
+            # one v1 and one v3 connector on the same route, used as one
+            kwargs.pop("protocols", None)
+            parts = [self(target, route, routers, sliding_window, wait=False, protocols=p, **kwargs)
+                     for p in (V1, ("3.0",))]
+            for part in parts:
+                self.stopped.add(id(part))  # the pair is stopped as one
+            pair = MixedConnector(parts)
+            self.started.append(pair)
+            if wait:
+                for r in routers or [self._default_router()]:
+                    wait_for(
+                        lambda r=r: r.idle_sockets(route_key(route)) >= 2 * sliding_window,
+                        what=f"{2 * sliding_window} idle sockets (v1 + v3) for {route!r}",
+                    )
+            return pair
         if target is None:
             target = self._default_target()
         target_url = target if isinstance(target, str) else target.url
@@ -607,11 +623,46 @@ class ConnectorFactory:
         assert all(results), f"connector stop() did not finish in time: {results}"
 
 
-# Tests that should run over both protocol versions decorate themselves with this; it overrides
-# the ``cranker_protocols`` fixture, which the connector factory uses as its default.
+class MixedConnector:
+    """A v1 connector and a v3 connector on the same route, driven as one."""
+
+    def __init__(self, parts: list[Any]) -> None:
+        self.parts = parts
+        self.connector_instance_id = parts[0].connector_instance_id
+        self.config = parts[0].config
+
+    def idle_count(self) -> int:
+        return sum(p.idle_count() for p in self.parts)
+
+    def busy_count(self) -> int:
+        return sum(p.busy_count() for p in self.parts)
+
+    def stop(self, timeout: float = 10.0) -> bool:
+        results = [False] * len(self.parts)
+
+        def stop_one(i: int) -> None:
+            results[i] = self.parts[i].stop(timeout=timeout)
+
+        threads = [threading.Thread(target=stop_one, args=(i,), name=f"test-stop-{i}")
+                   for i in range(len(self.parts))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout + 15)
+        return all(results)
+
+
+# Tests that should run over every protocol set-up decorate themselves with this; it overrides
+# the ``cranker_protocols`` fixture, which the connector factory uses as its default: v1 only,
+# v3 (preferred, as a connector offers it), and a route served by one v1 and one v3 connector.
 V1 = ("1.0",)
 V3_PREFERRED = ("3.0", "1.0")
-both_protocols = pytest.mark.parametrize("cranker_protocols", [V1, V3_PREFERRED], ids=["v1", "v3"])
+MIXED = ("mixed",)
+both_protocols = pytest.mark.parametrize("cranker_protocols", [V1, V3_PREFERRED, MIXED],
+                                         ids=["v1", "v3", "mixed"])
+#: For tests about one connector's own identity or sockets, where a pair makes no sense.
+single_protocols = pytest.mark.parametrize("cranker_protocols", [V1, V3_PREFERRED],
+                                           ids=["v1", "v3"])
 
 
 @pytest.fixture

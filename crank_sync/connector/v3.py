@@ -61,8 +61,10 @@ class ConnectorStream:
 
     def acked(self, n: int) -> None:
         with self._cond:
+            paused = self.window.paused
             self.window.acked(n)
-            self._cond.notify_all()
+            if paused and not self.window.paused:  # only a resumed sender needs waking
+                self._cond.notify_all()
 
     def cancel(self) -> None:
         with self._cond:

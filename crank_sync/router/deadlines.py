@@ -47,8 +47,9 @@ class Deadlines:
         with self._cond:
             while not self._stopping:
                 now = time.monotonic()
-                while self._heap and (self._heap[0][0] <= now or
-                                      self._heap[0][1] not in self._active):
+                # cancelled entries stay until due: popping them early would empty the heap and
+                # make every add() wake this thread
+                while self._heap and self._heap[0][0] <= now:
                     _, key, sock = heapq.heappop(self._heap)
                     what = self._active.pop(key, None)
                     if what is not None:

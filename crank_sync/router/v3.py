@@ -68,8 +68,10 @@ class RouterStream:
 
     def acked(self, n: int) -> None:
         with self._cond:
+            paused = self.window.paused
             self.window.acked(n)
-            self._cond.notify_all()
+            if paused and not self.window.paused:  # only a resumed sender needs waking
+                self._cond.notify_all()
 
     # worker side
     def get(self, timeout: float) -> v3.Frame | _Closed | None:

@@ -19,6 +19,7 @@ from crank_test_support import (
     both_protocols,
     closed_port,
     deterministic_bytes,
+    single_protocols,
     wait_for,
 )
 from prometheus_client.parser import text_string_to_metric_families
@@ -136,7 +137,7 @@ def test_health_ok_while_serving(router, http):
     assert body["dark_mode"] == []
 
 
-@both_protocols
+@single_protocols
 def test_health_counts_routes_and_sockets(router, target, connector_factory):
     connector_factory(target, route="svc", sliding_window=2)
     connector_factory(target, route="other", sliding_window=1)
@@ -149,7 +150,7 @@ def test_health_counts_routes_and_sockets(router, target, connector_factory):
 # --------------------------------------------------------------------------- /health/connectors
 
 
-@both_protocols
+@single_protocols
 def test_health_connectors_shape_and_inflight(router, target, connector_factory, held,
                                               cranker_protocols):
     conn = connector_factory(target, route="svc", sliding_window=2, component_name="svc-comp")
@@ -211,7 +212,7 @@ def test_health_connectors_two_connectors_on_one_route(router, target, connector
 # --------------------------------------------------------------------------- /api/registrations
 
 
-@both_protocols
+@single_protocols
 def test_api_registrations_shape(router, target, connector_factory, held, cranker_protocols):
     conn = connector_factory(target, route="svc", sliding_window=2, component_name="svc-comp")
     body = admin_json(router, "/api/registrations")
@@ -233,7 +234,7 @@ def test_api_registrations_shape(router, target, connector_factory, held, cranke
 # --------------------------------------------------------------------------- /api/stats
 
 
-@both_protocols
+@single_protocols
 def test_api_stats_counts_requests_and_sockets(router, target, connector_factory, http,
                                                cranker_protocols):
     connector_factory(target, route="svc", sliding_window=2)
@@ -284,7 +285,7 @@ def test_dark_mode_cannot_be_set_on_client_port(router, http):
 # --------------------------------------------------------------------------- /metrics
 
 
-@both_protocols
+@single_protocols
 def test_metrics_families_labels_and_values(router, target, connector_factory, http,
                                             cranker_protocols):
     conn = connector_factory(target, route="svc", sliding_window=2)
@@ -346,7 +347,7 @@ def test_metrics_families_labels_and_values(router, target, connector_factory, h
     )
 
 
-@both_protocols
+@single_protocols
 def test_metrics_busy_sockets_during_a_held_request(router, target, connector_factory, held,
                                                     cranker_protocols):
     connector_factory(target, route="svc", sliding_window=2)
@@ -480,7 +481,7 @@ def access_lines(caplog: pytest.LogCaptureFixture, request_id: str) -> list[re.M
     return out
 
 
-@both_protocols
+@single_protocols
 def test_access_log_line_per_request(router, target, connector_factory, http, caplog,
                                      cranker_protocols):
     caplog.set_level(logging.INFO, logger="crank_sync.access")

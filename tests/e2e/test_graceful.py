@@ -17,7 +17,13 @@ from typing import Any
 
 import pytest
 import requests
-from crank_test_support import LOOPBACK, both_protocols, deterministic_bytes, wait_for
+from crank_test_support import (
+    LOOPBACK,
+    both_protocols,
+    deterministic_bytes,
+    single_protocols,
+    wait_for,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 RUN_ROUTER = str(ROOT / "scripts" / "run_router.py")
@@ -279,7 +285,7 @@ def registered_instances(router: Any) -> set[str]:
     return {c["connectorInstanceID"] for c in svc.get("svc", {"connectors": []})["connectors"]}
 
 
-@both_protocols
+@single_protocols
 @pytest.mark.timeout(180)
 def test_rolling_restart_under_load_has_zero_failed_requests(router, target, connector_factory):
     a = connector_factory(target, route="svc", sliding_window=2)

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import requests
 import trustme
-from crank_test_support import LOOPBACK, both_protocols, wait_for
+from crank_test_support import LOOPBACK, both_protocols, single_protocols, wait_for
 
 from crank_sync import Connector
 
@@ -150,7 +150,7 @@ def test_token_from_file(router_factory, target, connector_factory, tmp_path: Pa
     assert status == 403
 
 
-@both_protocols
+@single_protocols
 def test_deregister_without_token_is_403_and_sockets_stay(router_factory, target,
                                                           connector_factory):
     router = router_factory(registration_tokens=(TOKEN_OLD,))
@@ -285,7 +285,7 @@ def test_mtls_client_cert_from_another_ca_is_refused(router_factory, target, mtl
     assert conn.idle_count() == 0
 
 
-@both_protocols
+@single_protocols
 def test_mtls_connector_with_client_cert_registers(router_factory, target, mtls,
                                                    wss_connectors):
     router = mtls_router(router_factory, mtls)

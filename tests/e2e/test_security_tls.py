@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 import requests
 import trustme
-from crank_test_support import LOOPBACK, both_protocols, wait_for
+from crank_test_support import LOOPBACK, both_protocols, single_protocols, wait_for
 
 from crank_sync import Connector
 
@@ -155,7 +155,7 @@ def test_https_client_port_and_forwarded_proto(router_factory, pki, target, conn
     assert len(forwarded) == 1 and "proto=https" in forwarded[0], forwarded
 
 
-@both_protocols
+@single_protocols
 def test_wss_registration_with_ca_file(router_factory, pki, target, wss_connectors):
     router = router_factory(registration_tls_cert=pki.server_cert,
                             registration_tls_key=pki.server_key)
@@ -231,7 +231,7 @@ def test_default_verify_refuses_untrusted_router_and_warns(router_factory, pki, 
     )
 
 
-@both_protocols
+@single_protocols
 def test_verify_false_registers_with_untrusted_router(router_factory, pki, target,
                                                       wss_connectors):
     router = router_factory(registration_tls_cert=pki.server_cert,
@@ -241,7 +241,7 @@ def test_verify_false_registers_with_untrusted_router(router_factory, pki, targe
     assert http_get(router, "/svc/bytes/5").status_code == 200
 
 
-@both_protocols
+@single_protocols
 def test_verify_false_affects_only_its_connector(router_factory, pki, target, wss_connectors,
                                                  caplog):
     caplog.set_level(logging.INFO, logger="crank_sync")
@@ -262,7 +262,7 @@ def test_verify_false_affects_only_its_connector(router_factory, pki, target, ws
             default.wrap_socket(raw, server_hostname=LOOPBACK).close()
 
 
-@both_protocols
+@single_protocols
 def test_hostname_mismatch_fails_even_with_ca_file(router_factory, pki, target,
                                                    wss_connectors, caplog):
     caplog.set_level(logging.INFO, logger="crank_sync")
@@ -273,7 +273,7 @@ def test_hostname_mismatch_fails_even_with_ca_file(router_factory, pki, target,
     assert conn.idle_count() == 0
 
 
-@both_protocols
+@single_protocols
 def test_hostname_mismatch_accepted_with_verify_false(router_factory, pki, target,
                                                       wss_connectors):
     cert, key = pki.issue("example", "example.test")
