@@ -181,9 +181,10 @@ class ConnectorStream:
                     break
                 pending.append(v3.data_frame(self.id, chunk))
                 self._count(len(chunk))
-                if not body_complete(resp):
-                    self._send_all(pending)
-                    pending = []
+                if body_complete(resp):
+                    break  # the end marker goes out with this last chunk, window or not
+                self._send_all(pending)
+                pending = []
             pending.append(v3.data_frame(self.id, b"", end_stream=True))
             self._send_all(pending)
             complete = True

@@ -410,3 +410,19 @@ def test_domain_routing_beats_path_routing(router, target_factory, connector_fac
     assert resp.headers["X-Target-Name"] == "by-path"
     assert by_path.received_for("/svc/headers/y")
     assert not by_domain.received_for("/svc/headers/y")
+
+
+@pytest.mark.parametrize("size", [65536, 131072, 131073, 200000])
+def test_last_chunk_that_fills_the_window_still_ends_the_stream(router, target, v3svc, size):
+    """The connector holds the final DATA back to send it with END_STREAM; that final chunk
+    may take the unacknowledged count over 64 KiB, and the end must still go out (a stall
+    here hangs the client until the idle timeout)."""
+    conn = http.client.HTTPConnection(LOOPBACK, router.http_port, timeout=20)
+    try:
+        for i in range(5):
+            conn.request("GET", f"/svc/bytes/{size}?seed={i}")
+            resp = conn.getresponse()
+            assert resp.status == 200
+            assert resp.read() == deterministic_bytes(size, i)
+    finally:
+        conn.close()
