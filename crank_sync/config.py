@@ -9,6 +9,9 @@ from typing import Any
 
 _ROUTE_RE = re.compile(r"^[a-zA-Z0-9/_.-]+$")
 
+#: Cranker protocol versions crank_sync speaks, in order of preference.
+SUPPORTED_PROTOCOLS = ("3.0", "1.0")
+
 
 def validate_route(route: str) -> str:
     """Return the normalised route (``""`` becomes the catch-all ``*``) or raise ValueError."""
@@ -76,9 +79,11 @@ class RouterConfig:
     registration_rate_limit: float = 0.0
     #: Bearer tokens for the admin endpoints (all but /health); empty = no token needed.
     admin_tokens: tuple[str, ...] = field(default=(), repr=False)
+    #: Cranker versions connectors may register with ("1.0" alone makes a v1-only router).
+    protocols: tuple[str, ...] = ("3.0", "1.0")
 
     def __post_init__(self) -> None:
-        for name in ("registration_tokens", "registration_allow", "admin_tokens"):
+        for name in ("registration_tokens", "registration_allow", "admin_tokens", "protocols"):
             value = getattr(self, name)
             object.__setattr__(self, name, (value,) if isinstance(value, str) else tuple(value))
         for cert, key in (("tls_cert", "tls_key"),
@@ -92,6 +97,10 @@ class RouterConfig:
                 ipaddress.ip_network(network, strict=False)
             except ValueError as err:
                 raise ValueError(f"registration_allow: {err}") from err
+        protocols = tuple(p.lower().removeprefix("cranker_") for p in self.protocols)
+        if not protocols or any(p not in SUPPORTED_PROTOCOLS for p in protocols):
+            raise ValueError(f"protocols must be taken from {SUPPORTED_PROTOCOLS}")
+        object.__setattr__(self, "protocols", protocols)
         if self.registration_rate_limit < 0:
             raise ValueError("registration_rate_limit must be 0 (off) or positive")
         for name in ("connector_max_wait", "idle_timeout", "client_timeout", "ping_interval",
@@ -106,8 +115,6 @@ class RouterConfig:
         if self.socket_buffer_bytes < 65536:
             raise ValueError("socket_buffer_bytes must be at least 65536")
 
-
-SUPPORTED_PROTOCOLS = ("3.0", "1.0")
 
 
 @dataclass(frozen=True)

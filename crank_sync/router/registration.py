@@ -27,24 +27,25 @@ SUPPORTED_VERSIONS = ("3.0", "1.0")
 _ws_ids = itertools.count(1)
 
 
-def negotiate(offered_subprotocols: list[str], legacy: str | None) -> tuple[str, str | None]:
+def negotiate(offered_subprotocols: list[str], legacy: str | None,
+              supported: tuple[str, ...] = SUPPORTED_VERSIONS) -> tuple[str, str | None]:
     """Pick the Cranker version: ``(version, subprotocol to echo or None)``.
 
-    The first offered ``cranker_<v>`` subprotocol we support wins; only when none is offered
-    does the legacy ``CrankerProtocol`` header decide.
+    The first offered ``cranker_<v>`` subprotocol in ``supported`` wins; only when none is
+    offered does the legacy ``CrankerProtocol`` header decide.
     """
     if offered_subprotocols:
         for token in offered_subprotocols:
             version = token.strip().lower().removeprefix("cranker_")
-            if version in SUPPORTED_VERSIONS:
+            if version in supported:
                 return version, token.strip()
         raise BadRequest(
             f"none of the offered subprotocols {offered_subprotocols} is supported; "
-            f"this router speaks {', '.join('cranker_' + v for v in SUPPORTED_VERSIONS)}"
+            f"this router speaks {', '.join('cranker_' + v for v in supported)}"
         )
     if legacy is not None:
         version = legacy.strip()
-        if version in SUPPORTED_VERSIONS:
+        if version in supported:
             return version, None
         raise BadRequest(f"CrankerProtocol {version!r} is not supported")
     raise BadRequest("no Sec-WebSocket-Protocol or CrankerProtocol header: cannot pick a version")
@@ -157,7 +158,8 @@ class RegistrationHandler(BaseHTTPRequestHandler):
             if t.strip()
         ]
         try:
-            version, echo = negotiate(offered, headers.get("CrankerProtocol"))
+            version, echo = negotiate(offered, headers.get("CrankerProtocol"),
+                                      self.core.config.protocols)
             route = validate_route(headers.get("Route") or "")
         except (BadRequest, ValueError) as err:
             return self._refuse(400, str(err))
