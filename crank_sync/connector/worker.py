@@ -346,8 +346,9 @@ class SocketWorker:
         while True:
             if ws.sock is None:
                 return True
-            readable, _, _ = select.select([ws.sock], [], [], 0)
-            if not readable:
+            poller = select.poll()  # not select(): descriptors above 1,024 are common here
+            poller.register(ws.sock, select.POLLIN | select.POLLPRI)
+            if not poller.poll(0):
                 return False
             opcode, _frame = ws.recv_data_frame(True)
             if opcode == ABNF.OPCODE_CLOSE:

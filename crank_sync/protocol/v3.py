@@ -90,12 +90,14 @@ def header_frames(stream_id: int, text: str, end_stream: bool) -> list[bytes]:
 
 
 def rst_frame(stream_id: int, code: int, message: str = "") -> bytes:
+    if not -(2**31) <= code < 2**31:
+        raise LocalProtocolError(f"RST_STREAM code {code} does not fit in an int32")
     return _prefix(RST_STREAM, 0, stream_id) + _INT.pack(code) + message.encode("utf-8")
 
 
 def window_update_frame(stream_id: int, increment: int) -> bytes:
-    if increment < 0:
-        raise LocalProtocolError("negative window update")
+    if not 0 <= increment < 2**31:
+        raise LocalProtocolError(f"window update {increment} is not a non-negative int32")
     return _prefix(WINDOW_UPDATE, 0, stream_id) + _INT.pack(increment)
 
 
@@ -119,6 +121,7 @@ class HeaderAssembler:
         """Add a HEADER frame; the whole header text once END_HEADER arrived, else None."""
         self._size += len(frame.payload)
         if self._size > self._limit:
+            self._parts, self._size = [], 0
             raise RemoteProtocolError(f"header text over {self._limit} bytes")
         self._parts.append(frame.payload)
         if not frame.end_header:

@@ -73,6 +73,14 @@ def status_for(err: CrankError) -> int:
     return err.status
 
 
+def readable_now(sock: Any) -> bool:
+    """Is there something to read (or EOF) on ``sock``? poll(), not select(): a busy router
+    has far more than 1,024 descriptors, which select() cannot watch."""
+    poller = select.poll()
+    poller.register(sock, select.POLLIN | select.POLLPRI)
+    return bool(poller.poll(0))
+
+
 class _HeadReader:
     """Wraps rfile while the head is read, to tell a blank line from end-of-file: the
     standard parser takes both as the end of the headers."""
@@ -393,10 +401,10 @@ class ClientHandler(BaseHTTPRequestHandler):
     def client_gone(self) -> bool:
         """Has the client closed its connection? (Checked while waiting on a connector.)"""
         try:
-            readable, _, _ = select.select([self.connection], [], [], 0)
+            if not readable_now(self.connection):
+                return False
             # socket.socket.recv reads the raw stream even under TLS, where only EOF matters
-            return bool(readable) and socket.socket.recv(self.connection, 1,
-                                                         socket.MSG_PEEK) == b""
+            return socket.socket.recv(self.connection, 1, socket.MSG_PEEK) == b""
         except (OSError, ValueError):
             return True
 
