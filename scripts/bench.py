@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import http.client
+import importlib.util
 import json
 import os
 import queue
@@ -691,6 +692,8 @@ def run(args: argparse.Namespace, children: list[Child]) -> tuple[dict[str, Any]
             + (" (quick mode; full mode uses 1 GiB)" if quick else ""),
             f"slow test uses {slow_total} requests"
             + (f" (quick mode; full mode uses {SLOW_FULL})" if quick else ""),
+            "compiled websocket masking (wsaccel, the [speed] extra): "
+            + ("in use" if importlib.util.find_spec("wsaccel") else "not installed"),
         ],
     }
     return result, ctx
