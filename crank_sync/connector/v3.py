@@ -61,9 +61,7 @@ class ConnectorStream:
 
     def acked(self, n: int) -> None:
         with self._cond:
-            paused = self.window.paused
-            self.window.acked(n)
-            if paused and not self.window.paused:  # only a resumed sender needs waking
+            if self.window.acked(n):  # only a resumed sender needs waking
                 self._cond.notify_all()
 
     def cancel(self) -> None:

@@ -4,6 +4,7 @@ Strict in what it produces, lenient in what it accepts (PROTOCOL.md, "v1.0").
 """
 from __future__ import annotations
 
+import http
 import re
 from dataclasses import dataclass
 
@@ -80,6 +81,13 @@ class ResponseHead:
             _check_header(name, value, LocalProtocolError)
 
 
+def _phrase(status: int) -> str:
+    try:
+        return http.HTTPStatus(status).phrase
+    except ValueError:
+        return "Unknown"
+
+
 def _join_cookies(headers: Headers) -> list[tuple[str, str]]:
     """Several ``Cookie`` headers become one, joined with ``; `` (HTTP/1.1 allows only one)."""
     cookies = [v for n, v in headers if n.lower() == "cookie"]
@@ -121,6 +129,15 @@ def _parse_header_line(line: str) -> tuple[str, str] | None:
     return name, value
 
 
+def _parse_header_lines(lines: list[str]) -> Headers:
+    headers = []
+    for line in lines:
+        header = _parse_header_line(line) if line else None
+        if header is not None:
+            headers.append(header)
+    return tuple(headers)
+
+
 def parse_request(text: str) -> RequestHead:
     """Parse the router's request text (what a connector receives)."""
     lines = _split_lines(text)
@@ -142,18 +159,11 @@ def _parse_request_lines(lines: list[str], marker: str) -> RequestHead:
     parts = lines[0].split(" ")
     if len(parts) != 3 or not parts[2].startswith("HTTP/"):
         raise RemoteProtocolError(f"bad request line {lines[0][:200]!r}")
-    headers = []
-    for line in lines[1:]:
-        if not line:
-            continue
-        header = _parse_header_line(line)
-        if header is not None:
-            headers.append(header)
     try:
         return RequestHead(
             method=parts[0],
             target=parts[1],
-            headers=tuple(headers),
+            headers=_parse_header_lines(lines[1:]),
             marker=MARKER_NO_BODY if marker == MARKER_BODY_ENDED else marker,
         )
     except LocalProtocolError as err:
@@ -162,7 +172,7 @@ def _parse_request_lines(lines: list[str], marker: str) -> RequestHead:
 
 def encode_response_head(head: ResponseHead) -> str:
     """The text message a connector sends: status line, then one line per header value."""
-    reason = head.reason or "-"
+    reason = head.reason or _phrase(head.status)
     lines = [f"HTTP/1.1 {head.status} {reason}"]
     lines.extend(f"{name}:{value}" for name, value in head.headers)
     return "\n".join(lines) + "\n"
@@ -182,14 +192,7 @@ def parse_response_head(text: str) -> ResponseHead:
     reason = (match.group(2) or "").strip()
     if status < 100:
         raise RemoteProtocolError(f"bad status {status}")
-    headers = []
-    for line in lines[1:]:
-        if not line:
-            continue
-        header = _parse_header_line(line)
-        if header is not None:
-            headers.append(header)
     try:
-        return ResponseHead(status=status, reason=reason, headers=tuple(headers))
+        return ResponseHead(status=status, reason=reason, headers=_parse_header_lines(lines[1:]))
     except LocalProtocolError as err:
         raise RemoteProtocolError(str(err)) from err

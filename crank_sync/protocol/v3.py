@@ -153,7 +153,10 @@ class SendWindow:
         if self.unacked > self.high:
             self.paused = True
 
-    def acked(self, n: int) -> None:
+    def acked(self, n: int) -> bool:
+        """Count an acknowledgement; True when it lets a paused sender resume."""
         self.unacked = max(0, self.unacked - n)
         if self.paused and self.unacked < self.low:
             self.paused = False
+            return True
+        return False

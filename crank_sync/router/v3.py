@@ -68,9 +68,7 @@ class RouterStream:
 
     def acked(self, n: int) -> None:
         with self._cond:
-            paused = self.window.paused
-            self.window.acked(n)
-            if paused and not self.window.paused:  # only a resumed sender needs waking
+            if self.window.acked(n):  # only a resumed sender needs waking
                 self._cond.notify_all()
 
     # worker side

@@ -36,10 +36,12 @@ def admin_get(port: int, path: str) -> requests.Response:
 
 
 def connection_refused(port: int) -> bool:
+    """The port no longer takes connections. A connect that raced the listener's close sits in
+    its backlog and is reset, which also means "not accepting"."""
     try:
         with socket.create_connection((LOOPBACK, port), timeout=5):
             return False
-    except ConnectionRefusedError:
+    except (ConnectionRefusedError, ConnectionResetError):
         return True
 
 
