@@ -388,3 +388,31 @@ def test_router_stop_drain_deadline_does_not_hang(router_factory, target, connec
         assert slow["resp"].status_code >= 500
     else:
         assert "error" in slow
+
+
+def test_connector_notices_a_silent_router_and_reconnects(silent_router, target,
+                                                          connector_factory):
+    """A router that stops answering pings is noticed (no frame for two ping intervals) and
+    the connector registers fresh sockets."""
+    connector_factory(target, route="svc", routers=[silent_router], protocols=("1.0",),
+                      sliding_window=1, ping_interval=0.2, wait=False)
+    wait_for(lambda: len(silent_router.registered) >= 1, what="first registration")
+    wait_for(lambda: len(silent_router.registered) >= 3,
+             what="the connector giving up on the silent socket and registering again")
+
+
+def test_router_closes_an_idle_socket_whose_connector_stops_answering_pings(router_factory):
+    """websocket-client answers pings only inside recv(): a fake connector that never calls
+    it stands for a hung connector; the router must drop its idle socket."""
+    import websocket
+
+    router = router_factory(ping_interval=0.2)
+    ws = websocket.create_connection(
+        f"ws://{LOOPBACK}:{router.registration_port}/register/?connectorInstanceID=hung",
+        header=["Route: hung", "CrankerProtocol: 1.0"], timeout=5)
+    try:
+        wait_for(lambda: router.idle_sockets("hung") == 1, what="the socket registered")
+        wait_for(lambda: router.idle_sockets("hung") == 0,
+                 what="the router dropping the socket that never answers pings")
+    finally:
+        ws.shutdown()
