@@ -56,6 +56,19 @@ class RouterLink:
         """A request arrived on ``worker``: open its replacement at once."""
         self._spawn()
 
+    def begin_handshake(self, worker: SocketWorker) -> bool:
+        """Mark ``worker`` as registering, unless stop() has begun: checked and set under the
+        lock stop() takes, so stop() sees every handshake that may register."""
+        with self._lock:
+            if self.stopping.is_set():
+                return False
+            worker.handshaking = True
+            return True
+
+    def begin_stop(self) -> None:
+        with self._lock:
+            self.stopping.set()
+
     def on_exit(self, worker: SocketWorker) -> None:
         with self._lock:
             self._workers.discard(worker)
@@ -184,9 +197,10 @@ class Connector:
             return True
         deadline = time.monotonic() + timeout
         for link in self._links:
-            link.stopping.set()
+            link.begin_stop()
         # handshakes under way would register after the deregistration: let them finish
-        while (any(w.handshaking for link in self._links for w in link.workers())
+        while (any(w.handshaking and w.thread.is_alive()
+                   for link in self._links for w in link.workers())
                and time.monotonic() < deadline):
             time.sleep(0.01)
         unanswered = [

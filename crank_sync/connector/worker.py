@@ -168,7 +168,8 @@ class SocketWorker:
     def _connect(self) -> websocket.WebSocket | None:
         cfg = self.link.config
         url = endpoint(self.link.url, "register", cfg.connector_instance_id, cfg.component_name)
-        self.handshaking = True
+        if not self.link.begin_handshake(self):
+            return None
         try:
             ws = websocket.create_connection(
                 url,

@@ -108,16 +108,22 @@ class SocketRegistry:
         self._routes: dict[str, _Route] = {}
         self._domains: dict[str, _Route] = {}
         self._dark: frozenset[str] = frozenset()
+        self._deregistered: dict[str, float] = {}
         self._closed = False
         #: Requests currently waiting for a socket.
         self.waiting = 0
 
     # -- registration ------------------------------------------------------------------------
 
-    def add(self, sock: ConnectorSocket) -> bool:
-        """Make ``sock`` available to requests; False when the registry is closed."""
+    def add(self, sock: ConnectorSocket, began: float = float("inf")) -> bool:
+        """Make ``sock`` available to requests. False when the registry is closed, or when its
+        connector deregistered after this socket's handshake ``began`` (time.monotonic()): the
+        upgrade answer goes out before the socket is added, so a deregistration can slip in
+        between, and the socket must not outlive it."""
         with self._cond:
             if self._closed:
+                return False
+            if self._deregistered.get(sock.connector_instance_id, -1.0) >= began:
                 return False
             route = self._group_of(sock, create=True)
             assert route is not None
@@ -158,6 +164,11 @@ class SocketRegistry:
     def take_idle_of(self, connector_instance_id: str) -> list[ConnectorSocket]:
         """Remove and return the idle sockets of a connector instance (deregistration)."""
         with self._cond:
+            now = time.monotonic()
+            if len(self._deregistered) > 1000:  # keep only recent ones: memory stays bounded
+                self._deregistered = {k: t for k, t in self._deregistered.items()
+                                      if now - t < 60}
+            self._deregistered[connector_instance_id] = now
             taken = []
             for route in (*self._routes.values(), *self._domains.values()):
                 for group in (route.idle, route.v3):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import time
 from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -140,6 +141,7 @@ class RegistrationHandler(BaseHTTPRequestHandler):
         return {k: v[0] for k, v in query.items()}
 
     def _upgrade(self, deregister: bool) -> None:
+        began = time.monotonic()
         headers = self.headers
         guard = self.core.guard
         if not guard.token_ok(headers.get("Authorization")):
@@ -186,8 +188,8 @@ class RegistrationHandler(BaseHTTPRequestHandler):
             domain=(headers.get("Domain") or "*").strip() if session else "*",
             session=session,
         )
-        if not self.core.registry.add(sock):
-            ws.close(1001, "router stopping")
+        if not self.core.registry.add(sock, began):
+            ws.close(1001, "deregistered or router stopping")
         else:
             self.core.metrics.registrations.labels(sock.protocol).inc()
         log.debug("registered %s socket for route %r from %s (%s)", sock.protocol, route, ip,
