@@ -7,17 +7,15 @@ response has started, a failure can only abort the client connection.
 from __future__ import annotations
 
 import email.errors
-import http
 import itertools
 import logging
 import re
-import select
 import socket
 import time
 import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ..errors import (
     BadGateway,
@@ -25,28 +23,25 @@ from ..errors import (
     ClientGone,
     ConnectorProtocolError,
     CrankError,
-    GatewayTimeout,
     HeadersTooLarge,
     MethodNotAllowed,
     RemoteProtocolError,
     UriTooLong,
 )
 from ..protocol import (
-    MARKER_BODY_ENDED,
     MARKER_BODY_FOLLOWS,
     MARKER_NO_BODY,
     RequestHead,
-    ResponseHead,
     encode_request,
     filter_request_headers,
-    filter_response_headers,
     parse_response_head,
     request_text,
     route_of,
 )
-from . import v3
+from . import v1, v3
 from .http_io import ClientWriter, iter_body, request_framing
 from .pool import ConnectorSocket
+from .response import Aborted, HeadReader, ResponseState, phrase, readable_now
 from .websocket import ConnectionClosed, RouterWebSocket
 
 if TYPE_CHECKING:
@@ -60,10 +55,6 @@ access_log = logging.getLogger("crank_sync.access")
 _BODY_DEFECTS = (email.errors.StartBoundaryNotFoundDefect,
                  email.errors.MultipartInvariantViolationDefect,
                  email.errors.NoBoundaryInMultipartDefect)
-#: Close codes a connector uses for "response complete" (1005: a close frame without a code).
-_NORMAL_CLOSE = (1000, 1005)
-#: While waiting on a connector, the client connection is checked this often (seconds).
-CLIENT_CHECK_INTERVAL = 0.25
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:/+=@-]+$")
 #: How many dead sockets a request may skip before giving up with 502.
 _MAX_SEND_ATTEMPTS = 5
@@ -71,34 +62,6 @@ _MAX_SEND_ATTEMPTS = 5
 
 def status_for(err: CrankError) -> int:
     return err.status
-
-
-def readable_now(sock: Any) -> bool:
-    """Is there something to read (or EOF) on ``sock``? poll(), not select(): a busy router
-    has far more than 1,024 descriptors, which select() cannot watch."""
-    poller = select.poll()
-    poller.register(sock, select.POLLIN | select.POLLPRI)
-    return bool(poller.poll(0))
-
-
-class _HeadReader:
-    """Wraps rfile while the head is read, to tell a blank line from end-of-file: the
-    standard parser takes both as the end of the headers."""
-
-    def __init__(self, rfile: Any) -> None:
-        self._rfile = rfile
-        self.last = b""
-
-    def readline(self, size: int = -1) -> bytes:
-        self.last = self._rfile.readline(size)
-        return self.last
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._rfile, name)
-
-
-class _Aborted(Exception):
-    """The response had started when the exchange failed: the client connection is dropped."""
 
 
 class ClientHandler(BaseHTTPRequestHandler):
@@ -130,7 +93,7 @@ class ClientHandler(BaseHTTPRequestHandler):
             key = self.core.deadlines.add(self.connection, cfg.header_timeout,
                                           f"request head from {self.client_address[0]}")
             rfile = self.rfile
-            self.rfile = reader = _HeadReader(rfile)  # type: ignore[assignment]
+            self.rfile = reader = HeadReader(rfile)  # type: ignore[assignment]
             try:
                 self.raw_requestline = reader.readline(limit + 1)
                 if self.raw_requestline and len(self.raw_requestline) <= limit:
@@ -206,7 +169,7 @@ class ClientHandler(BaseHTTPRequestHandler):
             log.debug("client %s went away [%s]: %s", self.client_address[0], self.request_id,
                       err)
             self.close_connection = True
-        except _Aborted as err:
+        except Aborted as err:
             error = "Aborted"
             try:
                 self._writer.flush()  # what arrived goes out; the close then marks it short
@@ -304,15 +267,7 @@ class ClientHandler(BaseHTTPRequestHandler):
         if stream is not None:
             v3.exchange(self, sock, stream, length)
             return
-        finished = False
-        try:
-            if has_body:
-                self._send_body(sock, length)
-            finished = self._relay_response(sock)
-        finally:
-            if not finished:
-                sock.ws.close(1001, "request ended early")
-            self.core.registry.remove(sock)
+        v1.exchange(self, sock, length)
 
     def _borrow(self, route: str, head: RequestHead) -> tuple[ConnectorSocket, RouterStream | None]:
         """Borrow a socket and send the request head, skipping sockets that died while idle.
@@ -345,59 +300,6 @@ class ClientHandler(BaseHTTPRequestHandler):
                     registry.remove(sock)
         raise BadGateway("connector sockets kept failing")
 
-    def _send_body(self, sock: ConnectorSocket, length: int | None) -> None:
-        try:
-            for data in self.request_body:
-                sock.ws.send(data)
-            sock.ws.send(MARKER_BODY_ENDED)
-        except (ConnectionClosed, OSError) as err:
-            # the connector gave up mid-upload; its close code tells the client why
-            log.info("connector socket closed during request body: %r", err)
-            return
-        self.close_connection = not self._keep_alive
-
-    def _relay_response(self, sock: ConnectorSocket) -> bool:
-        """Stream the connector's answer to the client. True when it completed normally."""
-        cfg = self.core.config
-        ws = sock.ws
-        response: _ResponseState | None = None
-        last_data = time.monotonic()
-        while True:
-            if response is not None and not ws.has_pending():
-                response.writer.flush()  # nothing more at hand: what we have goes out now
-            try:
-                msg = ws.receive(timeout=CLIENT_CHECK_INTERVAL)
-            except ConnectionClosed:
-                break
-            if msg is None:
-                if self.client_gone():
-                    raise ClientGone("client disconnected while waiting for the connector")
-                if time.monotonic() - last_data < cfg.idle_timeout:
-                    continue
-                ws.close(1001, "idle timeout")
-                if response is None:
-                    raise GatewayTimeout(f"no response from connector in {cfg.idle_timeout:.0f}s")
-                raise _Aborted(f"no data from connector in {cfg.idle_timeout:.0f}s")
-            if isinstance(msg, str):
-                if response is None:
-                    response = self.start_response(msg, ws)
-                last_data = time.monotonic()
-                continue  # v1 sends nothing textual after the head; tolerate and ignore
-            if response is None:
-                ws.close(1002, "body before response head")
-                raise ConnectorProtocolError("connector sent body bytes before a response head")
-            response.write(msg)
-            last_data = time.monotonic()
-        code = ws.close_reason if ws.close_received else None
-        if response is None:
-            if code == 1008:
-                raise BadRequest("connector closed with 1008 (policy violation)")
-            raise BadGateway(f"connector closed with {code or 'no close frame'} before responding")
-        if code not in _NORMAL_CLOSE:
-            raise _Aborted(f"connector closed with {code or 'no close frame'} mid-response")
-        response.finish()
-        return True
-
     def client_gone(self) -> bool:
         """Has the client closed its connection? (Checked while waiting on a connector.)"""
         try:
@@ -410,9 +312,9 @@ class ClientHandler(BaseHTTPRequestHandler):
 
     def aborted(self, reason: str) -> Exception:
         """The exception that drops the client connection mid-response."""
-        return _Aborted(reason)
+        return Aborted(reason)
 
-    def start_response(self, text: str, ws: RouterWebSocket | None = None) -> _ResponseState:
+    def start_response(self, text: str, ws: RouterWebSocket | None = None) -> ResponseState:
         """Parse the connector's response head and write it to the client."""
         if len(text) > self.core.config.max_header_bytes:
             if ws is not None:
@@ -428,7 +330,7 @@ class ClientHandler(BaseHTTPRequestHandler):
             if ws is not None:
                 ws.close(1002, "informational status")
             raise ConnectorProtocolError(f"connector answered with status {head.status}")
-        state = _ResponseState(self, head)
+        state = ResponseState(self, head)
         self._status = head.status
         return state
 
@@ -456,13 +358,13 @@ class ClientHandler(BaseHTTPRequestHandler):
                  message)
         self._status = code
         self.close_connection = True
-        self._write_error(code, message or _phrase(code))
+        self._write_error(code, message or phrase(code))
 
     def _write_error(self, status: int, text: str) -> None:
-        phrase = _phrase(status)
-        body = f"{status} {phrase}: {text}\n".encode("utf-8", "replace")
+        reason = phrase(status)
+        body = f"{status} {reason}: {text}\n".encode("utf-8", "replace")
         head = [
-            f"HTTP/1.1 {status} {phrase}",
+            f"HTTP/1.1 {status} {reason}",
             "Content-Type: text/plain; charset=utf-8",
             f"Content-Length: {len(body)}",
         ]
@@ -480,64 +382,3 @@ class ClientHandler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002
         log.debug("%s - " + format, self.client_address[0], *args)
-
-
-class _ResponseState:
-    """Framing of one response to the client: Content-Length kept, otherwise chunked."""
-
-    def __init__(self, handler: ClientHandler, head: ResponseHead) -> None:
-        self.handler = handler
-        self.writer = handler._writer
-        headers = filter_response_headers(head.headers)
-        lengths = {v.strip() for n, v in headers if n.lower() == "content-length"}
-        if len(lengths) > 1 or (lengths and not next(iter(lengths)).isdigit()):
-            raise ConnectorProtocolError(f"invalid Content-Length from connector: {lengths}")
-        self.expected = int(lengths.pop()) if lengths else None
-        self.body_allowed = not (
-            handler.command == "HEAD" or head.status in (204, 304) or head.status < 200
-        )
-        if head.status == 204:
-            headers = [(n, v) for n, v in headers if n.lower() != "content-length"]
-        if self.body_allowed and self.expected is None:
-            if handler.request_version == "HTTP/1.1":
-                headers.append(("Transfer-Encoding", "chunked"))
-                self.writer.chunked = True
-            else:
-                handler.close_connection = True
-        if not any(n.lower() == "x-request-id" for n, _ in headers):
-            headers.append(("X-Request-Id", handler.request_id))
-        if handler.close_connection or handler.core.draining:
-            headers.append(("Connection", "close"))
-        reason = head.reason if head.reason and head.reason.isascii() else _phrase(head.status)
-        lines = [f"HTTP/1.1 {head.status} {reason}"]
-        lines.extend(f"{n}: {v}" for n, v in headers)
-        try:
-            data = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-        except UnicodeEncodeError as err:
-            raise ConnectorProtocolError("response header is not latin-1") from err
-        handler._response_started = True
-        self.writer.write(data)
-        self.sent = 0
-
-    def write(self, data: bytes) -> None:
-        if not self.body_allowed:
-            return
-        if self.expected is not None and self.sent + len(data) > self.expected:
-            raise _Aborted("connector sent more bytes than its Content-Length")
-        self.sent += len(data)
-        self.writer.write_body(data)
-
-    def finish(self) -> None:
-        if self.body_allowed and self.expected is not None and self.sent != self.expected:
-            raise _Aborted(f"connector sent {self.sent} of {self.expected} bytes")
-        if self.body_allowed:
-            self.writer.finish()
-        else:
-            self.writer.flush()
-
-
-def _phrase(status: int) -> str:
-    try:
-        return http.HTTPStatus(status).phrase
-    except ValueError:
-        return "Unknown"

@@ -21,13 +21,14 @@ from ..errors import (
     RemoteProtocolError,
 )
 from ..protocol import v3
+from .response import CLIENT_CHECK_INTERVAL
 from .websocket import ConnectionClosed, RouterWebSocket
 
 if TYPE_CHECKING:
     from .pool import ConnectorSocket
-    from .proxy import ClientHandler, _ResponseState
+    from .proxy import ClientHandler
+    from .response import ResponseState
 
-CLIENT_CHECK_INTERVAL = 0.25
 #: DATA frames at least this large are acknowledged as soon as they are written.
 BULK = 16 * 1024
 
@@ -227,7 +228,7 @@ def _send_body(handler: ClientHandler, stream: RouterStream, length: int | None,
 
 def _relay(handler: ClientHandler, stream: RouterStream, idle: float) -> None:
     assembler = v3.HeaderAssembler()
-    response: _ResponseState | None = None
+    response: ResponseState | None = None
     acks: list[bytes] = []
     last_data = time.monotonic()
     while True:

@@ -1,0 +1,88 @@
+"""The router's side of Cranker v1: one request per connector websocket."""
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from ..errors import BadGateway, BadRequest, ClientGone, ConnectorProtocolError, GatewayTimeout
+from ..protocol import MARKER_BODY_ENDED
+from .pool import ConnectorSocket
+from .response import CLIENT_CHECK_INTERVAL, Aborted, ResponseState
+from .websocket import ConnectionClosed
+
+if TYPE_CHECKING:
+    from .proxy import ClientHandler
+
+log = logging.getLogger(__name__)
+
+#: Close codes a connector uses for "response complete" (1005: a close frame without a code).
+_NORMAL_CLOSE = (1000, 1005)
+
+
+def exchange(handler: ClientHandler, sock: ConnectorSocket, length: int | None) -> None:
+    """Send the body (the head is sent) down ``sock`` and relay the response; the socket is
+    closed with 1001 unless the connector completed the exchange."""
+    finished = False
+    try:
+        if length != 0:
+            _send_body(handler, sock)
+        finished = _relay(handler, sock)
+    finally:
+        if not finished:
+            sock.ws.close(1001, "request ended early")
+        handler.core.registry.remove(sock)
+
+
+def _send_body(handler: ClientHandler, sock: ConnectorSocket) -> None:
+    try:
+        for data in handler.request_body:
+            sock.ws.send(data)
+        sock.ws.send(MARKER_BODY_ENDED)
+    except (ConnectionClosed, OSError) as err:
+        # the connector gave up mid-upload; its close code tells the client why
+        log.info("connector socket closed during request body: %r", err)
+        return
+    handler.close_connection = not handler._keep_alive
+
+def _relay(handler: ClientHandler, sock: ConnectorSocket) -> bool:
+    """Stream the connector's answer to the client. True when it completed normally."""
+    cfg = handler.core.config
+    ws = sock.ws
+    response: ResponseState | None = None
+    last_data = time.monotonic()
+    while True:
+        if response is not None and not ws.has_pending():
+            response.writer.flush()  # nothing more at hand: what we have goes out now
+        try:
+            msg = ws.receive(timeout=CLIENT_CHECK_INTERVAL)
+        except ConnectionClosed:
+            break
+        if msg is None:
+            if handler.client_gone():
+                raise ClientGone("client disconnected while waiting for the connector")
+            if time.monotonic() - last_data < cfg.idle_timeout:
+                continue
+            ws.close(1001, "idle timeout")
+            if response is None:
+                raise GatewayTimeout(f"no response from connector in {cfg.idle_timeout:.0f}s")
+            raise Aborted(f"no data from connector in {cfg.idle_timeout:.0f}s")
+        if isinstance(msg, str):
+            if response is None:
+                response = handler.start_response(msg, ws)
+            last_data = time.monotonic()
+            continue  # v1 sends nothing textual after the head; tolerate and ignore
+        if response is None:
+            ws.close(1002, "body before response head")
+            raise ConnectorProtocolError("connector sent body bytes before a response head")
+        response.write(msg)
+        last_data = time.monotonic()
+    code = ws.close_reason if ws.close_received else None
+    if response is None:
+        if code == 1008:
+            raise BadRequest("connector closed with 1008 (policy violation)")
+        raise BadGateway(f"connector closed with {code or 'no close frame'} before responding")
+    if code not in _NORMAL_CLOSE:
+        raise Aborted(f"connector closed with {code or 'no close frame'} mid-response")
+    response.finish()
+    return True
