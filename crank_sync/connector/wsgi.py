@@ -19,17 +19,18 @@ import re
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
-from typing import IO, Any
-from urllib.parse import unquote_to_bytes, urlsplit
+from typing import Any
+from urllib.parse import urlsplit
 
 import urllib3
 
 from ..errors import CrankError
 from ..protocol import RequestHead
 from .target import Cancel
+from .wsgi_environ import _forwarded_params, _native, _node, _percent_decode, _split_host
+from .wsgi_io import ClientDisconnected, FileWrapper, RequestInput, _ErrorStream
 
 log = logging.getLogger(__name__)
-app_log = logging.getLogger(__name__ + ".app")  # wsgi.errors
 
 ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
 WsgiApp = Callable[..., Iterable[bytes]]
@@ -49,213 +50,6 @@ class ApplicationError(CrankError, urllib3.exceptions.ProtocolError):
     """
 
     status = 502
-
-
-class ClientDisconnected(OSError):
-    """Raised to the application by ``wsgi.input`` when the request body cannot be read."""
-
-
-def _native(text: str) -> str:
-    """A WSGI native string: each byte as one latin-1 character (PEP 3333, "bytes as str")."""
-    return text.encode("utf-8", "surrogateescape").decode("latin-1")
-
-
-def _percent_decode(path: str) -> str:
-    return unquote_to_bytes(path).decode("latin-1")
-
-
-def _split_host(host: str, scheme: str) -> tuple[str, str]:
-    """SERVER_NAME and SERVER_PORT from a Host header (``[::1]:8080``, ``example.com``)."""
-    default = "443" if scheme == "https" else "80"
-    if host.startswith("["):
-        end = host.find("]")
-        if end != -1:
-            rest = host[end + 1:]
-            port = rest[1:] if rest.startswith(":") and rest[1:].isdigit() else default
-            return host[1:end], port
-    name, sep, port = host.rpartition(":")
-    if sep and port.isdigit() and ":" not in name:
-        return name, port
-    return host, default
-
-
-def _forwarded_params(value: str) -> dict[str, str]:
-    """The parameters of the last element of a ``Forwarded`` header (RFC 7239)."""
-    element = _split_unquoted(value, ",")[-1]
-    params: dict[str, str] = {}
-    for pair in _split_unquoted(element, ";"):
-        name, sep, val = pair.partition("=")
-        if not sep:
-            continue
-        val = val.strip()
-        if len(val) >= 2 and val[0] == val[-1] == '"':
-            val = re.sub(r"\\(.)", r"\1", val[1:-1])
-        params[name.strip().lower()] = val
-    return params
-
-
-def _split_unquoted(text: str, sep: str) -> list[str]:
-    parts: list[str] = []
-    current: list[str] = []
-    quoted = escaped = False
-    for ch in text:
-        if escaped:
-            escaped = False
-        elif ch == "\\" and quoted:
-            escaped = True
-        elif ch == '"':
-            quoted = not quoted
-        elif ch == sep and not quoted:
-            parts.append("".join(current))
-            current = []
-            continue
-        current.append(ch)
-    parts.append("".join(current))
-    return parts
-
-
-def _node(value: str) -> tuple[str, str | None]:
-    """Address and port of a Forwarded ``for=`` node: ``1.2.3.4:5``, ``[::1]:5``, ``unknown``."""
-    if value.startswith("["):
-        addr, _, rest = value[1:].partition("]")
-        port = rest[1:] if rest.startswith(":") else None
-        return addr, port
-    addr, sep, port = value.partition(":")
-    return addr, (port if sep else None)
-
-
-class RequestInput:
-    """``wsgi.input``: the request body, pulled from the tunnel only as the application reads.
-
-    At most one tunnel chunk (plus what a ``readline`` is looking through) is held at a time.
-    When the tunnel fails, the application sees :class:`ClientDisconnected` (an ``OSError``, as
-    frameworks expect from a socket), and :attr:`error` keeps the original for the worker.
-    """
-
-    def __init__(self, body: Iterable[bytes] | None) -> None:
-        self._chunks: Iterator[bytes] = iter(body) if body is not None else iter(())
-        self._buf = bytearray()
-        self._eof = body is None
-        self.error: BaseException | None = None
-        self.bytes_read = 0
-
-    def _fill(self) -> bool:
-        """Pull one more chunk into the buffer; False at the end of the body."""
-        while not self._eof:
-            try:
-                chunk = next(self._chunks)
-            except StopIteration:
-                self._eof = True
-                return False
-            except Exception as err:
-                self._eof = True
-                self.error = err
-                raise ClientDisconnected(f"request body could not be read: {err!r}") from err
-            if chunk:
-                self._buf += chunk
-                self.bytes_read += len(chunk)
-                return True
-        if self.error is not None:
-            raise ClientDisconnected("request body could not be read") from self.error
-        return False
-
-    def _take(self, n: int) -> bytes:
-        data = bytes(self._buf[:n])
-        del self._buf[:n]
-        return data
-
-    def read(self, size: int | None = -1) -> bytes:
-        """Up to ``size`` bytes (fewer only at the end); everything left when ``size`` < 0."""
-        if size is None or size < 0:
-            while self._fill():
-                pass
-            return self._take(len(self._buf))
-        while len(self._buf) < size and self._fill():
-            pass
-        return self._take(size)
-
-    def readline(self, size: int | None = -1) -> bytes:
-        limit = size if size is not None and size >= 0 else None
-        start = 0
-        while True:
-            end = self._buf.find(b"\n", start)
-            if end != -1:
-                n = end + 1
-                return self._take(n if limit is None else min(n, limit))
-            if limit is not None and len(self._buf) >= limit:
-                return self._take(limit)
-            start = len(self._buf)
-            if not self._fill():
-                return self._take(len(self._buf) if limit is None else limit)
-
-    def readlines(self, hint: int | None = -1) -> list[bytes]:
-        lines: list[bytes] = []
-        total = 0
-        for line in self:
-            lines.append(line)
-            total += len(line)
-            if hint is not None and 0 < hint <= total:
-                break
-        return lines
-
-    def __iter__(self) -> Iterator[bytes]:
-        while True:
-            line = self.readline()
-            if not line:
-                return
-            yield line
-
-    def drain(self) -> int:
-        """Read and discard the rest of the body; returns how many bytes that was."""
-        dropped = len(self._buf)
-        self._buf.clear()
-        while self._fill():
-            dropped += len(self._buf)
-            self._buf.clear()
-        return dropped
-
-
-class _ErrorStream:
-    """``wsgi.errors``: text the application writes goes to the ``crank_sync...app`` logger."""
-
-    def __init__(self) -> None:
-        self._pending = ""
-
-    def write(self, text: str) -> int:
-        self._pending += text
-        while "\n" in self._pending:
-            line, self._pending = self._pending.split("\n", 1)
-            app_log.error("%s", line)
-        return len(text)
-
-    def writelines(self, lines: Iterable[str]) -> None:
-        for line in lines:
-            self.write(line)
-
-    def flush(self) -> None:
-        if self._pending:
-            app_log.error("%s", self._pending)
-            self._pending = ""
-
-
-class FileWrapper:
-    """``wsgi.file_wrapper``: a file served in ``blksize`` blocks; ``read1`` reads it directly."""
-
-    def __init__(self, filelike: IO[bytes], blksize: int = 65536) -> None:
-        self.filelike = filelike
-        self.blksize = blksize
-
-    def __iter__(self) -> Iterator[bytes]:
-        while True:
-            data = self.filelike.read(self.blksize)
-            if not data:
-                return
-            yield data
-
-    def close(self) -> None:
-        close = getattr(self.filelike, "close", None)
-        if close is not None:
-            close()
 
 
 class WsgiHeaders:
