@@ -15,7 +15,9 @@ public API (``send``, ``receive``, ``close``) and fixes what a proxy needs:
 """
 from __future__ import annotations
 
+import base64
 import collections
+import hashlib
 import logging
 import selectors
 import socket
@@ -26,14 +28,14 @@ from typing import Any
 
 import simple_websocket
 from simple_websocket.errors import ConnectionClosed
+from wsproto import ConnectionType
+from wsproto.connection import Connection as WsConnection
 from wsproto.events import (
-    AcceptConnection,
     BytesMessage,
     CloseConnection,
     Message,
     Ping,
     Pong,
-    Request,
     TextMessage,
 )
 from wsproto.frame_protocol import CloseReason
@@ -52,6 +54,7 @@ try:  # the optional extra crank_sync[speed]: compiled unmasking of connector fr
 except ImportError:  # pragma: no cover - pure-Python unmasking
     pass
 
+_WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 #: How long we wait for the peer's close frame after sending ours.
 CLOSE_TIMEOUT = 5.0
 RECEIVE_BYTES = 256 * 1024
@@ -138,22 +141,22 @@ class RouterWebSocket(simple_websocket.Server):  # type: ignore[misc]
         self.incoming_message: bytearray | None = None
         self.incoming_message_len: int = 0
         self.input_buffer: collections.deque[str | bytes] = collections.deque()
-        lines = [b"GET / HTTP/1.1"]
-        for key, value in self.environ.items():
-            if key.startswith("HTTP_"):
-                name = "-".join(p.capitalize() for p in key[5:].split("_"))
-                lines.append(f"{name}: {value}".encode("latin-1"))
-        self.ws.receive_data(b"\r\n".join(lines) + b"\r\n\r\n")
-        for event in self.ws.events():
-            if isinstance(event, Request):
-                accept = AcceptConnection(
-                    subprotocol=self._chosen_subprotocol, extra_headers=self._extra_headers
-                )
-                self.sock.send(self.ws.send(accept))
-                self.subprotocol = self._chosen_subprotocol
-                self.connected = True
-                return
-        self.connected = False
+        # The request head was parsed and checked by the registration handler: answer it here
+        # and start wsproto past its handshake, instead of having h11 parse the head again.
+        key = self.environ.get("HTTP_SEC_WEBSOCKET_KEY", "").strip()
+        if not key:
+            self.connected = False
+            return
+        accept = base64.b64encode(hashlib.sha1((key + _WS_GUID).encode()).digest())
+        head = [b"HTTP/1.1 101 Switching Protocols", b"Upgrade: websocket",
+                b"Connection: Upgrade", b"Sec-WebSocket-Accept: " + accept]
+        if self._chosen_subprotocol:
+            head.append(b"Sec-WebSocket-Protocol: " + self._chosen_subprotocol.encode())
+        head.extend(name + b": " + value for name, value in self._extra_headers)
+        self.ws = WsConnection(ConnectionType.SERVER)
+        self.sock.send(b"\r\n".join(head) + b"\r\n\r\n")
+        self.subprotocol = self._chosen_subprotocol
+        self.connected = True
 
     # -- writing -----------------------------------------------------------------------------
 
@@ -236,8 +239,6 @@ class RouterWebSocket(simple_websocket.Server):  # type: ignore[misc]
     def _handle_events(self) -> bool:
         keep_going = True
         for event in self.ws.events():
-            if isinstance(event, Request):  # pragma: no cover - handshake handles it
-                continue
             if isinstance(event, CloseConnection):
                 self.close_received = True
                 self.close_reason = event.code
