@@ -244,7 +244,6 @@ class SocketWorker:
             if opcode == ABNF.OPCODE_BINARY:
                 log.warning("router sent binary data to an idle v1 socket; closing it")
                 return None
-        return None
 
     # -- one request -------------------------------------------------------------------------
 

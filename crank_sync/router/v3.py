@@ -167,8 +167,8 @@ class V3Session:
                 stream.acked(frame.window_increment())
             except RemoteProtocolError as err:
                 log.warning("stream %d: %s", frame.stream_id, err)
-        elif frame.type in (v3.DATA, v3.HEADER, v3.RST_STREAM):
-            stream.put(frame)
+        elif frame.type in v3.KNOWN_TYPES:
+            stream.put(frame)  # unknown frame types are dropped
 
     def on_socket_closed(self, ws: RouterWebSocket) -> None:
         code = ws.close_reason if ws.close_received else None
@@ -194,7 +194,7 @@ def exchange(handler: ClientHandler, sock: ConnectorSocket, stream: RouterStream
     completed = False
     try:
         if length != 0:
-            _send_body(handler, stream, length, idle)
+            _send_body(handler, stream, idle)
         _relay(handler, stream, idle)
         completed = True
     except (ConnectionClosed, OSError) as err:
@@ -214,8 +214,7 @@ def _reset(stream: RouterStream, code: int, message: str) -> None:
         pass
 
 
-def _send_body(handler: ClientHandler, stream: RouterStream, length: int | None,
-               idle: float) -> None:
+def _send_body(handler: ClientHandler, stream: RouterStream, idle: float) -> None:
     for data in handler.request_body:
         if not stream.wait_writable(idle):
             raise GatewayTimeout("connector sent no WINDOW_UPDATE for the request body")
@@ -299,6 +298,3 @@ def _fail(response: object, handler: ClientHandler, reason: str) -> Exception:
     return handler.aborted(reason)
 
 
-def wait_for_drain(session: V3Session, deadline: float) -> None:
-    while session.inflight and time.monotonic() < deadline:
-        time.sleep(0.02)
