@@ -10,6 +10,7 @@ from typing import Any
 import websocket
 
 from ..config import ConnectorConfig
+from .handshake import open_websocket
 from .target import Target, TargetClient
 from .tls import client_context
 from .watcher import CancelWatcher
@@ -103,7 +104,7 @@ class RouterLink:
         cfg = self.config
         url = endpoint(self.url, "deregister", cfg.connector_instance_id, cfg.component_name)
         try:
-            ws = websocket.create_connection(
+            ws = open_websocket(
                 url, timeout=max(0.1, min(timeout, cfg.connect_timeout)),
                 header=handshake_headers(cfg.route, cfg.protocols, cfg.domain, cfg.token),
                 sslopt=self.sslopt,

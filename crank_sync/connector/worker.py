@@ -28,6 +28,7 @@ from ..protocol import (
     encode_response_head,
     parse_request,
 )
+from .handshake import open_websocket
 from .target import Cancel, TargetResponse, iter_response
 from .v3 import V3Socket
 from .wsio import send_frames, small_body
@@ -171,14 +172,12 @@ class SocketWorker:
         if not self.link.begin_handshake(self):
             return None
         try:
-            ws = websocket.create_connection(
+            ws = open_websocket(
                 url,
                 timeout=cfg.connect_timeout,
                 header=handshake_headers(cfg.route, cfg.protocols, cfg.domain, cfg.token),
                 sslopt=self.link.sslopt,
-                enable_multithread=True,
-                skip_utf8_validation=True,
-                sockopt=((6, 1, 1),),  # IPPROTO_TCP, TCP_NODELAY, 1
+                sockopt=((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),),
             )
         except _WS_ERRORS as err:
             self.handshaking = False

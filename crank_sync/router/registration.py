@@ -243,9 +243,8 @@ class RegistrationHandler(BaseHTTPRequestHandler):
         self._wait(ws)
 
     def _wait(self, ws: RouterWebSocket) -> None:
-        """Park this thread until the websocket's reader has finished its close handshake."""
-        while ws.thread.is_alive():
-            ws.thread.join(timeout=5.0)
+        """Read the websocket on this thread until its close handshake has finished."""
+        ws.run_reader()
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002
         log.debug("registration %s - " + format, self.client_address[0], *args)

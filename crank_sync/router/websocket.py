@@ -59,7 +59,7 @@ _WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 CLOSE_TIMEOUT = 5.0
 RECEIVE_BYTES = 256 * 1024
 
-__all__ = ["ConnectionClosed", "LockedSocket", "RouterWebSocket"]
+__all__ = ["ConnectionClosed", "InlineReader", "LockedSocket", "RouterWebSocket"]
 
 
 class LockedSocket:
@@ -91,6 +91,32 @@ class LockedSocket:
         except OSError:
             pass
         self._sock.close()
+
+
+class InlineReader:
+    """Stands in for simple-websocket's reader thread: the reader loop runs on the thread that
+    accepted the connection (the registration handler, which would otherwise only wait for it),
+    saving a thread start per connector socket. ``run()`` is called by that thread."""
+
+    def __init__(self, target: Callable[[], None], name: str) -> None:
+        self._target = target
+        self.name = name
+        self._done = threading.Event()
+
+    def start(self) -> None:
+        """Nothing to start: the accepting thread calls :meth:`run`."""
+
+    def run(self) -> None:
+        try:
+            self._target()
+        finally:
+            self._done.set()
+
+    def is_alive(self) -> bool:
+        return not self._done.is_set()
+
+    def join(self, timeout: float | None = None) -> None:
+        self._done.wait(timeout)
 
 
 class RouterWebSocket(simple_websocket.Server):  # type: ignore[misc]
@@ -128,9 +154,7 @@ class RouterWebSocket(simple_websocket.Server):  # type: ignore[misc]
             receive_bytes=RECEIVE_BYTES,
             ping_interval=ping_interval,
             max_message_size=max_message_size,
-            thread_class=lambda target: threading.Thread(
-                target=target, name=thread_name, daemon=True
-            ),
+            thread_class=lambda target: InlineReader(target, thread_name),
         )
 
     # -- handshake ---------------------------------------------------------------------------
@@ -214,6 +238,10 @@ class RouterWebSocket(simple_websocket.Server):  # type: ignore[misc]
                 self._cond.notify_all()
                 return msg
         raise ConnectionClosed(self.close_reason, self.close_message)
+
+    def run_reader(self) -> None:
+        """Read this socket until it closes, on the calling thread."""
+        self.thread.run()
 
     @property
     def finished(self) -> bool:
