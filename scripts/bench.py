@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import http.client
-import importlib.util
 import json
 import os
 import queue
@@ -37,6 +36,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from crank_sync import masking  # noqa: E402 - runs from a checkout without installing
 
 HOST = "127.0.0.1"
 SCRIPTS = os.path.dirname(os.path.abspath(__file__))
@@ -692,8 +694,9 @@ def run(args: argparse.Namespace, children: list[Child]) -> tuple[dict[str, Any]
             + (" (quick mode; full mode uses 1 GiB)" if quick else ""),
             f"slow test uses {slow_total} requests"
             + (f" (quick mode; full mode uses {SLOW_FULL})" if quick else ""),
-            "compiled websocket masking (wsaccel, the [speed] extra): "
-            + ("in use" if importlib.util.find_spec("wsaccel") else "not installed"),
+            "websocket masking: " + masking.implementation()
+            + (" (the [speed] extra)" if masking.implementation() == "numpy"
+               else " (install crank_sync[speed] for numpy: bulk transfers are bound by it)"),
         ],
     }
     return result, ctx
