@@ -20,6 +20,8 @@ from typing import Any
 import websocket
 from websocket import _handshake, _http
 
+from .frames import mask_keys
+
 __all__ = ["open_websocket"]
 
 #: Longest upgrade response head we accept.
@@ -36,6 +38,7 @@ def open_websocket(url: str, *, timeout: float, header: list[str],
     """
     ws = websocket.WebSocket(sslopt=sslopt, sockopt=list(sockopt), enable_multithread=True,
                              skip_utf8_validation=True)
+    ws.set_mask_key(mask_keys)
     ws.sock_opt.timeout = timeout
     sock, (hostname, port, resource) = _http.connect(url, ws.sock_opt, _http.proxy_info(), None)
     try:

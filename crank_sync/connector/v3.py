@@ -20,6 +20,7 @@ from websocket import ABNF
 
 from ..errors import RemoteProtocolError
 from ..protocol import ResponseHead, encode_response_head, parse_request_text, v3
+from .frames import FrameReader
 from .target import Cancel, iter_response
 from .wsio import body_complete, send_frames, small_body
 
@@ -217,10 +218,11 @@ class V3Socket:
         interval = self.link.config.ping_interval
         self.ws.settimeout(interval)
         last_heard = time.monotonic()
+        reader = FrameReader(self.ws)
         try:
             while True:
                 try:
-                    opcode, frame = self.ws.recv_data_frame(True)
+                    opcode, payload = reader.recv()
                 except websocket.WebSocketTimeoutException:
                     if time.monotonic() - last_heard > 2 * interval:
                         log.warning("router %s silent for %.0fs: reconnecting", self.link.url,
@@ -232,7 +234,7 @@ class V3Socket:
                 if opcode == ABNF.OPCODE_CLOSE:
                     return
                 if opcode == ABNF.OPCODE_BINARY:
-                    self._dispatch(frame.data)
+                    self._dispatch(payload)
         except _WS_ERRORS as err:
             if not self.link.stopping.is_set():
                 log.info("v3 socket to %s lost: %r", self.link.url, err)

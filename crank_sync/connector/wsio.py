@@ -8,12 +8,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import websocket
-from websocket import ABNF
+
+from .frames import encode_frame
 
 
 def send_frames(ws: websocket.WebSocket, messages: Sequence[tuple[int, bytes]]) -> None:
     """Send ``(opcode, payload)`` messages, each one complete websocket message, in order."""
-    data = b"".join(ABNF.create_frame(payload, opcode).format() for opcode, payload in messages)
+    data = b"".join([encode_frame(opcode, payload) for opcode, payload in messages])
     with ws.lock:
         sock = ws.sock
         if sock is None:

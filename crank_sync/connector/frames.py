@@ -1,0 +1,179 @@
+"""Websocket frames on the connector's side, with few system calls.
+
+websocket-client reads a frame with two or three ``recv`` calls (header, extended length,
+payload) and draws every mask key from ``os.urandom``. Under load each call is a GIL hand-off.
+A v3 socket has one reader thread that owns the receiving side, so :class:`FrameReader` reads
+what has arrived in one call and parses every frame in it; :func:`mask_keys` hands out keys
+from a 4 KiB block of ``os.urandom`` per thread.
+"""
+from __future__ import annotations
+
+import os
+import struct
+import threading
+
+import websocket
+
+from ..masking import xor_mask
+
+__all__ = ["FrameReader", "encode_frame", "mask_keys"]
+
+RECV_BYTES = 256 * 1024
+#: A message longer than this closes the socket with 1009.
+MAX_MESSAGE = 64 * 1024 * 1024
+
+_OP_CONT, _OP_TEXT, _OP_BINARY = 0x0, 0x1, 0x2
+_OP_CLOSE, _OP_PING, _OP_PONG = 0x8, 0x9, 0xA
+
+
+class _MaskKeys(threading.local):
+    def __init__(self) -> None:
+        self.block = b""
+        self.pos = 0
+
+    def __call__(self, length: int = 4) -> bytes:
+        if self.pos + length > len(self.block):
+            self.block = os.urandom(4096)
+            self.pos = 0
+        key = self.block[self.pos:self.pos + length]
+        self.pos += length
+        return key
+
+
+#: Cryptographically random mask keys, four bytes at a time, one system call per 1,024 keys.
+mask_keys = _MaskKeys()
+
+
+def encode_frame(opcode: int, payload: bytes) -> bytes:
+    """One final, masked client frame (what ``ABNF.create_frame(...).format()`` gives)."""
+    length = len(payload)
+    first = 0x80 | opcode
+    if length < 126:
+        head = struct.pack("!BB", first, 0x80 | length)
+    elif length < 65536:
+        head = struct.pack("!BBH", first, 0x80 | 126, length)
+    else:
+        head = struct.pack("!BBQ", first, 0x80 | 127, length)
+    key = mask_keys()
+    return b"".join((head, key, xor_mask(key, payload)))
+
+
+class FrameReader:
+    """Reads complete messages from the router's side of ``ws`` (unmasked server frames).
+
+    Pings are answered, pongs dropped, and a close frame is answered and returned. The socket's
+    timeout applies to each read; a timeout raises ``websocket.WebSocketTimeoutException``.
+    """
+
+    def __init__(self, ws: websocket.WebSocket) -> None:
+        self.ws = ws
+        self._buf = bytearray()
+        self._pos = 0
+        self._parts: list[bytes] = []
+        self._opcode = 0
+        # received into a fixed buffer: recv(256 KiB) would allocate (and, above malloc's mmap
+        # threshold, map and unmap) a quarter megabyte per call
+        self._chunk = bytearray(RECV_BYTES)
+        self._view = memoryview(self._chunk)
+
+    def recv(self) -> tuple[int, bytes]:
+        """The next ``(opcode, payload)``: a whole text or binary message, or a close frame."""
+        while True:
+            frame = self._next_frame()
+            if frame is None:
+                self._fill()
+                continue
+            fin, opcode, payload = frame
+            if opcode >= _OP_CLOSE:
+                if opcode == _OP_CLOSE:
+                    self._answer_close()
+                    return opcode, payload
+                if opcode == _OP_PING:
+                    self.ws.pong(payload)
+                elif opcode != _OP_PONG:
+                    raise websocket.WebSocketProtocolException(f"unknown opcode {opcode:#x}")
+                continue
+            message = self._assemble(fin, opcode, payload)
+            if message is not None:
+                return message
+
+    def _assemble(self, fin: bool, opcode: int, payload: bytes) -> tuple[int, bytes] | None:
+        if opcode == _OP_CONT:
+            if not self._opcode:
+                raise websocket.WebSocketProtocolException("continuation without a start")
+            self._parts.append(payload)
+            if sum(len(p) for p in self._parts) > MAX_MESSAGE:
+                raise websocket.WebSocketPayloadException("message too long")
+            if not fin:
+                return None
+            opcode, self._opcode = self._opcode, 0
+            payload = b"".join(self._parts)
+            self._parts = []
+            return opcode, payload
+        if opcode not in (_OP_TEXT, _OP_BINARY):
+            raise websocket.WebSocketProtocolException(f"unknown opcode {opcode:#x}")
+        if self._opcode:
+            raise websocket.WebSocketProtocolException("new message inside a fragmented one")
+        if fin:
+            return opcode, payload
+        self._opcode = opcode
+        self._parts = [payload]
+        return None
+
+    def _next_frame(self) -> tuple[bool, int, bytes] | None:
+        buf, pos = self._buf, self._pos
+        available = len(buf) - pos
+        if available < 2:
+            return None
+        first, second = buf[pos], buf[pos + 1]
+        if first & 0x70:
+            raise websocket.WebSocketProtocolException("reserved bits set")
+        if second & 0x80:
+            raise websocket.WebSocketProtocolException("masked frame from the router")
+        length = second & 0x7F
+        if first & 0x08 and (length > 125 or not first & 0x80):
+            raise websocket.WebSocketProtocolException("control frame fragmented or too long")
+        start = pos + 2
+        if length == 126:
+            if available < 4:
+                return None
+            (length,) = struct.unpack_from("!H", buf, start)
+            start += 2
+        elif length == 127:
+            if available < 10:
+                return None
+            (length,) = struct.unpack_from("!Q", buf, start)
+            start += 8
+        if length > MAX_MESSAGE:
+            raise websocket.WebSocketPayloadException("frame too long")
+        end = start + length
+        if end > len(buf):
+            return None
+        payload = bytes(buf[start:end])
+        if end == len(buf):
+            buf.clear()
+            self._pos = 0
+        else:
+            self._pos = end
+        return bool(first & 0x80), first & 0x0F, payload
+
+    def _fill(self) -> None:
+        if self._pos:
+            del self._buf[:self._pos]
+            self._pos = 0
+        sock = self.ws.sock
+        if sock is None:
+            raise websocket.WebSocketConnectionClosedException("socket is already closed")
+        try:
+            n = sock.recv_into(self._view)
+        except TimeoutError as err:  # socket.timeout, and SSL read timeouts
+            raise websocket.WebSocketTimeoutException(str(err)) from err
+        if not n:
+            raise websocket.WebSocketConnectionClosedException("router closed the connection")
+        self._buf += self._view[:n]
+
+    def _answer_close(self) -> None:
+        try:
+            self.ws.send_close()
+        except (websocket.WebSocketException, OSError):
+            pass
