@@ -137,6 +137,8 @@ class ClientFrameDecoder:
                 return None
             (length,) = struct.unpack_from("!Q", buf, start)
             start += 8
+            if length >> 63:
+                raise FrameError(1002, "64-bit frame length with the top bit set")
         if length > self.max_message_size:
             raise FrameError(1009, f"frame over {self.max_message_size} bytes")
         end = start + 4 + length

@@ -93,6 +93,19 @@ class LockedSocket:
         self._sock.close()
 
 
+def _valid_close_code(code: int) -> bool:
+    """RFC 6455 section 7.4: registered codes a peer may send, and 3000-4999."""
+    if 3000 <= code <= 4999:
+        return True
+    return code in _SENDABLE_CLOSE_CODES
+
+
+_SENDABLE_CLOSE_CODES = frozenset(
+    {int(c) for c in CloseReason if 1000 <= c <= 2999 and c not in (1004, 1005, 1006, 1015)}
+    | {1014}  # "bad gateway", registered after wsproto's list
+)
+
+
 class InlineReader:
     """Stands in for simple-websocket's reader thread: the reader loop runs on the thread that
     accepted the connection (the registration handler, which would otherwise only wait for it),
@@ -291,12 +304,19 @@ class RouterWebSocket(simple_websocket.Server):  # type: ignore[misc]
         return True
 
     def _close_received(self, payload: bytes) -> None:
+        """Answer the connector's close frame (FrameError if the frame itself is invalid)."""
         code: int
         if len(payload) == 1:
-            code, reason = CloseReason.PROTOCOL_ERROR, "close frame with a 1-byte payload"
-        elif payload:
+            raise FrameError(CloseReason.PROTOCOL_ERROR, "close frame with a 1-byte payload")
+        if payload:
             code = int.from_bytes(payload[:2], "big")
-            reason = payload[2:].decode("utf-8", "replace")
+            if not _valid_close_code(code):
+                raise FrameError(CloseReason.PROTOCOL_ERROR, f"invalid close code {code}")
+            try:
+                reason = payload[2:].decode("utf-8")
+            except UnicodeDecodeError:
+                raise FrameError(CloseReason.INVALID_FRAME_PAYLOAD_DATA,
+                                 "close reason is not UTF-8") from None
         else:
             code, reason = CloseReason.NO_STATUS_RCVD, ""
         self.close_received = True
