@@ -50,6 +50,9 @@ class ConnectorStream:
         self._body: collections.deque[object] = collections.deque()
         self.cancelled = False
         self.target_cancel = Cancel()
+        #: WINDOW_UPDATE for a bodiless request's HEADER: nobody waits for it, so it leaves
+        #: with the first response frames instead of in a write of its own.
+        self.deferred_ack: bytes | None = None
 
     # reader thread side
     def feed_body(self, data: bytes, end: bool) -> None:
@@ -110,6 +113,9 @@ class ConnectorStream:
             raise _Cancelled()
         if counted:
             self._count(sum(len(f) - 6 for f in frames))
+        if self.deferred_ack is not None:
+            frames = [self.deferred_ack, *frames]
+            self.deferred_ack = None
         if frames:
             send_frames(self.sock.ws, [(ABNF.OPCODE_BINARY, f) for f in frames])
 
@@ -128,8 +134,12 @@ class ConnectorStream:
             self.sock.end_stream(self)
 
     def _reset(self, code: int, message: str) -> None:
+        frames = [v3.rst_frame(self.id, code, message)]
+        if self.deferred_ack is not None:
+            frames.insert(0, self.deferred_ack)
+            self.deferred_ack = None
         try:
-            self.sock.ws.send_binary(v3.rst_frame(self.id, code, message))
+            send_frames(self.sock.ws, [(ABNF.OPCODE_BINARY, f) for f in frames])
         except _WS_ERRORS:
             pass
 
@@ -258,7 +268,11 @@ class V3Socket:
         if stream is None:
             return  # unknown stream: dropped
         if frame.type == v3.HEADER:
-            self.ws.send_binary(v3.window_update_frame(frame.stream_id, len(frame.payload)))
+            ack = v3.window_update_frame(frame.stream_id, len(frame.payload))
+            if frame.end_stream and frame.flags & v3.END_HEADER:
+                stream.deferred_ack = ack  # a whole bodiless request: see ConnectorStream
+            else:
+                self.ws.send_binary(ack)
             try:
                 text = stream.headers.feed(frame)
             except RemoteProtocolError as err:
