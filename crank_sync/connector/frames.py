@@ -18,7 +18,9 @@ from ..masking import xor_mask
 
 __all__ = ["FrameReader", "encode_frame", "mask_keys"]
 
-RECV_BYTES = 256 * 1024
+#: Bytes asked for per read; under malloc's mmap threshold (128 KiB), above which every read
+#: would map and unmap its buffer.
+RECV_BYTES = 64 * 1024
 #: A message longer than this closes the socket with 1009.
 MAX_MESSAGE = 64 * 1024 * 1024
 
@@ -71,10 +73,6 @@ class FrameReader:
         self._pos = 0
         self._parts: list[bytes] = []
         self._opcode = 0
-        # received into a fixed buffer: recv(256 KiB) would allocate (and, above malloc's mmap
-        # threshold, map and unmap) a quarter megabyte per call
-        self._chunk = bytearray(RECV_BYTES)
-        self._view = memoryview(self._chunk)
 
     def recv(self) -> tuple[int, bytes]:
         """The next ``(opcode, payload)``: a whole text or binary message, or a close frame."""
@@ -165,12 +163,12 @@ class FrameReader:
         if sock is None:
             raise websocket.WebSocketConnectionClosedException("socket is already closed")
         try:
-            n = sock.recv_into(self._view)
+            data = sock.recv(RECV_BYTES)
         except TimeoutError as err:  # socket.timeout, and SSL read timeouts
             raise websocket.WebSocketTimeoutException(str(err)) from err
-        if not n:
+        if not data:
             raise websocket.WebSocketConnectionClosedException("router closed the connection")
-        self._buf += self._view[:n]
+        self._buf += data
 
     def _answer_close(self) -> None:
         try:

@@ -54,7 +54,9 @@ log = logging.getLogger(__name__)
 _WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 #: How long we wait for the peer's close frame after sending ours.
 CLOSE_TIMEOUT = 5.0
-RECEIVE_BYTES = 256 * 1024
+#: Bytes asked for per read. Kept under malloc's mmap threshold (128 KiB): a larger read
+#: maps and unmaps its buffer on every call. No buffer is kept per socket between reads.
+RECEIVE_BYTES = 64 * 1024
 
 __all__ = ["ConnectionClosed", "InlineReader", "LockedSocket", "RouterWebSocket"]
 
@@ -73,9 +75,6 @@ class LockedSocket:
 
     def recv(self, size: int) -> bytes:
         return self._sock.recv(size)
-
-    def recv_into(self, buffer: memoryview) -> int:
-        return self._sock.recv_into(buffer)
 
     def fileno(self) -> int:
         return self._sock.fileno()
@@ -332,9 +331,6 @@ class RouterWebSocket(simple_websocket.Server):  # type: ignore[misc]
 
     def _thread(self) -> None:
         sel = selectors.DefaultSelector()
-        # received into one fixed buffer: recv(256 KiB) allocates (and, above malloc's mmap
-        # threshold, maps and unmaps) a quarter megabyte per call, however little arrived
-        chunk = memoryview(bytearray(self.receive_bytes))
         try:
             sel.register(self.sock, selectors.EVENT_READ)
             next_ping = time.monotonic() + self.ping_interval
@@ -353,10 +349,10 @@ class RouterWebSocket(simple_websocket.Server):  # type: ignore[misc]
                     timeout = next_ping - now
                 if not self.sock.pending() and not sel.select(timeout):
                     continue
-                n = self.sock.recv_into(chunk)
-                if not n:
+                data = self.sock.recv(self.receive_bytes)
+                if not data:
                     break
-                self._decoder.feed(chunk[:n])
+                self._decoder.feed(data)
                 if not self._handle_messages():
                     break
                 self._wait_for_room()
