@@ -40,22 +40,49 @@ class RouterLink:
         self._attempts = 0
 
     def start(self) -> None:
-        for _ in range(self.config.sliding_window):
-            self._spawn()
+        """Open one socket; once the router has said which protocol it speaks, the link tops up
+        to ``sliding_window`` idle v1 sockets or ``v3_sockets`` v3 sockets."""
+        self._spawn()
 
-    def _spawn(self) -> None:
+    def _spawn(self, count: int = 1) -> None:
+        started = []
         with self._lock:
             if self.stopping.is_set():
                 return
-            worker = SocketWorker(self)
-            self._workers.add(worker)
-        worker.start()
+            for _ in range(count):
+                worker = SocketWorker(self)
+                self._workers.add(worker)
+                started.append(worker)
+        for worker in started:
+            worker.start()
+
+    def _wanted(self, version: str) -> int:
+        """Sockets to add so that the router has as many as configured, for ``version``."""
+        if version == "3.0":
+            have = sum(1 for w in self._workers if w.state in ("v3", "connecting"))
+            return max(0, self.config.v3_sockets - have)
+        have = sum(1 for w in self._workers if w.state in ("idle", "connecting"))
+        return max(0, self.config.sliding_window - have)
 
     # -- called by workers -------------------------------------------------------------------
 
     def on_request(self, worker: SocketWorker) -> None:
         """A request arrived on ``worker``: open its replacement at once."""
         self._spawn()
+
+    def on_registered(self, worker: SocketWorker, version: str) -> None:
+        """``worker`` registered with ``version``: open what the link lacks for it."""
+        with self._lock:
+            wanted = self._wanted(version)
+        if wanted:
+            self._spawn(wanted)
+
+    def wants_socket(self, worker: SocketWorker) -> bool:
+        """False when enough v3 sockets are registered without ``worker``'s: it may end. (A v3
+        router serves every request on them; more sockets only cost throughput.)"""
+        with self._lock:
+            v3 = sum(1 for w in self._workers if w.state == "v3" and w is not worker)
+            return v3 < self.config.v3_sockets
 
     def begin_handshake(self, worker: SocketWorker) -> bool:
         """Mark ``worker`` as registering, unless stop() has begun: checked and set under the

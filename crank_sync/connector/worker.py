@@ -139,6 +139,8 @@ class SocketWorker:
     def _run(self) -> None:
         try:
             while not self.link.stopping.is_set():
+                if not self.link.wants_socket(self):
+                    return
                 ws = self._connect()
                 if ws is None:
                     continue
@@ -205,6 +207,7 @@ class SocketWorker:
             self.state = "v3"
         else:
             self.state = "idle"
+        self.link.on_registered(self, version)
         return ws
 
     def _discard(self, ws: websocket.WebSocket) -> None:

@@ -247,6 +247,7 @@ def wss_connectors(
 
     def make(router: Any, target_url: str, route: str = "svc", **kwargs: Any) -> Connector:
         kwargs.setdefault("protocols", cranker_protocols)
+        kwargs.setdefault("v3_sockets", 2)  # registered() counts two sockets of either kind
         conn = Connector(target=target_url, route=route,
                          routers=[f"wss://{LOOPBACK}:{router.registration_port}"],
                          component_name=f"component-{route}", **kwargs)

@@ -85,6 +85,7 @@ def wss_connectors(
 
     def make(router_url: str, target_url: str, route: str = "svc", **kwargs: Any) -> Connector:
         kwargs.setdefault("protocols", cranker_protocols)
+        kwargs.setdefault("v3_sockets", 2)  # registered() counts two sockets of either kind
         conn = Connector(target=target_url, route=route, routers=[router_url],
                          component_name=f"component-{route}", **kwargs)
         started.append(conn)

@@ -247,7 +247,7 @@ def wsgi_connector(router, protocols) -> Iterator[Callable[..., Connector]]:
     def start(app: Any, target: WsgiTarget | None = None, route: str = "svc") -> Connector:
         conn = Connector(target=app, route=route,
                          routers=[f"ws://{LOOPBACK}:{router.registration_port}"],
-                         protocols=protocols, sliding_window=2)
+                         protocols=protocols, sliding_window=2, v3_sockets=2)
         if target is not None:
             conn.target = target  # until Connector accepts a ready Target instance
         started.append(conn)

@@ -39,7 +39,7 @@ def connectors(router: Any) -> Iterator[Callable[..., Any]]:
                          protocols=protocols)
         started.append(conn)
         conn.start()
-        wait_for(lambda: router.idle_sockets(route) >= 2, what=f"connector for {route!r}")
+        wait_for(lambda: router.idle_sockets(route) >= 1, what=f"connector for {route!r}")
         return conn
 
     yield connect
