@@ -500,6 +500,16 @@ def print_table(result: dict[str, Any], ctx: dict[str, Any]) -> None:
         if sec.get("error"):
             line += f"  error: {sec['error']}"
         out.append(line)
+    for protocol, sections in result.get("bulk_by_protocol", {}).items():
+        if protocol == ctx["bulk_protocol"]:
+            continue
+        parts = []
+        for name in ("download", "upload"):
+            sec = sections[name]
+            parts.append(f"{name} {fmt(sec.get('tunnel_mbps'), 0)} MB/s "
+                         f"(ratio {fmt(sec.get('ratio'), 0, 3)})"
+                         + (f" error: {sec['error']}" if sec.get("error") else ""))
+        out.append(f"  protocol {protocol}: " + ", ".join(parts))
     out.append("")
     rss = result["peak_rss_mib"]
     note = " (quick mode; full mode uses 1 GiB)" if ctx["quick"] else ""
@@ -617,6 +627,7 @@ def run(args: argparse.Namespace, children: list[Child]) -> tuple[dict[str, Any]
             bulk[name]["error"] = "direct: " + error_text(err)
 
     small_get: list[dict[str, Any]] = []
+    by_protocol: dict[str, dict[str, dict[str, Any]]] = {}
     peak: dict[str, Any] = {"router": None, "connector": None}
     slow: dict[str, Any] = {"total": slow_total, "ok": None, "router_threads_peak": None,
                             "router_rss_mib_peak": None}
@@ -669,6 +680,12 @@ def run(args: argparse.Namespace, children: list[Child]) -> tuple[dict[str, Any]
                 ctx["bulk_protocol"] = protocol
                 run_bulk(ctx, bulk, bulk_ops, peak, slow, router, connector, router_port,
                          progress)
+                by_protocol[protocol] = {n: dict(bulk[n]) for n in bulk}
+            else:  # bulk transfers only, for comparison
+                other = {n: {k: bulk[n][k] for k in ("bytes", "direct_mbps", "direct_s")}
+                         for n in bulk}
+                tunnel_bulk(other, bulk_ops, router_port, progress, f", protocol {protocol}")
+                by_protocol[protocol] = other
         finally:
             progress(f"stopping connector, protocol {protocol}")
             connector.stop()
@@ -687,6 +704,7 @@ def run(args: argparse.Namespace, children: list[Child]) -> tuple[dict[str, Any]
         "slow": slow,
         "quick": quick,
         "bulk_protocol": ctx["bulk_protocol"],
+        "bulk_by_protocol": by_protocol,
         "notes": [
             "MB/s uses 1 MB = 1e6 bytes; ratio = tunnel/direct",
             f"small-GET runs last {duration:g} s each",
@@ -702,12 +720,11 @@ def run(args: argparse.Namespace, children: list[Child]) -> tuple[dict[str, Any]
     return result, ctx
 
 
-def run_bulk(ctx: dict[str, Any], bulk: dict[str, dict[str, Any]],
-             bulk_ops: dict[str, Callable[[int], float]], peak: dict[str, Any],
-             slow: dict[str, Any], router: Child, connector: Child, router_port: int,
-             progress: Callable[[str], None]) -> None:
+def tunnel_bulk(bulk: dict[str, dict[str, Any]], bulk_ops: dict[str, Callable[[int], float]],
+                router_port: int, progress: Callable[[str], None], label: str = "") -> None:
+    """The download and the upload through the tunnel, into ``bulk``."""
     for name, op in bulk_ops.items():
-        progress(f"tunnel {name}")
+        progress(f"tunnel {name}{label}")
         try:
             seconds = op(router_port)
             bulk[name]["tunnel_s"] = round(seconds, 4)
@@ -715,6 +732,13 @@ def run_bulk(ctx: dict[str, Any], bulk: dict[str, dict[str, Any]],
             bulk[name]["ratio"] = ratio(bulk[name]["tunnel_mbps"], bulk[name]["direct_mbps"])
         except Exception as err:  # noqa: BLE001
             bulk[name]["error"] = "tunnel: " + error_text(err)
+
+
+def run_bulk(ctx: dict[str, Any], bulk: dict[str, dict[str, Any]],
+             bulk_ops: dict[str, Callable[[int], float]], peak: dict[str, Any],
+             slow: dict[str, Any], router: Child, connector: Child, router_port: int,
+             progress: Callable[[str], None]) -> None:
+    tunnel_bulk(bulk, bulk_ops, router_port, progress)
 
     rss_size = ctx["rss_size"]
     progress(f"tunnel {rss_size // MIB} MiB download with RSS sampling")
