@@ -6,13 +6,17 @@ a crank_sync router and one crank_sync connector per protocol (one at a time), t
 direct to the target and through the tunnel in the same run:
 
 1. small GETs (1 KiB body): requests/s, p50/p99 latency at concurrency 1 and 16, per protocol;
-2. a 100 MiB download and a 32 MiB upload: seconds and MB/s (1 MB = 1e6 bytes);
+2. a 100 MiB download and a 32 MiB upload: seconds and MB/s (1 MB = 1e6 bytes), the median
+   of three runs, for every protocol (``bulk_by_protocol``), and through two bare TCP relay
+   processes in a chain (scripts/tcp_relay.py, ``bulk_ceiling``): the least any two-process
+   Python tunnel costs;
 3. peak RSS of the router and the connector during a 1 GiB download (quick: 256 MiB);
 4. 500 concurrent requests held 2 s each (quick: 100): successes, router threads and RSS peak.
 
 The small-request load comes from ``wrk`` when it is on PATH, otherwise from a built-in
 multi-threaded client; the same generator is used for direct and tunnel in one run.
-Sections 2-4 use the first protocol in --protocols whose connector starts. A protocol whose
+Sections 2 (the main table), 3 and 4 use the first protocol in --protocols whose connector
+starts. A protocol whose
 connector cannot start (e.g. 3.0 before it exists) is reported with null values and an
 "error" note. Prints a table; with --json also one JSON object as the last stdout line.
 This is a benchmark, not a test: it exits 0 unless it cannot run at all.
@@ -48,6 +52,8 @@ SMALL_PATH = f"/{ROUTE}/bytes/{SMALL_SIZE}"
 CONCURRENCIES = (1, 16)
 DOWNLOAD_SIZE = 100 * 1024 * 1024
 UPLOAD_SIZE = 32 * 1024 * 1024
+#: Each bulk transfer runs this many times; the median is reported.
+BULK_REPEATS = 3
 RSS_SIZE_FULL = 1024 * 1024 * 1024
 RSS_SIZE_QUICK = 256 * 1024 * 1024
 SLOW_FULL = 500
@@ -151,6 +157,37 @@ def start_target(children: list[Child]) -> int:
     children.append(child)
     match = child.wait_for(r"target port: (\d+)", time.monotonic() + STARTUP_DEADLINE)
     return int(match.group(1))
+
+
+def start_relay(children: list[Child], to_port: int) -> tuple[Child, int]:
+    child = Child("relay", [os.path.join(SCRIPTS, "tcp_relay.py"), "--to", str(to_port)])
+    children.append(child)
+    match = child.wait_for(r"relay port: (\d+)", time.monotonic() + STARTUP_DEADLINE)
+    return child, int(match.group(1))
+
+
+def relay_ceiling(children: list[Child], target_port: int, bulk: dict[str, dict[str, Any]],
+                  bulk_ops: dict[str, Callable[[int], float]],
+                  progress: Callable[[str], None]) -> dict[str, Any]:
+    """Bulk transfers through two bare TCP relay processes in a chain: what copying the bytes
+    through two Python processes costs at the least, with no websocket and no HTTP."""
+    ceiling: dict[str, Any] = {}
+    relays: list[Child] = []
+    try:
+        inner, inner_port = start_relay(children, target_port)
+        relays.append(inner)
+        outer, outer_port = start_relay(children, inner_port)
+        relays.append(outer)
+        for name, op in bulk_ops.items():
+            progress(f"{name} through two bare TCP relays (the ceiling)")
+            mb = mbps(bulk[name]["bytes"], op(outer_port))
+            ceiling[name] = {"mbps": mb, "ratio": ratio(mb, bulk[name]["direct_mbps"])}
+    except Exception as err:  # noqa: BLE001 - the ceiling is informative only
+        ceiling["error"] = error_text(err)
+    finally:
+        for relay in relays:
+            relay.stop()
+    return ceiling
 
 
 def start_router(children: list[Child]) -> tuple[Child, int, int]:
@@ -359,6 +396,12 @@ def wrk_load(port: int, path: str, concurrency: int, duration: float) -> Load:
 # --------------------------------------------------------------------------- bulk / slow
 
 
+def median_of(times: int, op: Callable[[], float]) -> float:
+    """The median of ``times`` runs of ``op`` (seconds): a 100 MiB transfer on loopback takes
+    tens of milliseconds, so one run mostly measures the scheduler."""
+    return sorted(op() for _ in range(times))[times // 2]
+
+
 def download(port: int, size: int, deadline_s: float = BULK_TIMEOUT) -> float:
     """GET size bytes and discard them; returns seconds. Raises on a short or bad response."""
     buf = bytearray(1024 * 1024)
@@ -510,6 +553,14 @@ def print_table(result: dict[str, Any], ctx: dict[str, Any]) -> None:
                          f"(ratio {fmt(sec.get('ratio'), 0, 3)})"
                          + (f" error: {sec['error']}" if sec.get("error") else ""))
         out.append(f"  protocol {protocol}: " + ", ".join(parts))
+    ceiling = result.get("bulk_ceiling") or {}
+    if ceiling.get("error"):
+        out.append(f"  ceiling: error: {ceiling['error']}")
+    elif ceiling:
+        out.append("  ceiling, two bare Python TCP relays in a chain: " + ", ".join(
+            f"{name} {fmt(ceiling[name]['mbps'], 0)} MB/s "
+            f"(ratio {fmt(ceiling[name]['ratio'], 0, 3)})"
+            for name in ("download", "upload") if name in ceiling))
     out.append("")
     rss = result["peak_rss_mib"]
     note = " (quick mode; full mode uses 1 GiB)" if ctx["quick"] else ""
@@ -614,8 +665,8 @@ def run(args: argparse.Namespace, children: list[Child]) -> tuple[dict[str, Any]
                    "ratio": None, "direct_s": None, "tunnel_s": None},
     }
     bulk_ops: dict[str, Callable[[int], float]] = {
-        "download": lambda port: download(port, DOWNLOAD_SIZE),
-        "upload": lambda port: upload(port, UPLOAD_SIZE),
+        "download": lambda port: median_of(BULK_REPEATS, lambda: download(port, DOWNLOAD_SIZE)),
+        "upload": lambda port: median_of(BULK_REPEATS, lambda: upload(port, UPLOAD_SIZE)),
     }
     for name, op in bulk_ops.items():
         progress(f"direct {name}")
@@ -626,6 +677,7 @@ def run(args: argparse.Namespace, children: list[Child]) -> tuple[dict[str, Any]
         except Exception as err:  # noqa: BLE001
             bulk[name]["error"] = "direct: " + error_text(err)
 
+    ceiling = relay_ceiling(children, target_port, bulk, bulk_ops, progress)
     small_get: list[dict[str, Any]] = []
     by_protocol: dict[str, dict[str, dict[str, Any]]] = {}
     peak: dict[str, Any] = {"router": None, "connector": None}
@@ -705,8 +757,10 @@ def run(args: argparse.Namespace, children: list[Child]) -> tuple[dict[str, Any]
         "quick": quick,
         "bulk_protocol": ctx["bulk_protocol"],
         "bulk_by_protocol": by_protocol,
+        "bulk_ceiling": ceiling,
         "notes": [
             "MB/s uses 1 MB = 1e6 bytes; ratio = tunnel/direct",
+            f"bulk transfers: median of {BULK_REPEATS} runs each",
             f"small-GET runs last {duration:g} s each",
             f"peak RSS measured during a {rss_size // MIB} MiB download"
             + (" (quick mode; full mode uses 1 GiB)" if quick else ""),
