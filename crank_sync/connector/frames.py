@@ -9,12 +9,12 @@ from a 4 KiB block of ``os.urandom`` per thread.
 from __future__ import annotations
 
 import os
-import struct
 import threading
 
 import websocket
 
 from ..masking import xor_mask
+from ..wsframe import encode_head, parse_head
 
 __all__ = ["FrameReader", "encode_frame", "mask_keys"]
 
@@ -48,16 +48,8 @@ mask_keys = _MaskKeys()
 
 def encode_frame(opcode: int, payload: bytes) -> bytes:
     """One final, masked client frame (what ``ABNF.create_frame(...).format()`` gives)."""
-    length = len(payload)
-    first = 0x80 | opcode
-    if length < 126:
-        head = struct.pack("!BB", first, 0x80 | length)
-    elif length < 65536:
-        head = struct.pack("!BBH", first, 0x80 | 126, length)
-    else:
-        head = struct.pack("!BBQ", first, 0x80 | 127, length)
     key = mask_keys()
-    return b"".join((head, key, xor_mask(key, payload)))
+    return b"".join((encode_head(opcode, len(payload), True), key, xor_mask(key, payload)))
 
 
 class FrameReader:
@@ -119,41 +111,30 @@ class FrameReader:
         return None
 
     def _next_frame(self) -> tuple[bool, int, bytes] | None:
-        buf, pos = self._buf, self._pos
-        available = len(buf) - pos
-        if available < 2:
+        buf = self._buf
+        head = parse_head(buf, self._pos)
+        if head is None:
             return None
-        first, second = buf[pos], buf[pos + 1]
-        if first & 0x70:
+        if head.rsv:
             raise websocket.WebSocketProtocolException("reserved bits set")
-        if second & 0x80:
+        if head.masked:
             raise websocket.WebSocketProtocolException("masked frame from the router")
-        length = second & 0x7F
-        if first & 0x08 and (length > 125 or not first & 0x80):
+        if head.opcode & 0x08 and (not 0 <= head.length <= 125 or not head.fin):
             raise websocket.WebSocketProtocolException("control frame fragmented or too long")
-        start = pos + 2
-        if length == 126:
-            if available < 4:
-                return None
-            (length,) = struct.unpack_from("!H", buf, start)
-            start += 2
-        elif length == 127:
-            if available < 10:
-                return None
-            (length,) = struct.unpack_from("!Q", buf, start)
-            start += 8
-        if length > MAX_MESSAGE:
+        if head.length < 0:
+            return None
+        if head.length > MAX_MESSAGE:
             raise websocket.WebSocketPayloadException("frame too long")
-        end = start + length
+        end = head.end
         if end > len(buf):
             return None
-        payload = bytes(buf[start:end])
+        payload = bytes(buf[head.start:end])
         if end == len(buf):
             buf.clear()
             self._pos = 0
         else:
             self._pos = end
-        return bool(first & 0x80), first & 0x0F, payload
+        return head.fin, head.opcode, payload
 
     def _fill(self) -> None:
         if self._pos:

@@ -14,10 +14,10 @@ message inside a fragmented one (1002), a frame or message over ``max_message_si
 """
 from __future__ import annotations
 
-import struct
 from collections.abc import Iterator
 
 from ..masking import xor_mask
+from ..wsframe import encode_head, parse_head
 
 __all__ = ["OP_BINARY", "OP_CLOSE", "OP_PING", "OP_PONG", "OP_TEXT", "ClientFrameDecoder",
            "FrameError", "encode_frame"]
@@ -39,13 +39,7 @@ class FrameError(Exception):
 
 def encode_frame(opcode: int, payload: bytes | bytearray | memoryview) -> bytes:
     """One final, unmasked server frame."""
-    length = len(payload)
-    if length < 126:
-        head = struct.pack("!BB", 0x80 | opcode, length)
-    elif length < 65536:
-        head = struct.pack("!BBH", 0x80 | opcode, 126, length)
-    else:
-        head = struct.pack("!BBQ", 0x80 | opcode, 127, length)
+    head = encode_head(opcode, len(payload), False)
     return head + payload if isinstance(payload, bytes) else head + bytes(payload)
 
 
@@ -110,42 +104,30 @@ class ClientFrameDecoder:
         self._parts.append(payload)
 
     def _next_frame(self) -> tuple[bool, int, bytes] | None:
-        buf, pos = self._buf, self._pos
-        available = len(buf) - pos
-        if available < 2:
+        buf = self._buf
+        head = parse_head(buf, self._pos)
+        if head is None:
             return None
-        first, second = buf[pos], buf[pos + 1]
-        if first & 0x70:
+        if head.rsv:
             raise FrameError(1002, "reserved bits set (no extension was negotiated)")
-        opcode = first & 0x0F
-        fin = bool(first & 0x80)
+        opcode = head.opcode
         if opcode not in _DATA and opcode not in _CONTROL:
             raise FrameError(1002, f"unknown opcode {opcode:#x}")
-        if not second & 0x80:
+        if not head.masked:
             raise FrameError(1002, "unmasked frame from a client")
-        length = second & 0x7F
-        start = pos + 2
-        if opcode in _CONTROL and (length > 125 or not fin):
+        if opcode in _CONTROL and (not 0 <= head.length <= 125 or not head.fin):
             raise FrameError(1002, "control frame fragmented or over 125 bytes")
-        if length == 126:
-            if available < 4:
-                return None
-            (length,) = struct.unpack_from("!H", buf, start)
-            start += 2
-        elif length == 127:
-            if available < 10:
-                return None
-            (length,) = struct.unpack_from("!Q", buf, start)
-            start += 8
-            if length >> 63:
-                raise FrameError(1002, "64-bit frame length with the top bit set")
-        if length > self.max_message_size:
+        if head.length < 0:
+            return None
+        if head.length >> 63:
+            raise FrameError(1002, "64-bit frame length with the top bit set")
+        if head.length > self.max_message_size:
             raise FrameError(1009, f"frame over {self.max_message_size} bytes")
-        end = start + 4 + length
+        end = head.end
         if end > len(buf):
             return None
-        key = bytes(buf[start:start + 4])
+        key = bytes(buf[head.start:head.start + 4])
         with memoryview(buf) as view:
-            payload = xor_mask(key, view[start + 4:end])
+            payload = xor_mask(key, view[head.start + 4:end])
         self._pos = end
-        return fin, opcode, payload
+        return head.fin, opcode, payload
