@@ -78,14 +78,22 @@ def _read_head(sock: socket.socket) -> bytes:
             raise websocket.WebSocketConnectionClosedException(
                 "router closed the connection during the handshake")
         seen = taken + peeked
-        end = seen.find(b"\r\n\r\n", max(0, len(taken) - 3))
+        end = _head_end(seen, max(0, len(taken) - 3))
         if end >= 0:
-            taken += sock.recv(end + 4 - len(taken))
+            taken += sock.recv(end - len(taken))
             return bytes(taken)
         if len(seen) >= MAX_HEAD:
             raise websocket.WebSocketException("handshake response head too long")
         # all of it is head: take it, and wait for the rest
         taken += sock.recv(len(peeked))
+
+
+def _head_end(data: bytes | bytearray, start: int) -> int:
+    """Offset just past the blank line ending a head (CRLF or, as websocket-client allows, bare
+    LF line endings), or -1."""
+    ends = [i + len(sep) for sep in (b"\r\n\r\n", b"\n\n", b"\n\r\n")
+            if (i := data.find(sep, start)) >= 0]
+    return min(ends) if ends else -1
 
 
 def parse_response_head(head: bytes) -> tuple[int, dict[str, str], str]:
@@ -94,7 +102,7 @@ def parse_response_head(head: bytes) -> tuple[int, dict[str, str], str]:
         text = head.decode("utf-8")
     except UnicodeDecodeError as err:
         raise websocket.WebSocketException(f"Invalid header line, not valid UTF-8: {err}") from None
-    lines = text.split("\r\n")
+    lines = text.split("\n")
     parts = lines[0].strip().split(" ", 2)
     try:
         status = int(parts[1])

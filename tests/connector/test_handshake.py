@@ -393,6 +393,29 @@ def test_frames_after_the_head_in_the_same_write_stay_in_the_socket(serve, tail,
     server.check()
 
 
+@pytest.mark.parametrize("bytewise", [False, True], ids=["one-write", "byte-by-byte"])
+def test_head_with_bare_lf_line_endings_is_accepted(serve, bytewise) -> None:
+    """websocket-client accepts a 101 whose lines end in LF alone; so do we, and the frame
+    that follows in the same stream stays in the socket."""
+
+    def respond(conn: socket.socket, req: Request) -> None:
+        data = head_101(req.key, ("Sec-WebSocket-Protocol: cranker_3.0",)).replace(b"\r\n", b"\n")
+        data += BINARY_ABC
+        for piece in ([bytes([b]) for b in data] if bytewise else [data]):
+            conn.sendall(piece)
+
+    server = serve(respond)
+    ws = connect(server)
+    try:
+        assert ws.getstatus() == 101
+        assert ws.getheaders()["sec-websocket-protocol"] == "cranker_3.0"
+        opcode, frame = ws.recv_data_frame(True)
+        assert (opcode, frame.data) == (2, b"abc")
+    finally:
+        ws.shutdown()
+    server.check()
+
+
 def test_messages_sent_by_the_websocket_are_masked_client_frames(serve) -> None:
     received = {}
 
