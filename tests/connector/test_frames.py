@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 import websocket
+from crank_test_support import reference_mask, ws_frame
 from websocket import ABNF
 
 from crank_sync.connector import frames
@@ -33,24 +34,8 @@ TEXT, BINARY, CONT, CLOSE, PING, PONG = 0x1, 0x2, 0x0, 0x8, 0x9, 0xA
 
 def server_frame(opcode: int, payload: bytes = b"", fin: bool = True, rsv: int = 0,
                  mask: bytes | None = None, length: int | None = None) -> bytes:
-    """A frame as the router writes it (unmasked unless ``mask``); ``length`` overrides the
-    length field (and the encoding: < 126 short, < 65536 16-bit, else 64-bit)."""
-    n = len(payload) if length is None else length
-    first = (0x80 if fin else 0) | (rsv << 4) | opcode
-    mask_bit = 0x80 if mask is not None else 0
-    if n < 126:
-        head = struct.pack("!BB", first, mask_bit | n)
-    elif n < 65536:
-        head = struct.pack("!BBH", first, mask_bit | 126, n)
-    else:
-        head = struct.pack("!BBQ", first, mask_bit | 127, n)
-    if mask is not None:
-        return head + mask + unmask(mask, payload)
-    return head + payload
-
-
-def unmask(key: bytes, data: bytes) -> bytes:
-    return bytes(b ^ key[i % 4] for i, b in enumerate(data))
+    """A frame as the router writes it (unmasked unless ``mask``)."""
+    return ws_frame(opcode, payload, fin, rsv, mask, length)
 
 
 def decode_client_frame(data: bytes) -> tuple[bool, int, bool, int, bytes, bytes, int]:
@@ -72,7 +57,7 @@ def decode_client_frame(data: bytes) -> tuple[bool, int, bool, int, bytes, bytes
     pos += len(key)
     payload = data[pos:pos + length]
     assert len(payload) == length, "frame truncated"
-    return fin, opcode, masked, code, key, unmask(key, payload) if masked else payload, pos + length
+    return fin, opcode, masked, code, key, reference_mask(key, payload) if masked else payload, pos + length
 
 
 def recv_exact(sock: socket.socket, n: int) -> bytes:

@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 import requests
-from crank_test_support import LOOPBACK, deterministic_bytes, wait_for
+from crank_test_support import LOOPBACK, deterministic_bytes, wait_for, ws_frame
 
 CONT, TEXT, BINARY, CLOSE, PING, PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
 WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -39,27 +39,10 @@ pytestmark = pytest.mark.parametrize(
 )
 
 
-def reference_mask(key: bytes, data: bytes) -> bytes:
-    return bytes(b ^ key[i % 4] for i, b in enumerate(data))
-
-
 def client_frame(opcode: int, payload: bytes = b"", *, fin: bool = True, rsv: int = 0,
                  masked: bool = True, length: int | None = None) -> bytes:
-    """One connector frame; ``length`` overrides the length field (the payload is still the
-    bytes given, so the frame may claim more than it carries)."""
-    n = len(payload) if length is None else length
-    first = (0x80 if fin else 0) | (rsv << 4) | opcode
-    mask_bit = 0x80 if masked else 0
-    if n < 126:
-        head = struct.pack("!BB", first, mask_bit | n)
-    elif n < 65536:
-        head = struct.pack("!BBH", first, mask_bit | 126, n)
-    else:
-        head = struct.pack("!BBQ", first, mask_bit | 127, n)
-    if not masked:
-        return head + payload
-    key = os.urandom(4)
-    return head + key + reference_mask(key, payload)
+    """One connector frame, masked with a random key unless ``masked`` is False."""
+    return ws_frame(opcode, payload, fin, rsv, os.urandom(4) if masked else None, length)
 
 
 class RawV1Connector:

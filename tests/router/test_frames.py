@@ -1,6 +1,6 @@
 """Router-side websocket frames: ``crank_sync.router.frames``.
 
-Client (masked) frames are built by hand here with ``struct`` and a byte-at-a-time reference
+Client (masked) frames are built by hand (``ws_frame`` in conftest) with a byte-at-a-time reference
 mask, so the decoder is never checked against crank_sync's own encoders. ``encode_frame`` is
 decoded by hand the same way. Close codes follow the module docstring: 1002 for protocol
 errors, 1009 for a frame or message over ``max_message_size``.
@@ -11,6 +11,7 @@ import random
 import struct
 
 import pytest
+from crank_test_support import ws_frame
 
 from crank_sync.router.frames import (
     OP_BINARY,
@@ -28,32 +29,11 @@ BIG = 16 * 1024 * 1024
 KEY = b"\x37\xfa\x21\x3d"
 
 
-def reference_mask(key: bytes, data: bytes) -> bytes:
-    return bytes(b ^ key[i % 4] for i, b in enumerate(data))
-
-
 def client_frame(opcode: int, payload: bytes = b"", *, fin: bool = True, rsv: int = 0,
                  key: bytes | None = KEY, length: int | None = None,
                  form: str | None = None) -> bytes:
-    """One frame as a connector sends it: masked with ``key`` (unmasked when None).
-
-    ``length`` overrides the length field; ``form`` ("7", "16", "64") forces the length
-    encoding, otherwise the shortest one is used.
-    """
-    n = len(payload) if length is None else length
-    first = (0x80 if fin else 0) | (rsv << 4) | opcode
-    mask_bit = 0x80 if key is not None else 0
-    if form is None:
-        form = "7" if n < 126 else "16" if n < 65536 else "64"
-    if form == "7":
-        head = struct.pack("!BB", first, mask_bit | n)
-    elif form == "16":
-        head = struct.pack("!BBH", first, mask_bit | 126, n)
-    else:
-        head = struct.pack("!BBQ", first, mask_bit | 127, n)
-    if key is None:
-        return head + payload
-    return head + key + reference_mask(key, payload)
+    """One frame as a connector sends it: masked with ``key`` (unmasked when None)."""
+    return ws_frame(opcode, payload, fin, rsv, key, length, form)
 
 
 def keyed(seed: int) -> bytes:
