@@ -65,13 +65,24 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     signal.signal(signal.SIGINT, lambda *_: stopping.set())
     print(f"relay port: {server.getsockname()[1]}", flush=True)
+    running: list[tuple[threading.Thread, socket.socket]] = []
     while not stopping.is_set():
         try:
             client, _ = server.accept()
         except TimeoutError:
+            running = [(t, c) for t, c in running if t.is_alive()]
             continue
-        threading.Thread(target=serve, args=(client, args.to), name="relay", daemon=True).start()
+        thread = threading.Thread(target=serve, args=(client, args.to), name="relay",
+                                  daemon=True)
+        thread.start()
+        running.append((thread, client))
     server.close()
+    for thread, client in running:  # unblock and join what is still relaying
+        try:
+            client.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        thread.join(TIMEOUT)
     return 0
 
 
