@@ -128,7 +128,8 @@ class FrameReader:
         end = head.end
         if end > len(buf):
             return None
-        payload = bytes(buf[head.start:end])
+        with memoryview(buf) as view:  # one copy (a bytearray slice would be two)
+            payload = bytes(view[head.start:end])
         if end == len(buf):
             buf.clear()
             self._pos = 0

@@ -113,11 +113,13 @@ class ConnectorStream:
             raise _Cancelled()
         if counted:
             self._count(sum(len(f) - 6 for f in frames))
-        if self.deferred_ack is not None:
-            frames = [self.deferred_ack, *frames]
-            self.deferred_ack = None
+        frames = self._with_deferred_ack(frames)
         if frames:
             send_frames(self.sock.ws, [(ABNF.OPCODE_BINARY, f) for f in frames])
+
+    def _with_deferred_ack(self, frames: list[bytes]) -> list[bytes]:
+        ack, self.deferred_ack = self.deferred_ack, None
+        return frames if ack is None else [ack, *frames]
 
     def serve(self, text: str, has_body: bool) -> None:
         cfg = self.sock.link.config
@@ -134,10 +136,7 @@ class ConnectorStream:
             self.sock.end_stream(self)
 
     def _reset(self, code: int, message: str) -> None:
-        frames = [v3.rst_frame(self.id, code, message)]
-        if self.deferred_ack is not None:
-            frames.insert(0, self.deferred_ack)
-            self.deferred_ack = None
+        frames = self._with_deferred_ack([v3.rst_frame(self.id, code, message)])
         try:
             send_frames(self.sock.ws, [(ABNF.OPCODE_BINARY, f) for f in frames])
         except _WS_ERRORS:

@@ -6,6 +6,8 @@ public API (``send``, ``receive``, ``close``) and fixes what a proxy needs:
 
 * every write goes through one lock and ``sendall`` (:class:`LockedSocket`), wsproto calls
   included, so frames from two threads never interleave;
+* the reader loop runs on the thread that accepted the socket (:meth:`run_reader`), not on a
+  thread of its own, and decodes frames with :mod:`crank_sync.router.frames`, not wsproto;
 * the upgrade response carries the negotiated subprotocol and extra headers
   (``CrankerProtocol: 1.0``), and no compression extension;
 * the reader stops reading once ``buffer_limit`` bytes wait to be consumed, so a slow client
@@ -37,7 +39,6 @@ from wsproto.events import (
 )
 from wsproto.frame_protocol import CloseReason
 from wsproto.utilities import LocalProtocolError as WsLocalProtocolError
-from wsproto.utilities import RemoteProtocolError as WsRemoteProtocolError
 
 from .frames import (
     OP_BINARY,
@@ -58,7 +59,7 @@ CLOSE_TIMEOUT = 5.0
 #: maps and unmaps its buffer on every call. No buffer is kept per socket between reads.
 RECEIVE_BYTES = 64 * 1024
 
-__all__ = ["ConnectionClosed", "InlineReader", "LockedSocket", "RouterWebSocket"]
+__all__ = ["ConnectionClosed", "LockedSocket", "RouterWebSocket"]
 
 
 class LockedSocket:
@@ -105,30 +106,16 @@ _SENDABLE_CLOSE_CODES = frozenset(
 )
 
 
-class InlineReader:
-    """Stands in for simple-websocket's reader thread: the reader loop runs on the thread that
-    accepted the connection (the registration handler, which would otherwise only wait for it),
-    saving a thread start per connector socket. ``run()`` is called by that thread."""
+class _NoThread:
+    """Stands in for simple-websocket's reader thread, which is never started: the reader loop
+    runs on the thread that accepted the connection (:meth:`RouterWebSocket.run_reader`), which
+    would otherwise only wait for it. Saves a thread start per connector socket."""
 
-    def __init__(self, target: Callable[[], None], name: str) -> None:
-        self._target = target
+    def __init__(self, name: str) -> None:
         self.name = name
-        self._done = threading.Event()
 
     def start(self) -> None:
-        """Nothing to start: the accepting thread calls :meth:`run`."""
-
-    def run(self) -> None:
-        try:
-            self._target()
-        finally:
-            self._done.set()
-
-    def is_alive(self) -> bool:
-        return not self._done.is_set()
-
-    def join(self, timeout: float | None = None) -> None:
-        self._done.wait(timeout)
+        pass
 
 
 class RouterWebSocket(simple_websocket.Server):  # type: ignore[misc]
@@ -166,7 +153,7 @@ class RouterWebSocket(simple_websocket.Server):  # type: ignore[misc]
             receive_bytes=RECEIVE_BYTES,
             ping_interval=ping_interval,
             max_message_size=max_message_size,
-            thread_class=lambda target: InlineReader(target, thread_name),
+            thread_class=lambda target: _NoThread(thread_name),
         )
 
     # -- handshake ---------------------------------------------------------------------------
@@ -174,8 +161,6 @@ class RouterWebSocket(simple_websocket.Server):  # type: ignore[misc]
     def handshake(self) -> None:
         """Answer the upgrade with our chosen subprotocol and extra headers, no extensions."""
         self.close_reason: int = CloseReason.ABNORMAL_CLOSURE
-        self.incoming_message: bytearray | None = None
-        self.incoming_message_len: int = 0
         self.input_buffer: collections.deque[str | bytes] = collections.deque()
         # The request head was parsed and checked by the registration handler: answer it here
         # and start wsproto past its handshake, instead of having h11 parse the head again.
@@ -255,7 +240,7 @@ class RouterWebSocket(simple_websocket.Server):  # type: ignore[misc]
 
     def run_reader(self) -> None:
         """Read this socket until it closes, on the calling thread."""
-        self.thread.run()
+        self._thread()
 
     @property
     def finished(self) -> bool:
@@ -356,7 +341,7 @@ class RouterWebSocket(simple_websocket.Server):  # type: ignore[misc]
                 if not self._handle_messages():
                     break
                 self._wait_for_room()
-        except (OSError, WsLocalProtocolError, WsRemoteProtocolError) as err:
+        except (OSError, WsLocalProtocolError) as err:
             log.debug("%s ended: %r", self.thread.name, err)
         finally:
             self.connected = False
