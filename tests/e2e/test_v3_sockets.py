@@ -2,7 +2,8 @@
 
 A connector opens one socket first; once the router has answered with its protocol, it tops up
 to ``v3_sockets`` (v3 carries every request on them) or ``sliding_window`` idle v1 sockets. A
-lost v3 socket is replaced by its own worker, so the count stays put.
+lost v3 socket is replaced by its own worker, so the count stays put; a socket beyond the
+count (left over when a router switched from v1 to v3) is not replaced when it drops.
 """
 from __future__ import annotations
 
@@ -73,6 +74,24 @@ def test_a_lost_v3_socket_is_replaced_by_one(router, target, connector_factory):
              what="a new v3 socket")
     assert len(_registered(router)) == 1
     assert [w.state for w in _workers(conn)] == ["v3"]
+    assert _get(router, "/svc/echo").status_code == 200
+
+
+def test_a_dropped_socket_beyond_v3_sockets_is_not_replaced(router, target, connector_factory):
+    conn = connector_factory(target, protocols=V3_PREFERRED, sliding_window=1, v3_sockets=3,
+                             wait=False)
+    wait_for(lambda: len(_registered(router)) == 3, what="three v3 sockets")
+    # as after a router switched from v1 to v3: more v3 sockets than the connector keeps
+    object.__setattr__(conn.config, "v3_sockets", 1)
+    for left in (2, 1):
+        _registered(router)[0].ws.close(1001, "test drops a socket")
+        wait_for(lambda left=left: len(_workers(conn)) == left and len(_registered(router)) == left,
+                 what=f"{left} socket(s) left, the dropped one not replaced")
+    # the last one is within the count: it comes back
+    [last] = _registered(router)
+    last.ws.close(1001, "test drops the last socket")
+    wait_for(lambda: [s for s in _registered(router) if s is not last], what="a new v3 socket")
+    assert len(_workers(conn)) == 1
     assert _get(router, "/svc/echo").status_code == 200
 
 
