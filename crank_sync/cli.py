@@ -65,15 +65,25 @@ def _load(spec: settings.Spec,
     return resolved, config
 
 
-def router_main(argv: Sequence[str] | None = None) -> int:
-    loaded = _load(settings.ROUTER, argv)
+def _prepare(spec: settings.Spec, argv: Sequence[str] | None
+             ) -> tuple[settings.Resolved, Any, threading.Event] | int:
+    """Settings, logging and signal handlers; an exit code instead when there is nothing to run
+    (a bad setting, or ``--print-config``)."""
+    loaded = _load(spec, argv)
     if loaded is None:
         return EXIT_USAGE
     resolved, config = loaded
     if resolved.print_config:
         return 0
     _setup_logging(resolved.values["log_level"])
-    stop = _install_signal_handlers()
+    return resolved, config, _install_signal_handlers()
+
+
+def router_main(argv: Sequence[str] | None = None) -> int:
+    prepared = _prepare(settings.ROUTER, argv)
+    if isinstance(prepared, int):
+        return prepared
+    resolved, config, stop = prepared
     router = Router(config)
     try:
         router.start()
@@ -90,14 +100,10 @@ def router_main(argv: Sequence[str] | None = None) -> int:
 
 
 def connector_main(argv: Sequence[str] | None = None) -> int:
-    loaded = _load(settings.CONNECTOR, argv)
-    if loaded is None:
-        return EXIT_USAGE
-    resolved, config = loaded
-    if resolved.print_config:
-        return 0
-    _setup_logging(resolved.values["log_level"])
-    stop = _install_signal_handlers()
+    prepared = _prepare(settings.CONNECTOR, argv)
+    if isinstance(prepared, int):
+        return prepared
+    resolved, config, stop = prepared
     connector = Connector(config=config).start()
     print(f"connector {config.connector_instance_id} serving route {config.route} "
           f"-> {config.target}", flush=True)

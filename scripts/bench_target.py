@@ -44,9 +44,22 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
+    def _read_exactly(self, size: int, parts: list[bytes] | None) -> int:
+        """Read ``size`` body bytes, appended to ``parts`` unless it is None; returns ``size``."""
+        remaining = size
+        while remaining:
+            chunk = self.rfile.read(min(remaining, SLICE))
+            if not chunk:
+                raise ConnectionError("body ended early")
+            remaining -= len(chunk)
+            if parts is not None:
+                parts.append(chunk)
+        return size
+
     def _read_body(self, sink: bool) -> tuple[int, bytes]:
         """Read the request body (Content-Length or chunked); keep it unless sink."""
         parts: list[bytes] = []
+        keep = None if sink else parts
         total = 0
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
             while True:
@@ -56,26 +69,10 @@ class Handler(BaseHTTPRequestHandler):
                     while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
                         pass
                     break
-                remaining = size
-                while remaining:
-                    chunk = self.rfile.read(min(remaining, SLICE))
-                    if not chunk:
-                        raise ConnectionError("body ended early")
-                    remaining -= len(chunk)
-                    total += len(chunk)
-                    if not sink:
-                        parts.append(chunk)
+                total += self._read_exactly(size, keep)
                 self.rfile.readline(1024)
         else:
-            remaining = int(self.headers.get("Content-Length") or 0)
-            while remaining:
-                chunk = self.rfile.read(min(remaining, SLICE))
-                if not chunk:
-                    raise ConnectionError("body ended early")
-                remaining -= len(chunk)
-                total += len(chunk)
-                if not sink:
-                    parts.append(chunk)
+            total += self._read_exactly(int(self.headers.get("Content-Length") or 0), keep)
         if not sink and total > MAX_ECHO:
             raise ValueError("echo body too large")
         return total, b"".join(parts)

@@ -705,6 +705,35 @@ def cranker_protocols() -> tuple[str, ...]:
     return V1
 
 
+def registered(router: Any, conn: Any, route: str = "svc", window: int = 2) -> None:
+    """Wait until ``router`` has ``window`` idle sockets for ``route`` and ``conn`` as many."""
+    wait_for(lambda: router.idle_sockets(route) >= window and conn.idle_count() >= window,
+             what=f"{window} registered sockets for {route!r}")
+
+
+@pytest.fixture
+def wss_connectors(
+    router_factory: Any, target_factory: Any, cranker_protocols: tuple[str, ...]
+) -> Iterator[Callable[..., Any]]:
+    """Connectors with explicit router URLs (``wss://``); stopped before routers and targets."""
+    from crank_sync import Connector
+
+    started: list[Any] = []
+
+    def make(router_url: str, target_url: str, route: str = "svc", **kwargs: Any) -> Any:
+        kwargs.setdefault("protocols", cranker_protocols)
+        kwargs.setdefault("v3_sockets", 2)  # the TLS and auth tests wait for two sockets, any kind
+        conn = Connector(target=target_url, route=route, routers=[router_url],
+                         component_name=f"component-{route}", **kwargs)
+        started.append(conn)
+        conn.start()
+        return conn
+
+    yield make
+    results = [conn.stop(timeout=10.0) for conn in reversed(started)]
+    assert all(results), f"connector stop() did not finish in time: {results}"
+
+
 @pytest.fixture
 def connector_factory(
     request: pytest.FixtureRequest,

@@ -9,14 +9,20 @@ from __future__ import annotations
 
 import http.client
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 import trustme
-from crank_test_support import LOOPBACK, both_protocols, single_protocols, wait_for
+from crank_test_support import (
+    LOOPBACK,
+    both_protocols,
+    registered,
+    single_protocols,
+    wait_for,
+)
 
 from crank_sync import Connector
 
@@ -85,11 +91,6 @@ def refused_twice(router: Any, caplog: pytest.LogCaptureFixture,
                         what="two failed registrations")
     assert router.idle_sockets(route) == 0
     return failures
-
-
-def registered(router: Any, conn: Connector, route: str = "svc", window: int = 2) -> None:
-    wait_for(lambda: router.idle_sockets(route) >= window and conn.idle_count() >= window,
-             what=f"{window} registered sockets for {route!r}")
 
 
 # --------------------------------------------------------------------------- tokens
@@ -239,25 +240,14 @@ def mtls(tmp_path: Path) -> MtlsPki:
 
 
 @pytest.fixture
-def wss_connectors(
-    router_factory: Any, target_factory: Any, cranker_protocols: tuple[str, ...]
-) -> Iterator[Callable[..., Connector]]:
-    """Connectors to ``wss://`` routers; stopped before routers and targets."""
-    started: list[Connector] = []
+def wss_connectors(wss_connectors: Callable[..., Connector]) -> Callable[..., Connector]:
+    """The shared ``wss_connectors``, called here with the router instead of its URL."""
 
     def make(router: Any, target_url: str, route: str = "svc", **kwargs: Any) -> Connector:
-        kwargs.setdefault("protocols", cranker_protocols)
-        kwargs.setdefault("v3_sockets", 2)  # registered() counts two sockets of either kind
-        conn = Connector(target=target_url, route=route,
-                         routers=[f"wss://{LOOPBACK}:{router.registration_port}"],
-                         component_name=f"component-{route}", **kwargs)
-        started.append(conn)
-        conn.start()
-        return conn
+        return wss_connectors(f"wss://{LOOPBACK}:{router.registration_port}", target_url, route,
+                              **kwargs)
 
-    yield make
-    results = [conn.stop(timeout=10.0) for conn in reversed(started)]
-    assert all(results), f"connector stop() did not finish in time: {results}"
+    return make
 
 
 def mtls_router(router_factory: Any, mtls: MtlsPki) -> Any:

@@ -17,16 +17,20 @@ import ssl
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 import trustme
-from crank_test_support import LOOPBACK, both_protocols, single_protocols, wait_for
-
-from crank_sync import Connector
+from crank_test_support import (
+    LOOPBACK,
+    both_protocols,
+    registered,
+    single_protocols,
+    wait_for,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -74,32 +78,6 @@ def wss_url(router: Any) -> str:
 
 
 # --------------------------------------------------------------------------- wss connectors
-
-
-@pytest.fixture
-def wss_connectors(
-    router_factory: Any, target_factory: Any, cranker_protocols: tuple[str, ...]
-) -> Iterator[Callable[..., Connector]]:
-    """Connectors with explicit router URLs (``wss://``); stopped before routers and targets."""
-    started: list[Connector] = []
-
-    def make(router_url: str, target_url: str, route: str = "svc", **kwargs: Any) -> Connector:
-        kwargs.setdefault("protocols", cranker_protocols)
-        kwargs.setdefault("v3_sockets", 2)  # registered() counts two sockets of either kind
-        conn = Connector(target=target_url, route=route, routers=[router_url],
-                         component_name=f"component-{route}", **kwargs)
-        started.append(conn)
-        conn.start()
-        return conn
-
-    yield make
-    results = [conn.stop(timeout=10.0) for conn in reversed(started)]
-    assert all(results), f"connector stop() did not finish in time: {results}"
-
-
-def registered(router: Any, conn: Connector, route: str = "svc", window: int = 2) -> None:
-    wait_for(lambda: router.idle_sockets(route) >= window and conn.idle_count() >= window,
-             what=f"{window} registered sockets for {route!r}")
 
 
 def register_failures(caplog: pytest.LogCaptureFixture, url: str) -> list[logging.LogRecord]:
