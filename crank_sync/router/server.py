@@ -1,7 +1,6 @@
 """The Router: two ThreadingHTTPServer listeners around one socket registry."""
 from __future__ import annotations
 
-import itertools
 import logging
 import socket
 import ssl
@@ -11,6 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from ..config import RouterConfig
+from ..threads import ThreadCache
 from .deadlines import Deadlines
 from .metrics import RouterMetrics
 from .pool import SocketRegistry
@@ -38,7 +38,8 @@ class RouterCore:
 
 
 class _Server(ThreadingHTTPServer):
-    """A ThreadingHTTPServer whose worker threads are named, tracked and joined on stop."""
+    """A ThreadingHTTPServer whose worker threads are named, reused (:class:`ThreadCache`) and
+    joined on stop."""
 
     daemon_threads = True
     request_queue_size = 1024
@@ -48,23 +49,20 @@ class _Server(ThreadingHTTPServer):
         self.core = core
         self.tls = tls
         self._name = name
-        self._ids = itertools.count(1)
         self._lock = threading.Lock()
-        self._workers: set[threading.Thread] = set()
+        self.workers = ThreadCache(f"crank-router-{name}")
         self._connections: set[socket.socket] = set()
         super().__init__(address, handler)
 
     def process_request(self, request: Any, client_address: Any) -> None:
-        thread = threading.Thread(
-            target=self._work,
-            args=(request, client_address),
-            name=f"crank-router-{self._name}-{next(self._ids)}",
-            daemon=True,
-        )
         with self._lock:
-            self._workers.add(thread)
             self._connections.add(request)
-        thread.start()
+        try:
+            self.workers.submit(self._work, request, client_address)
+        except RuntimeError:  # stopping: no thread for this connection
+            with self._lock:
+                self._connections.discard(request)
+            self.shutdown_request(request)
 
     def _work(self, request: Any, client_address: Any) -> None:
         try:
@@ -74,9 +72,8 @@ class _Server(ThreadingHTTPServer):
                     return
             self.process_request_thread(request, client_address)
         finally:
-            with self._lock:
-                self._workers.discard(threading.current_thread())
-                if request is not None:
+            if request is not None:
+                with self._lock:
                     self._connections.discard(request)
 
     def _handshake(self, request: socket.socket, client_address: Any) -> ssl.SSLSocket | None:
@@ -123,11 +120,7 @@ class _Server(ThreadingHTTPServer):
                 pass
 
     def join_workers(self, deadline: float) -> bool:
-        with self._lock:
-            workers = list(self._workers)
-        for thread in workers:
-            thread.join(max(0.0, deadline - time.monotonic()))
-        return not any(t.is_alive() for t in workers)
+        return self.workers.stop(deadline)
 
 
 class Router:
