@@ -10,6 +10,7 @@ from typing import Any
 import websocket
 
 from ..config import ConnectorConfig
+from ..threads import ThreadCache
 from .handshake import open_websocket
 from .target import Target, TargetClient
 from .tls import client_context
@@ -23,12 +24,14 @@ class RouterLink:
     """The sockets of one connector at one router."""
 
     def __init__(self, config: ConnectorConfig, url: str, target: Target,
-                 pool: ThreadPoolExecutor, watcher: CancelWatcher) -> None:
+                 pool: ThreadPoolExecutor, watcher: CancelWatcher, threads: ThreadCache) -> None:
         self.config = config
         self.url = url
         self.target = target
         self.pool = pool
         self.watcher = watcher
+        #: Where socket workers run.
+        self.threads = threads
         #: websocket-client's TLS options: our own context, never global settings
         self.sslopt: dict[str, object] = {}
         if url.startswith("wss://"):
@@ -192,6 +195,7 @@ class Connector:
                                         thread_name_prefix="crank-connector-stream")
         self._links: list[RouterLink] = []
         self._watcher: CancelWatcher | None = None
+        self._threads: ThreadCache | None = None
         self._started = False
 
     @property
@@ -203,7 +207,9 @@ class Connector:
             raise RuntimeError("connector already started")
         self._started = True
         self._watcher = CancelWatcher()
-        self._links = [RouterLink(self.config, url, self.target, self._pool, self._watcher)
+        self._threads = ThreadCache("crank-connector-socket")
+        self._links = [RouterLink(self.config, url, self.target, self._pool, self._watcher,
+                                  self._threads)
                        for url in self.config.routers]
         for link in self._links:
             link.start()
@@ -227,7 +233,7 @@ class Connector:
         for link in self._links:
             link.begin_stop()
         # handshakes under way would register after the deregistration: let them finish
-        while (any(w.handshaking and w.thread.is_alive()
+        while (any(w.handshaking and not w.done.is_set()
                    for link in self._links for w in link.workers())
                and time.monotonic() < deadline):
             time.sleep(0.01)
@@ -255,10 +261,13 @@ class Connector:
         join_until = time.monotonic() + CLOSE_TIMEOUT + 1.0
         for link in self._links:
             for worker in link.workers():
-                worker.thread.join(max(0.0, join_until - time.monotonic()))
-        leftover = [w.thread.name for link in self._links for w in link.workers()]
+                worker.done.wait(max(0.0, join_until - time.monotonic()))
+        leftover = [w.name for link in self._links for w in link.workers()]
         if leftover:
             log.error("connector stop: threads still running: %s", leftover)
+            clean = False
+        if self._threads is not None and not self._threads.stop(join_until):
+            log.error("connector stop: socket threads did not end")
             clean = False
         self._pool.shutdown(wait=True, cancel_futures=True)
         if self._watcher is not None:

@@ -5,7 +5,6 @@ request arrives, answers it, closes with 1000 and ends.
 """
 from __future__ import annotations
 
-import itertools
 import logging
 import select
 import socket
@@ -38,7 +37,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_ids = itertools.count(1)
 _WS_ERRORS = (websocket.WebSocketException, OSError)
 _TARGET_ERRORS = (urllib3.exceptions.HTTPError, OSError)
 CLOSE_TIMEOUT = 3.0
@@ -97,7 +95,8 @@ def endpoint(router_url: str, action: str, instance_id: str, component: str) -> 
 
 
 class SocketWorker:
-    """One websocket to one router, on a thread named ``crank-connector-socket-N``."""
+    """One websocket to one router, on one of the link's ``crank-connector-socket-N`` threads
+    (reused: a v1 socket lives for one request, its thread for many)."""
 
     def __init__(self, link: RouterLink) -> None:
         self.link = link
@@ -106,12 +105,13 @@ class SocketWorker:
         self.v3: V3Socket | None = None
         #: True while a registration handshake is under way (stop() waits for those).
         self.handshaking = False
-        self.thread = threading.Thread(
-            target=self._run, name=f"crank-connector-socket-{next(_ids)}", daemon=True
-        )
+        #: The thread running this worker, once it runs.
+        self.name = "crank-connector-socket (not started)"
+        #: Set once the worker has finished and left its link.
+        self.done = threading.Event()
 
     def start(self) -> None:
-        self.thread.start()
+        self.link.threads.submit(self._run)
 
     @property
     def inflight(self) -> int:
@@ -140,6 +140,7 @@ class SocketWorker:
     # -- lifecycle ---------------------------------------------------------------------------
 
     def _run(self) -> None:
+        self.name = threading.current_thread().name
         try:
             while not self.link.stopping.is_set():
                 if not self.link.wants_socket(self):
@@ -170,6 +171,7 @@ class SocketWorker:
         finally:
             self.state = "done"
             self.link.on_exit(self)
+            self.done.set()
 
     def _connect(self) -> websocket.WebSocket | None:
         cfg = self.link.config
