@@ -27,6 +27,9 @@ class CancelWatcher:
         self._sel.register(self._wake_r, selectors.EVENT_READ, None)
         self._stopping = False
         self._watched: set[int] = set()  # id() of sockets between watch() and unwatch()
+        # epoll sees a socket registered while another thread waits in it; select and poll
+        # only look at the sockets they were called with, so they need waking
+        self._wake_on_watch = not isinstance(self._sel, getattr(selectors, "EpollSelector", ()))
         self._thread = threading.Thread(target=self._run, name="crank-connector-watcher",
                                         daemon=True)
         self._thread.start()
@@ -35,7 +38,8 @@ class CancelWatcher:
         with self._lock:
             self._watched.add(id(ws))
             self._register(ws, on_close)
-        self._wake()
+        if self._wake_on_watch:
+            self._wake()
 
     def _register(self, ws: websocket.WebSocket, on_close: Callable[[], None]) -> None:
         if self._stopping or ws.sock is None or id(ws) not in self._watched:
