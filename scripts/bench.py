@@ -533,7 +533,8 @@ def print_table(result: dict[str, Any], ctx: dict[str, Any]) -> None:
             line += f"  unavailable: {row['error']}"
         out.append(line)
     out.append("")
-    out.append(f"2. Bulk transfers (protocol {ctx['bulk_protocol'] or '-'})")
+    out.append(f"2. Bulk transfers (protocol {ctx['bulk_protocol'] or '-'}), "
+               f"median of {BULK_REPEATS} runs each")
     out.append("              bytes  direct s  direct MB/s  tunnel s  tunnel MB/s  ratio")
     for name in ("download", "upload"):
         sec = result[name]
