@@ -5,9 +5,9 @@ import threading
 import time
 
 import pytest
+from crank_test_support import wait_for
 
 from crank_sync.threads import ThreadCache
-from crank_test_support import wait_for
 
 
 def _run_and_name(cache: ThreadCache) -> str:
