@@ -70,6 +70,7 @@ def _relay(handler: ClientHandler, sock: ConnectorSocket) -> bool:
         if isinstance(msg, str):
             if response is None:
                 response = handler.start_response(msg, ws)
+                return _relay_body(handler, sock, response)
             last_data = time.monotonic()
             continue  # v1 sends nothing textual after the head; tolerate and ignore
         if response is None:
@@ -82,6 +83,37 @@ def _relay(handler: ClientHandler, sock: ConnectorSocket) -> bool:
         if code == 1008:
             raise BadRequest("connector closed with 1008 (policy violation)")
         raise BadGateway(f"connector closed with {code or 'no close frame'} before responding")
+    if code not in _NORMAL_CLOSE:
+        raise Aborted(f"connector closed with {code or 'no close frame'} mid-response")
+    response.finish()
+    return True
+
+
+def _relay_body(handler: ClientHandler, sock: ConnectorSocket, response: ResponseState) -> bool:
+    """The head is written: the socket's reader thread writes the body to the client itself
+    (a v1 socket carries nothing else), and this thread watches for the end, the client
+    leaving and the idle timeout. True when the connector completed the response."""
+    cfg = handler.core.config
+    ws = sock.ws
+
+    def sink(msg: str | bytes) -> None:
+        if isinstance(msg, bytes):  # v1 sends nothing textual after the head: ignored
+            response.write(msg)
+
+    ws.hand_over(sink, response.writer.flush)
+    try:
+        while not ws.wait_done(CLIENT_CHECK_INTERVAL):
+            if handler.client_gone():
+                raise ClientGone("client disconnected during the response")
+            # a write to a slow client is bounded by the client socket's own timeout
+            if not ws.sink_busy and time.monotonic() - ws.last_delivery >= cfg.idle_timeout:
+                ws.close(1001, "idle timeout")
+                raise Aborted(f"no data from connector in {cfg.idle_timeout:.0f}s")
+    finally:
+        ws.detach()  # from here on only this thread writes to the client
+    if ws.sink_error is not None:
+        raise ws.sink_error
+    code = ws.close_reason if ws.close_received else None
     if code not in _NORMAL_CLOSE:
         raise Aborted(f"connector closed with {code or 'no close frame'} mid-response")
     response.finish()

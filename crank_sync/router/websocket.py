@@ -144,6 +144,17 @@ class RouterWebSocket(simple_websocket.Server):  # type: ignore[misc]
         self._on_closed = on_closed
         #: When set, messages go to this callback on the reader thread instead of the buffer.
         self._on_message = on_message
+        #: A v1 response body goes straight to the client from the reader thread once the
+        #: client's thread hands it over (:meth:`hand_over`): no thread hand-off per chunk.
+        self._sink: Callable[[str | bytes], None] | None = None
+        self._sink_flush: Callable[[], None] | None = None
+        self._sink_lock = threading.Lock()
+        #: What the sink raised (the client went away, the body overran its length).
+        self.sink_error: BaseException | None = None
+        #: When the sink last got a message (monotonic), for the idle timeout.
+        self.last_delivery = 0.0
+        #: True while the reader is inside the sink: a slow client, not an idle connector.
+        self.sink_busy = False
         #: True once a close frame arrived from the connector (False: the socket was lost).
         self.close_received = False
         #: Set by the pool while a request uses this socket; pings are only sent when idle.
@@ -253,10 +264,74 @@ class RouterWebSocket(simple_websocket.Server):  # type: ignore[misc]
                 self._on_message(msg)
             return
         with self._cond:
-            if self.connected:  # after we started closing, data is of no use to anyone
-                self.input_buffer.append(msg)
-                self._buffered += len(msg)
-                self._cond.notify_all()
+            if self._sink is None:
+                if self.connected:  # after we started closing, data is of no use to anyone
+                    self.input_buffer.append(msg)
+                    self._buffered += len(msg)
+                    self._cond.notify_all()
+                return
+        self._to_sink(msg)
+
+    # -- handing a response body to the reader thread ------------------------------------------
+
+    def hand_over(self, sink: Callable[[str | bytes], None], flush: Callable[[], None]) -> None:
+        """From now on the reader thread passes each message to ``sink`` (and calls ``flush``
+        when it has no more at hand) instead of queueing it for :meth:`receive`. Messages
+        already queued go to ``sink`` first, here, in order. ``sink`` must not block for
+        longer than a socket timeout; what it raises ends up in :attr:`sink_error`."""
+        with self._cond:
+            while self.input_buffer:
+                msg = self.input_buffer.popleft()
+                self._buffered -= len(msg)
+                sink(msg)
+            flush()
+            self.last_delivery = time.monotonic()
+            self._sink, self._sink_flush = sink, flush
+            self._cond.notify_all()  # the reader may be waiting for room
+
+    def detach(self) -> None:
+        """Stop passing messages to the sink; returns once the reader is not inside it."""
+        with self._sink_lock:
+            self._sink = self._sink_flush = None
+
+    def wait_done(self, timeout: float) -> bool:
+        """Wait until the socket has finished or the sink failed; False after ``timeout``."""
+        with self._cond:
+            return bool(self._cond.wait_for(
+                lambda: self._finished or self.sink_error is not None, timeout))
+
+    def _to_sink(self, msg: str | bytes) -> None:
+        with self._sink_lock:
+            sink = self._sink
+            if sink is None or self.sink_error is not None:
+                return
+            self.sink_busy = True
+            try:
+                sink(msg)
+            except Exception as err:  # noqa: BLE001 - handed to the client's thread
+                self._sink_failed(err)
+            finally:
+                self.sink_busy = False
+                self.last_delivery = time.monotonic()
+
+    def _flush_sink(self) -> None:
+        with self._sink_lock:
+            flush = self._sink_flush
+            if flush is None or self.sink_error is not None:
+                return
+            self.sink_busy = True
+            try:
+                flush()
+            except Exception as err:  # noqa: BLE001 - handed to the client's thread
+                self._sink_failed(err)
+            finally:
+                self.sink_busy = False
+                self.last_delivery = time.monotonic()
+
+    def _sink_failed(self, err: BaseException) -> None:
+        with self._cond:
+            self.sink_error = err
+            self._cond.notify_all()
 
     def _wait_for_room(self) -> None:
         with self._cond:
@@ -340,6 +415,8 @@ class RouterWebSocket(simple_websocket.Server):  # type: ignore[misc]
                 self._decoder.feed(data)
                 if not self._handle_messages():
                     break
+                if self._sink_flush is not None:
+                    self._flush_sink()
                 self._wait_for_room()
         except (OSError, WsLocalProtocolError) as err:
             log.debug("%s ended: %r", self.thread.name, err)
