@@ -300,28 +300,18 @@ class RouterWebSocket(simple_websocket.Server):  # type: ignore[misc]
             return bool(self._cond.wait_for(
                 lambda: self._finished or self.sink_error is not None, timeout))
 
-    def _to_sink(self, msg: str | bytes) -> None:
+    def _to_sink(self, msg: str | bytes | None) -> None:
+        """Pass ``msg`` to the sink; with None, flush it."""
         with self._sink_lock:
-            sink = self._sink
-            if sink is None or self.sink_error is not None:
+            sink, flush = self._sink, self._sink_flush
+            if sink is None or flush is None or self.sink_error is not None:
                 return
             self.sink_busy = True
             try:
-                sink(msg)
-            except Exception as err:  # noqa: BLE001 - handed to the client's thread
-                self._sink_failed(err)
-            finally:
-                self.sink_busy = False
-                self.last_delivery = time.monotonic()
-
-    def _flush_sink(self) -> None:
-        with self._sink_lock:
-            flush = self._sink_flush
-            if flush is None or self.sink_error is not None:
-                return
-            self.sink_busy = True
-            try:
-                flush()
+                if msg is None:
+                    flush()
+                else:
+                    sink(msg)
             except Exception as err:  # noqa: BLE001 - handed to the client's thread
                 self._sink_failed(err)
             finally:
@@ -416,7 +406,7 @@ class RouterWebSocket(simple_websocket.Server):  # type: ignore[misc]
                 if not self._handle_messages():
                     break
                 if self._sink_flush is not None:
-                    self._flush_sink()
+                    self._to_sink(None)  # no more at hand: what the sink holds goes out
                 self._wait_for_room()
         except (OSError, WsLocalProtocolError) as err:
             log.debug("%s ended: %r", self.thread.name, err)

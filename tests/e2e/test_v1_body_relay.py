@@ -24,6 +24,37 @@ def _serves(router) -> None:
     assert resp.content == deterministic_bytes(1000, 5)
 
 
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _rest_digest(resp: http.client.HTTPResponse, first: bytes) -> str:
+    """The SHA-256 of ``first`` and the rest of the response body, read 1 MiB at a time."""
+    digest = hashlib.sha256(first)
+    while chunk := resp.read(1024 * 1024):
+        digest.update(chunk)
+    return digest.hexdigest()
+
+
+#: Larger than the loopback socket buffers between the router and a client that reads nothing.
+_BIG = 24 * 1024 * 1024
+
+
+def _big_download(router, target, connector_factory,
+                  seed: int) -> tuple[socket.socket, http.client.HTTPResponse, bytes]:
+    """Start a v1 download of ``_BIG`` bytes; returns the socket, the response and 64 KiB."""
+    connector_factory(target, route="svc", sliding_window=2, protocols=("1.0",))
+    sock = _request(router, f"/svc/bytes/{_BIG}?seed={seed}")
+    try:
+        resp = http.client.HTTPResponse(sock, method="GET")
+        resp.begin()
+        assert resp.status == 200
+        return sock, resp, resp.read(64 * 1024)
+    except BaseException:
+        sock.close()
+        raise
+
+
 def _request(router, path: str) -> socket.socket:
     sock = socket.create_connection((LOOPBACK, router.http_port), timeout=20)
     sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
@@ -78,47 +109,24 @@ def test_a_body_over_its_content_length_ends_the_exchange(router, target, connec
 
 def test_a_client_that_stops_reading_holds_back_only_its_own_socket(router, target,
                                                                    connector_factory):
-    connector_factory(target, route="svc", sliding_window=2, protocols=("1.0",))
-    size = 24 * 1024 * 1024
-    sock = _request(router, f"/svc/bytes/{size}?seed=9")
+    sock, resp, first = _big_download(router, target, connector_factory, seed=9)
     try:
-        resp = http.client.HTTPResponse(sock, method="GET")
-        resp.begin()
-        assert resp.status == 200
-        first = resp.read(64 * 1024)
         # the slow client's socket is now blocked on its full TCP buffers; others go on
         wait_for(lambda: router.idle_sockets("svc") >= 2, what="window restored")
         for _ in range(3):
             _serves(router)
-        digest = hashlib.sha256(first)
-        while True:
-            chunk = resp.read(1024 * 1024)
-            if not chunk:
-                break
-            digest.update(chunk)
-        assert digest.hexdigest() == hashlib.sha256(deterministic_bytes(size, 9)).hexdigest()
+        assert _rest_digest(resp, first) == _digest(deterministic_bytes(_BIG, 9))
     finally:
         sock.close()
 
 
 @pytest.mark.parametrize("router", [{"idle_timeout": 1.0}], indirect=True)
 def test_a_stalled_client_is_not_taken_for_an_idle_connector(router, target, connector_factory):
-    connector_factory(target, route="svc", sliding_window=2, protocols=("1.0",))
-    size = 24 * 1024 * 1024
-    sock = _request(router, f"/svc/bytes/{size}?seed=3")
+    sock, resp, first = _big_download(router, target, connector_factory, seed=3)
     try:
-        resp = http.client.HTTPResponse(sock, method="GET")
-        resp.begin()
-        assert resp.status == 200
-        digest = hashlib.sha256(resp.read(64 * 1024))
         # not a synchronisation wait: the point is that idle_timeout passes twice while the
         # router's write to this client is blocked and the connector has data ready
         time.sleep(2.5)
-        while True:
-            chunk = resp.read(1024 * 1024)
-            if not chunk:
-                break
-            digest.update(chunk)
-        assert digest.hexdigest() == hashlib.sha256(deterministic_bytes(size, 3)).hexdigest()
+        assert _rest_digest(resp, first) == _digest(deterministic_bytes(_BIG, 3))
     finally:
         sock.close()
