@@ -300,10 +300,12 @@ def test_metrics_families_labels_and_values(router, target, connector_factory, h
     assert http.get(client_url(router, "/unrouted/x"), timeout=10).status_code == 404
     missing_len = len(missing.content)
 
+    # the router records a request after its response has gone out: wait for all five
     samples = wait_for(
         lambda: (m := metric_samples(router))
-        and sample_value(m, "crank_request_duration_seconds_count", route="svc") == 4 and m,
-        what="4 svc requests in crank_request_duration_seconds",
+        and sample_value(m, "crank_request_duration_seconds_count", route="svc") == 4
+        and sample_value(m, "crank_errors_total", kind="NoRoute") == 1 and m,
+        what="4 svc requests in crank_request_duration_seconds and 1 NoRoute error",
     )
     for family in ("crank_requests", "crank_request_duration_seconds", "crank_body_bytes",
                    "crank_sockets", "crank_requests_waiting", "crank_registrations",
