@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+import socket
 from collections.abc import Iterator
 from email.message import Message
 from typing import Any, Protocol
@@ -159,3 +160,31 @@ class ClientWriter:
         if self.chunked:
             self.write(b"0\r\n\r\n")
         self.flush()
+
+    def try_write_body(self, sock: socket.socket, data: bytes) -> bytes:
+        """Write ``data`` (framed, after anything gathered) with one non-blocking send on the
+        client's plain socket ``sock``; returns what did not fit, for a blocking
+        :meth:`write_raw` to finish before anything else is written."""
+        if not data:
+            return b""
+        self.bytes_written += len(data)
+        parts = [bytes(self._buf)] if self._buf else []
+        self._buf.clear()
+        if self.chunked:
+            parts += [b"%x\r\n" % len(data), data, b"\r\n"]
+        else:
+            parts.append(data)
+        try:
+            sent = sock.sendmsg(parts, (), socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            sent = 0
+        except OSError as err:
+            raise ClientGone(f"writing response: {err}") from err
+        total = sum(len(p) for p in parts)
+        if sent == total:
+            return b""
+        return b"".join(parts)[sent:]
+
+    def write_raw(self, data: bytes) -> None:
+        """Write bytes already framed (what :meth:`try_write_body` left over)."""
+        self._send(data)

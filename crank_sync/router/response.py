@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import http
 import select
+import socket
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConnectorProtocolError
@@ -83,10 +84,20 @@ class ResponseState:
     def write(self, data: bytes) -> None:
         if not self.body_allowed:
             return
+        self._count(data)
+        self.writer.write_body(data)
+
+    def _count(self, data: bytes) -> None:
         if self.expected is not None and self.sent + len(data) > self.expected:
             raise Aborted("connector sent more bytes than its Content-Length")
         self.sent += len(data)
-        self.writer.write_body(data)
+
+    def try_write(self, sock: socket.socket, data: bytes) -> bytes:
+        """:meth:`write` without blocking: returns what the client's socket did not take."""
+        if not self.body_allowed:
+            return b""
+        self._count(data)
+        return self.writer.try_write_body(sock, data)
 
     def finish(self) -> None:
         if self.body_allowed and self.expected is not None and self.sent != self.expected:

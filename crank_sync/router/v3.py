@@ -7,9 +7,12 @@ client's worker thread (:func:`exchange`), which does the flow control both ways
 from __future__ import annotations
 
 import collections
+import functools
 import logging
+import ssl
 import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ..errors import (
@@ -45,27 +48,94 @@ class _Closed:
         self.code = code
 
 
+class _Leftover:
+    """Response bytes the client's socket did not take at once, and the DATA length to
+    acknowledge once they are written."""
+
+    def __init__(self, data: bytes, ack: int) -> None:
+        self.data = data
+        self.ack = ack
+
+
+class _DirectFailed:
+    """Writing a DATA frame straight to the client failed (client gone, body too long)."""
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+#: Writes a DATA payload to the client without blocking; returns what did not fit.
+DirectWriter = Callable[[bytes], bytes]
+
+
 class RouterStream:
-    """One request on a v3 socket: frames in, window accounting for what we send."""
+    """One request on a v3 socket: frames in, window accounting for what we send.
+
+    While the client's thread waits with nothing to do, it may lend the stream a
+    :data:`DirectWriter` (:meth:`write_directly`): the reader thread then writes each DATA
+    payload to the client itself when the client's socket takes it at once, and acknowledges
+    it, with no thread hand-off. Whatever does not fit, and every other frame, goes to the
+    client's thread as before; taking an event takes the writer back, so the two threads never
+    write to the client at the same time.
+    """
 
     def __init__(self, session: V3Session, stream_id: int) -> None:
         self.session = session
         self.id = stream_id
         self.window = v3.SendWindow()
         self._cond = threading.Condition()
-        self._events: collections.deque[v3.Frame | _Closed] = collections.deque()
+        self._events: collections.deque[v3.Frame | _Closed | _Leftover | _DirectFailed] = (
+            collections.deque())
         self._buffered = 0
         self.overflowed = False
+        self._direct: DirectWriter | None = None
+        #: When the reader last wrote a DATA payload to the client itself (monotonic).
+        self.last_direct = 0.0
 
     # reader thread side
     def put(self, event: v3.Frame | _Closed) -> None:
+        ack = 0
         with self._cond:
-            if isinstance(event, v3.Frame):
-                self._buffered += len(event.payload)
-                if self._buffered > STREAM_BUFFER_LIMIT:
-                    self.overflowed = True
-            self._events.append(event)
+            direct = self._direct
+            if (direct is not None and not self._events and isinstance(event, v3.Frame)
+                    and event.type == v3.DATA and event.payload and not event.end_stream):
+                ack = self._write_directly(direct, event.payload)
+            else:
+                if isinstance(event, v3.Frame):
+                    self._buffered += len(event.payload)
+                    if self._buffered > STREAM_BUFFER_LIMIT:
+                        self.overflowed = True
+                self._events.append(event)
+                self._cond.notify_all()
+        if ack:
+            try:
+                self.session.send(v3.window_update_frame(self.id, ack))
+            except (ConnectionClosed, OSError) as err:
+                log.debug("stream %d: acknowledging a direct write: %r", self.id, err)
+
+    def _write_directly(self, direct: DirectWriter, payload: bytes) -> int:
+        """Under the lock: write ``payload`` to the client; the length to acknowledge now."""
+        try:
+            rest = direct(payload)
+        except Exception as err:  # noqa: BLE001 - handed to the client's thread
+            self._direct = None
+            self._events.append(_DirectFailed(err))
             self._cond.notify_all()
+            return 0
+        self.last_direct = time.monotonic()
+        if not rest:
+            return len(payload)
+        self._direct = None  # the client's thread finishes this write, then takes over
+        self._events.append(_Leftover(rest, len(payload)))
+        self._cond.notify_all()
+        return 0
+
+    def write_directly(self, writer: DirectWriter) -> None:
+        """Lend ``writer`` to the reader thread until the next event is taken (client's
+        thread, with nothing queued and nothing of its own left to write)."""
+        with self._cond:
+            if not self._events:
+                self._direct = writer
 
     def acked(self, n: int) -> None:
         with self._cond:
@@ -73,14 +143,20 @@ class RouterStream:
                 self._cond.notify_all()
 
     # worker side
-    def get(self, timeout: float) -> v3.Frame | _Closed | None:
+    def get(self, timeout: float) -> v3.Frame | _Closed | _Leftover | _DirectFailed | None:
         with self._cond:
             if not self._cond.wait_for(lambda: self._events, timeout):
                 return None
+            self._direct = None  # from here on only the client's thread writes
             event = self._events.popleft()
             if isinstance(event, v3.Frame):
                 self._buffered -= len(event.payload)
             return event
+
+    def take_back(self) -> None:
+        """End a loan of the direct writer; returns once the reader is not writing."""
+        with self._cond:
+            self._direct = None
 
     def wait_writable(self, timeout: float) -> bool:
         """Wait until the window allows sending more; also wakes on any incoming event."""
@@ -226,8 +302,25 @@ def _send_body(handler: ClientHandler, stream: RouterStream, idle: float) -> Non
 
 
 def _relay(handler: ClientHandler, stream: RouterStream, idle: float) -> None:
+    try:
+        _relay_events(handler, stream, idle)
+    finally:
+        stream.take_back()
+
+
+def _direct_writer(handler: ClientHandler, response: ResponseState) -> DirectWriter | None:
+    """What the reader thread may use to write DATA to this client: plain TCP only (a TLS
+    socket has no non-blocking send on a blocking socket), and only when a body goes out."""
+    sock = handler.connection
+    if isinstance(sock, ssl.SSLSocket) or not response.body_allowed:
+        return None
+    return functools.partial(response.try_write, sock)
+
+
+def _relay_events(handler: ClientHandler, stream: RouterStream, idle: float) -> None:
     assembler = v3.HeaderAssembler()
     response: ResponseState | None = None
+    direct: DirectWriter | None = None
     acks: list[bytes] = []
     last_data = time.monotonic()
     while True:
@@ -237,16 +330,25 @@ def _relay(handler: ClientHandler, stream: RouterStream, idle: float) -> None:
             if acks:
                 stream.session.send_many(acks)
                 acks = []
+            if direct is not None:
+                stream.write_directly(direct)
         event = stream.get(CLIENT_CHECK_INTERVAL)
         if event is None:
             if handler.client_gone():
                 raise ClientGone("client disconnected while waiting for the connector")
-            if time.monotonic() - last_data < idle:
+            if time.monotonic() - max(last_data, stream.last_direct) < idle:
                 continue
             if response is None:
                 raise GatewayTimeout(f"no response from connector in {idle:.0f}s")
             raise handler.aborted(f"no data from connector in {idle:.0f}s")
         last_data = time.monotonic()
+        if isinstance(event, _DirectFailed):
+            raise event.error
+        if isinstance(event, _Leftover):
+            assert response is not None
+            response.writer.write_raw(event.data)
+            acks.append(v3.window_update_frame(stream.id, event.ack))
+            continue
         if stream.overflowed:
             raise _fail(response, handler, "connector ignored flow control")
         if isinstance(event, _Closed):
@@ -269,6 +371,7 @@ def _relay(handler: ClientHandler, stream: RouterStream, idle: float) -> None:
             acks.append(v3.window_update_frame(stream.id, len(event.payload)))
             if text is not None:
                 response = handler.start_response(text)
+                direct = _direct_writer(handler, response)
             if event.end_stream and response is not None:
                 response.finish()
                 stream.session.send_many(acks)

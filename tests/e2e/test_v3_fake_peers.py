@@ -604,3 +604,52 @@ def test_deregistration_closes_v3_socket_after_in_flight_stream(router, fake_v3)
         and e.stream_id == sid
     )
     assert acked >= len(body), "socket closed before the stream's DATA was acknowledged"
+
+
+def _ack_of(fake: FakeV3Connector, sid: int) -> int:
+    frame = fake.take(lambda f: f.type == v3.WINDOW_UPDATE and f.stream_id == sid,
+                      what=f"WINDOW_UPDATE of stream {sid}")
+    return frame.window_increment()
+
+
+def test_data_written_while_the_client_waits_is_acknowledged_in_order(router, fake_v3):
+    # each DATA arrives while the client's thread waits with nothing queued: the reader thread
+    # writes it to the client itself, and acknowledges it
+    fake = fake_v3("direct")
+    pieces = [deterministic_bytes(20000 + i, i) for i in range(8)]
+    body = b"".join(pieces)
+    client = BackgroundRequest(router, "GET", "/direct/x")
+    sid, _, _ = fake.recv_request()
+    fake.send_head(sid, headers=(("Content-Length", str(len(body))),))
+    assert _ack_of(fake, sid) > 0  # the HEADER
+    for piece in pieces:
+        fake.send_data(sid, piece)
+        assert _ack_of(fake, sid) == len(piece)
+    fake.send_data(sid, b"", end_stream=True)
+    resp = client.response()
+    assert resp.status_code == 200
+    assert resp.content == body
+    serves(router, fake, "/direct/after", 4)
+
+
+def test_data_beyond_the_content_length_resets_the_stream(router, fake_v3):
+    fake = fake_v3("overrun")
+    sock = raw_get(router, "/overrun/x")
+    try:
+        sid, _, _ = fake.recv_request()
+        fake.send_head(sid, headers=(("Content-Length", "10"),))
+        assert _ack_of(fake, sid) > 0
+        fake.send_data(sid, b"0123456789")
+        assert _ack_of(fake, sid) == 10
+        fake.send_data(sid, b"and more than promised")
+        rst = fake.take(lambda f: f.type == v3.RST_STREAM, what="RST_STREAM")
+        assert rst.stream_id == sid
+        resp = http.client.HTTPResponse(sock, method="GET")
+        resp.begin()
+        assert resp.status == 200
+        assert resp.read() == b"0123456789"
+        sock.settimeout(10)
+        assert sock.recv(1) == b""  # dropped, not kept alive after a broken response
+    finally:
+        sock.close()
+    serves(router, fake, "/overrun/after", 5)

@@ -1,8 +1,10 @@
-"""A v1 response body goes from the connector socket's reader thread straight to the client.
+"""Response bodies written by the connector socket's reader thread.
 
-What was queued before the hand-over arrives first and in order; a body that overruns its
-Content-Length or a client that stops reading is handled on that thread without harm to
-anyone else.
+On a v1 socket the reader writes the whole body to the client itself once the client's thread
+hands it over; on a v3 socket it writes each DATA frame the client's socket takes at once.
+What was queued before arrives first and in order; a body that overruns its Content-Length,
+or a client that stops reading, is handled without harm to anyone else, including the other
+streams of a v3 socket.
 """
 from __future__ import annotations
 
@@ -40,10 +42,13 @@ def _rest_digest(resp: http.client.HTTPResponse, first: bytes) -> str:
 _BIG = 24 * 1024 * 1024
 
 
-def _big_download(router, target, connector_factory,
+def _big_download(router, target, connector_factory, protocol: str,
                   seed: int) -> tuple[socket.socket, http.client.HTTPResponse, bytes]:
-    """Start a v1 download of ``_BIG`` bytes; returns the socket, the response and 64 KiB."""
-    connector_factory(target, route="svc", sliding_window=2, protocols=("1.0",))
+    """Start a download of ``_BIG`` bytes; returns the socket, the response and 64 KiB. With
+    v3, one socket carries every request, so others share the stalled client's socket."""
+    v1 = protocol == "1.0"
+    connector_factory(target, route="svc", sliding_window=2 if v1 else 1, protocols=(protocol,),
+                      v3_sockets=1)
     sock = _request(router, f"/svc/bytes/{_BIG}?seed={seed}")
     try:
         resp = http.client.HTTPResponse(sock, method="GET")
@@ -107,12 +112,15 @@ def test_a_body_over_its_content_length_ends_the_exchange(router, target, connec
     _serves(router)
 
 
-def test_a_client_that_stops_reading_holds_back_only_its_own_socket(router, target,
-                                                                   connector_factory):
-    sock, resp, first = _big_download(router, target, connector_factory, seed=9)
+@pytest.mark.parametrize("protocol", ["1.0", "3.0"])
+def test_a_client_that_stops_reading_holds_back_no_one_else(router, target, connector_factory,
+                                                            protocol):
+    sock, resp, first = _big_download(router, target, connector_factory, protocol, seed=9)
     try:
-        # the slow client's socket is now blocked on its full TCP buffers; others go on
-        wait_for(lambda: router.idle_sockets("svc") >= 2, what="window restored")
+        # the slow client's connection is now full; other requests go on (with v3, on the
+        # same connector socket)
+        if protocol == "1.0":
+            wait_for(lambda: router.idle_sockets("svc") >= 2, what="window restored")
         for _ in range(3):
             _serves(router)
         assert _rest_digest(resp, first) == _digest(deterministic_bytes(_BIG, 9))
@@ -120,9 +128,11 @@ def test_a_client_that_stops_reading_holds_back_only_its_own_socket(router, targ
         sock.close()
 
 
+@pytest.mark.parametrize("protocol", ["1.0", "3.0"])
 @pytest.mark.parametrize("router", [{"idle_timeout": 1.0}], indirect=True)
-def test_a_stalled_client_is_not_taken_for_an_idle_connector(router, target, connector_factory):
-    sock, resp, first = _big_download(router, target, connector_factory, seed=3)
+def test_a_stalled_client_is_not_taken_for_an_idle_connector(router, target, connector_factory,
+                                                             protocol):
+    sock, resp, first = _big_download(router, target, connector_factory, protocol, seed=3)
     try:
         # not a synchronisation wait: the point is that idle_timeout passes twice while the
         # router's write to this client is blocked and the connector has data ready
