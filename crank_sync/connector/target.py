@@ -6,6 +6,8 @@ No retries, no redirects, no decompression; bodies stream both ways.
 """
 from __future__ import annotations
 
+import logging
+import queue
 import socket
 import ssl
 import threading
@@ -21,6 +23,7 @@ from urllib3.util import SKIP_HEADER
 from ..protocol import RequestHead
 
 _AUTO_HEADERS = frozenset({"content-length", "user-agent"})
+log = logging.getLogger(__name__)
 _current = threading.local()
 
 
@@ -92,11 +95,31 @@ class ReplayHTTPSConnection(_Replay, HTTPSConnection):
     pass
 
 
-class _ReplayHTTPPool(HTTPConnectionPool):
+class _QuietWhenFull:
+    """Mixin for urllib3 pools: a connection returned to a full pool is closed without
+    urllib3's WARNING. A v1 connector's concurrency is not bounded by the pool size (each
+    request opens its own replacement socket), so a burst logged one warning per request."""
+
+    pool: Any
+
+    def _put_conn(self, conn: Any) -> None:
+        pool = self.pool
+        if pool is not None and conn is not None:
+            try:
+                pool.put(conn, block=False)
+                return
+            except queue.Full:
+                log.debug("target pool full: closing a surplus connection")
+                conn.close()
+                return
+        super()._put_conn(conn)  # type: ignore[misc]  # a closed pool: urllib3 closes it
+
+
+class _ReplayHTTPPool(_QuietWhenFull, HTTPConnectionPool):
     ConnectionCls = ReplayHTTPConnection
 
 
-class _ReplayHTTPSPool(HTTPSConnectionPool):
+class _ReplayHTTPSPool(_QuietWhenFull, HTTPSConnectionPool):
     ConnectionCls = ReplayHTTPSConnection
 
 
