@@ -8,10 +8,14 @@ streams of a v3 socket.
 """
 from __future__ import annotations
 
+import array
+import fcntl
 import hashlib
 import http.client
 import socket
+import termios
 import time
+from collections.abc import Callable
 
 import pytest
 import requests
@@ -58,6 +62,27 @@ def _big_download(router, target, connector_factory, protocol: str,
     except BaseException:
         sock.close()
         raise
+
+
+def _queued(sock: socket.socket) -> int:
+    """Bytes waiting in ``sock``'s kernel receive queue."""
+    buf = array.array("i", [0])
+    fcntl.ioctl(sock.fileno(), termios.FIONREAD, buf)
+    return buf[0]
+
+
+def _stalled_for(sock: socket.socket, seconds: float) -> Callable[[], bool]:
+    """A condition: ``sock`` has bytes queued and the queue has not changed for ``seconds``."""
+    last = {"size": -1, "since": time.monotonic()}
+
+    def stalled() -> bool:
+        size, now = _queued(sock), time.monotonic()
+        if size != last["size"]:
+            last["size"], last["since"] = size, now
+            return False
+        return size > 0 and now - last["since"] >= seconds
+
+    return stalled
 
 
 def _request(router, path: str) -> socket.socket:
@@ -134,9 +159,10 @@ def test_a_stalled_client_is_not_taken_for_an_idle_connector(router, target, con
                                                              protocol):
     sock, resp, first = _big_download(router, target, connector_factory, protocol, seed=3)
     try:
-        # not a synchronisation wait: the point is that idle_timeout passes twice while the
-        # router's write to this client is blocked and the connector has data ready
-        time.sleep(2.5)
+        # the router's write to this client stays blocked (nothing more reaches the client's
+        # receive queue) for twice idle_timeout, while the connector has data ready
+        wait_for(_stalled_for(sock, 2 * 1.0), timeout=30,
+                 what="the client's receive queue unchanged for twice idle_timeout")
         assert _rest_digest(resp, first) == _digest(deterministic_bytes(_BIG, 3))
     finally:
         sock.close()
