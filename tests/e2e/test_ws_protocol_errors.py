@@ -303,32 +303,32 @@ def test_ping_inside_a_fragmented_message_is_answered(router, raw_connector):
     assert fake.read_frame() == (PONG, b"after")
 
 
+def _close_answered(router, fake) -> int | None:
+    """The code of the router's answering close frame, once the socket is closed and gone."""
+    code, _ = fake.read_close()
+    fake.wait_closed()
+    wait_for(lambda: router.idle_sockets("closing") == 0, what="the closed socket to leave")
+    return code
+
+
 def test_close_from_connector_is_answered(router, raw_connector):
     fake = raw_connector("closing")
     fake.send(client_frame(CLOSE, struct.pack("!H", 1000) + b"bye"))
-    code, _ = fake.read_close()
-    assert code == 1000
-    fake.wait_closed()
-    wait_for(lambda: router.idle_sockets("closing") == 0, what="the closed socket to leave")
+    assert _close_answered(router, fake) == 1000
 
 
 def test_close_without_a_code_is_answered(router, raw_connector):
     fake = raw_connector("closing")
     fake.send(client_frame(CLOSE))
-    code, _ = fake.read_close()
-    assert code in (None, 1000)  # an empty close frame, or a normal closure
-    fake.wait_closed()
-    wait_for(lambda: router.idle_sockets("closing") == 0, what="the closed socket to leave")
+    # an empty close frame, or a normal closure
+    assert _close_answered(router, fake) in (None, 1000)
 
 
 def test_close_inside_a_fragmented_message_is_answered(router, raw_connector):
     fake = raw_connector("closing")
     fake.send(client_frame(TEXT, b"never finished", fin=False)
               + client_frame(CLOSE, struct.pack("!H", 1001)))
-    code, _ = fake.read_close()
-    assert code == 1001
-    fake.wait_closed()
-    wait_for(lambda: router.idle_sockets("closing") == 0, what="the closed socket to leave")
+    assert _close_answered(router, fake) == 1001
 
 
 def test_message_of_exactly_the_limit_is_accepted(router, raw_connector):
@@ -360,7 +360,4 @@ def test_invalid_close_payload_is_answered_with_an_error_code(router, raw_connec
     decoder replaced answered these with 1002/1007; the router must not echo an invalid code."""
     fake = raw_connector("closing")
     fake.send(client_frame(CLOSE, payload))
-    got, _ = fake.read_close()
-    assert got == code
-    fake.wait_closed()
-    wait_for(lambda: router.idle_sockets("closing") == 0, what="the closed socket to leave")
+    assert _close_answered(router, fake) == code
