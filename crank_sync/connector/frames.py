@@ -4,7 +4,8 @@ websocket-client reads a frame with two or three ``recv`` calls (header, extende
 payload) and draws every mask key from ``os.urandom``. Under load each call is a GIL hand-off.
 A v3 socket has one reader thread that owns the receiving side, so :class:`FrameReader` reads
 what has arrived in one call and parses every frame in it; :func:`mask_keys` hands out keys
-from a 4 KiB block of ``os.urandom`` per thread.
+from a 4 KiB block of ``os.urandom`` per thread. A v1 socket reads its request body the same
+way, then hands the socket back (:meth:`FrameReader.finish`).
 """
 from __future__ import annotations
 
@@ -137,7 +138,41 @@ class FrameReader:
             self._pos = end
         return head.fin, head.opcode, payload
 
-    def _fill(self) -> None:
+    def finish(self) -> list[tuple[int, bytes]]:
+        """Hand the socket back: what arrived after the last message returned, as whole
+        messages (and a close, answered), reading the socket only for the rest of one already
+        begun and never beyond it, so that nothing is left in this reader's buffer. Pings
+        among them are answered."""
+        rest: list[tuple[int, bytes]] = []
+        while self._pos < len(self._buf) or self._opcode:
+            frame = self._next_frame()
+            if frame is None:
+                self._fill(self._missing())
+                continue
+            fin, opcode, payload = frame
+            if opcode == _OP_CLOSE:
+                self._answer_close()
+                rest.append((opcode, payload))
+            elif opcode == _OP_PING:
+                self.ws.pong(payload)
+            elif opcode != _OP_PONG:
+                message = self._assemble(fin, opcode, payload)
+                if message is not None:
+                    rest.append(message)
+        return rest
+
+    def _missing(self) -> int:
+        """Bytes still to come of the frame begun at the read position (its head first)."""
+        available = len(self._buf) - self._pos
+        if available < 2:
+            return 2 - available
+        head = parse_head(self._buf, self._pos)
+        assert head is not None
+        if head.length < 0:
+            return (4 if self._buf[self._pos + 1] & 0x7F == 126 else 10) - available
+        return head.end - len(self._buf)
+
+    def _fill(self, limit: int = RECV_BYTES) -> None:
         if self._pos:
             del self._buf[:self._pos]
             self._pos = 0
@@ -145,7 +180,7 @@ class FrameReader:
         if sock is None:
             raise websocket.WebSocketConnectionClosedException("socket is already closed")
         try:
-            data = sock.recv(RECV_BYTES)
+            data = sock.recv(limit)
         except TimeoutError as err:  # socket.timeout, and SSL read timeouts
             raise websocket.WebSocketTimeoutException(str(err)) from err
         if not data:

@@ -27,6 +27,7 @@ from ..protocol import (
     encode_response_head,
     parse_request,
 )
+from .frames import FrameReader
 from .handshake import open_websocket
 from .target import Cancel, TargetResponse, iter_response
 from .v3 import V3Socket
@@ -285,21 +286,32 @@ class SocketWorker:
         self._respond(ws, head, resp, cancel)
 
     def _request_body(self, ws: websocket.WebSocket, cancel: Cancel) -> Iterator[bytes]:
+        # FrameReader reads what has arrived (websocket-client reads 16 KiB at a time, and
+        # each frame's head apart): a 64 KiB body frame takes one or two reads instead of six
+        reader = FrameReader(ws)
         while True:
             try:
-                opcode, frame = ws.recv_data_frame(True)
+                opcode, data = reader.recv()
             except _WS_ERRORS as err:
                 raise Cancelled(f"router socket lost during request body: {err!r}") from err
             if opcode == ABNF.OPCODE_BINARY:
-                if frame.data:
-                    yield frame.data
+                if data:
+                    yield data
             elif opcode == ABNF.OPCODE_TEXT:
-                if frame.data.decode("utf-8", "replace").strip() == MARKER_BODY_ENDED:
-                    # the body is complete: watch for a cancel while the target answers
-                    self.link.watcher.watch(ws, cancel.cancel)
-                    return
+                if data.decode("utf-8", "replace").strip() == MARKER_BODY_ENDED:
+                    break
             elif opcode == ABNF.OPCODE_CLOSE:
                 raise Cancelled("router closed the socket during the request body")
+        # the body is complete: the watcher (websocket-client) reads the socket from here on,
+        # so what the reader holds beyond the marker is looked at now
+        try:
+            rest = reader.finish()
+        except _WS_ERRORS as err:
+            raise Cancelled(f"router socket lost after the request body: {err!r}") from err
+        if any(opcode == ABNF.OPCODE_CLOSE for opcode, _ in rest):
+            raise Cancelled("router closed the socket after the request body")
+        # watch for a cancel while the target answers
+        self.link.watcher.watch(ws, cancel.cancel)
 
     def _respond(self, ws: websocket.WebSocket, head: RequestHead,
                  resp: TargetResponse, cancel: Cancel) -> None:

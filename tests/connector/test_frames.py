@@ -272,6 +272,102 @@ def test_64bit_length_with_70000_bytes_in_big_reads(pair: Pair) -> None:
         join(writer)
 
 
+# --------------------------------------------------------------------------- FrameReader: finish
+
+# A v1 socket reads its request body with a FrameReader, then hands the socket back to
+# websocket-client: finish() must complete what the buffer holds and read no further.
+NEXT_FRAME = server_frame(BINARY, b"for websocket-client")
+
+
+def assert_websocket_client_reads_on(pair: Pair) -> None:
+    """websocket-client, reading the socket after finish(), gets exactly the next frame."""
+    opcode, frame = pair.ws.recv_data_frame(True)
+    assert (opcode, frame.data) == (BINARY, b"for websocket-client")
+
+
+def test_finish_with_nothing_buffered_reads_nothing(pair: Pair) -> None:
+    pair.send(server_frame(TEXT, b"marker"))
+    assert pair.reader.recv() == (TEXT, b"marker")
+    pair.send(NEXT_FRAME)
+    assert pair.reader.finish() == []
+    assert_websocket_client_reads_on(pair)
+
+
+CLOSE_1001 = struct.pack("!H", 1001) + b"going away"
+
+
+@pytest.mark.parametrize("step", [None, 7], ids=["big-reads", "7-byte-reads"])
+@pytest.mark.parametrize(
+    ("frame", "cut", "expected"),
+    [
+        pytest.param(server_frame(CLOSE, CLOSE_1001), 1, (CLOSE, CLOSE_1001), id="close-cut-in-head"),
+        pytest.param(server_frame(BINARY, b"m" * 200), 3, (BINARY, b"m" * 200), id="16bit-length-cut"),
+        pytest.param(server_frame(BINARY, PAYLOAD_70K), 5, (BINARY, PAYLOAD_70K), id="64bit-length-cut"),
+        pytest.param(server_frame(BINARY, PAYLOAD_70K), 5000, (BINARY, PAYLOAD_70K), id="payload-cut"),
+        pytest.param(server_frame(BINARY, PAYLOAD_70K), None, (BINARY, PAYLOAD_70K), id="whole-70000"),
+        pytest.param(server_frame(TEXT, b"small"), None, (TEXT, b"small"), id="whole-small"),
+    ],
+)
+def test_finish_completes_the_frame_begun_and_reads_no_further(
+        pair: Pair, frame: bytes, cut: int | None, expected: tuple, step: int | None) -> None:
+    cut = len(frame) if cut is None else cut
+    pair.send(server_frame(TEXT, b"marker"))
+    writer = pair.send_in_thread(frame[:cut])
+    assert pair.reader.recv() == (TEXT, b"marker")
+    # the reader's buffer holds the start of the frame before finish() is called
+    wait_for_buffered(pair, min(cut, frames.RECV_BYTES))
+    join(writer)
+    if step:
+        pair.trickle(step)
+    writer = pair.send_in_thread(frame[cut:] + NEXT_FRAME)
+    try:
+        assert pair.reader.finish() == [expected]
+    finally:
+        join(writer)
+    assert_websocket_client_reads_on(pair)
+
+
+def wait_for_buffered(pair: Pair, n: int) -> None:
+    """Read into the reader's buffer (its own read) until it holds ``n`` bytes past the
+    position, so that finish() has something begun to complete."""
+    reader = pair.reader
+    while len(reader._buf) - reader._pos < n:
+        reader._fill(n - (len(reader._buf) - reader._pos))
+
+
+def test_finish_answers_pings_drops_pongs_and_returns_the_close(pair: Pair) -> None:
+    pair.send(server_frame(TEXT, b"marker"), server_frame(PING, b"p"), server_frame(PONG, b"q"),
+              server_frame(CLOSE, CLOSE_1001), NEXT_FRAME)
+    assert pair.reader.recv() == (TEXT, b"marker")
+    pair.trickle(1)  # in the buffer already: finish() must not need to read
+    rest = pair.reader.finish()
+    assert pair.ws.sock.calls == 0
+    pair.ws.sock = pair.client
+    assert rest == [(CLOSE, CLOSE_1001), (BINARY, b"for websocket-client")]
+    assert read_client_frame(pair.server) == (True, PONG, True, b"p")
+    fin, opcode, masked, answer = read_client_frame(pair.server)
+    assert (fin, opcode, masked, answer[:2]) == (True, CLOSE, True, struct.pack("!H", 1000))
+
+
+def test_finish_completes_a_fragmented_message(pair: Pair) -> None:
+    pair.send(server_frame(TEXT, b"marker"), server_frame(TEXT, b"frag", fin=False))
+    assert pair.reader.recv() == (TEXT, b"marker")
+    wait_for_buffered(pair, len(server_frame(TEXT, b"frag", fin=False)))
+    pair.send(server_frame(CONT, b"men", fin=False), server_frame(CONT, b"ted"), NEXT_FRAME)
+    assert pair.reader.finish() == [(TEXT, b"fragmented")]
+    assert_websocket_client_reads_on(pair)
+
+
+def test_finish_raises_when_the_socket_ends_mid_frame(pair: Pair) -> None:
+    frame = server_frame(BINARY, b"abcdef")
+    pair.send(server_frame(TEXT, b"marker"), frame[:4])
+    assert pair.reader.recv() == (TEXT, b"marker")
+    wait_for_buffered(pair, 4)
+    pair.server.shutdown(socket.SHUT_WR)
+    with pytest.raises(websocket.WebSocketConnectionClosedException):
+        pair.reader.finish()
+
+
 # --------------------------------------------------------------------------- FrameReader: control
 
 
