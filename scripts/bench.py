@@ -5,7 +5,9 @@ Starts, as separate processes on 127.0.0.1, a stdlib target service (scripts/ben
 a crank_sync router and one crank_sync connector per protocol (one at a time), then measures
 direct to the target and through the tunnel in the same run:
 
-1. small GETs (1 KiB body): requests/s, p50/p99 latency at concurrency 1 and 16, per protocol;
+1. small GETs (1 KiB body): requests/s, p50/p99 latency at concurrency 1 and 16, per protocol,
+   and through a plain one-process reverse proxy (scripts/plain_proxy.py, ``small_ceiling``):
+   ThreadingHTTPServer and urllib3, the tunnel's parts without the tunnel;
 2. a 100 MiB download and a 32 MiB upload: seconds and MB/s (1 MB = 1e6 bytes), the median
    of three runs, for every protocol (``bulk_by_protocol``), and through two bare TCP relay
    processes in a chain (scripts/tcp_relay.py, ``bulk_ceiling``): the least any two-process
@@ -188,6 +190,34 @@ def relay_ceiling(children: list[Child], target_port: int, bulk: dict[str, dict[
         for relay in relays:
             relay.stop()
     return ceiling
+
+
+def small_ceiling(children: list[Child], target_port: int, direct: dict[int, Any],
+                  load: Callable[[int, str, int, float], Load], duration: float, warmup: float,
+                  progress: Callable[[str], None]) -> list[dict[str, Any]] | dict[str, str]:
+    """Small GETs through a plain one-process reverse proxy built from the same parts as the
+    tunnel (ThreadingHTTPServer and urllib3, scripts/plain_proxy.py): what those parts serve
+    at the most, with no websocket, no second process and no thread hand-off."""
+    child = Child("plain-proxy", [os.path.join(SCRIPTS, "plain_proxy.py"),
+                                  "--to", str(target_port)])
+    children.append(child)
+    rows: list[dict[str, Any]] = []
+    try:
+        port = int(child.wait_for(r"proxy port: (\d+)",
+                                  time.monotonic() + STARTUP_DEADLINE).group(1))
+        load(port, SMALL_PATH, max(CONCURRENCIES), warmup)
+        for conc in CONCURRENCIES:
+            progress(f"small GETs through a plain reverse proxy (the ceiling), concurrency {conc}")
+            got = load(port, SMALL_PATH, conc, duration)
+            d = direct.get(conc)
+            rows.append({"concurrency": conc, "rps": round(got.rps, 1),
+                         "ratio": ratio(got.rps, d.rps if isinstance(d, Load) else None),
+                         "p50_ms": rnd(got.p50_ms, 3), "errors": got.errors})
+    except Exception as err:  # noqa: BLE001 - the ceiling is informative only
+        return {"error": error_text(err)}
+    finally:
+        child.stop()
+    return rows
 
 
 def start_router(children: list[Child]) -> tuple[Child, int, int]:
@@ -532,6 +562,13 @@ def print_table(result: dict[str, Any], ctx: dict[str, Any]) -> None:
         if row.get("error"):
             line += f"  unavailable: {row['error']}"
         out.append(line)
+    proxy = result.get("small_ceiling")
+    if isinstance(proxy, dict):
+        out.append(f"  ceiling: error: {proxy.get('error')}")
+    elif proxy:
+        out.append("  ceiling, a plain one-process reverse proxy (ThreadingHTTPServer + urllib3): "
+                   + ", ".join(f"concurrency {row['concurrency']} {fmt(row['rps'], 0)} req/s "
+                               f"(ratio {fmt(row['ratio'], 0, 3)})" for row in proxy))
     out.append("")
     out.append(f"2. Bulk transfers (protocol {ctx['bulk_protocol'] or '-'}), "
                f"median of {BULK_REPEATS} runs each")
@@ -679,6 +716,8 @@ def run(args: argparse.Namespace, children: list[Child]) -> tuple[dict[str, Any]
             bulk[name]["error"] = "direct: " + error_text(err)
 
     ceiling = relay_ceiling(children, target_port, bulk, bulk_ops, progress)
+    proxy_ceiling = small_ceiling(children, target_port, direct, load, duration, warmup,
+                                  progress)
     small_get: list[dict[str, Any]] = []
     by_protocol: dict[str, dict[str, dict[str, Any]]] = {}
     peak: dict[str, Any] = {"router": None, "connector": None}
@@ -751,6 +790,7 @@ def run(args: argparse.Namespace, children: list[Child]) -> tuple[dict[str, Any]
     result = {
         "load_generator": args.load_generator,
         "small_get": small_get,
+        "small_ceiling": proxy_ceiling,
         "download": bulk["download"],
         "upload": bulk["upload"],
         "peak_rss_mib": peak,
