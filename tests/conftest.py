@@ -103,6 +103,76 @@ def closed_port() -> int:
         return s.getsockname()[1]
 
 
+def receive_until_closed(ws: Any, timeout: float = 10.0) -> tuple[list[Any], int | None]:
+    """Every message a simple-websocket ``ws`` receives until it closes (or ``timeout`` passes
+    with nothing), and the close code (None when it did not close)."""
+    import simple_websocket
+
+    messages: list[Any] = []
+    try:
+        while True:
+            msg = ws.receive(timeout=timeout)
+            if msg is None:
+                return messages, None
+            messages.append(msg)
+    except simple_websocket.ConnectionClosed as closed:
+        return messages, closed.reason
+
+
+class ScriptedRouter:
+    """A router stand-in for connector tests: takes the first registration as a websocket
+    (simple-websocket, answering with ``subprotocols``; None echoes none), runs
+    ``script(ws, raw_socket)`` on it (kept as ``script``), then closes it and sets ``done``. Later registrations
+    (the rest of the connector's window) get 503. ``offered`` holds every registration's
+    Sec-WebSocket-Protocol header."""
+
+    def __init__(self, script: Callable[[Any, socket.socket], None],
+                 subprotocols: list[str] | None = None, name: str = "scripted-router") -> None:
+        import simple_websocket
+
+        self.script = script
+        self.offered: list[str] = []
+        self.done = threading.Event()
+        lock = threading.Lock()
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:  # noqa: N802
+                with lock:
+                    outer.offered.append(self.headers.get("Sec-WebSocket-Protocol", ""))
+                    first = len(outer.offered) == 1
+                if not first:
+                    self.send_error(503)
+                    return
+                environ = {"werkzeug.socket": self.connection}
+                for name, value in self.headers.items():
+                    environ["HTTP_" + name.upper().replace("-", "_")] = value
+                ws = simple_websocket.Server.accept(environ, subprotocols=subprotocols)
+                try:
+                    script(ws, self.connection)
+                finally:
+                    outer.done.set()
+                    ws.close()
+                    self.close_connection = True
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer((LOOPBACK, 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, name=name)
+        self.thread.start()
+        self.port = self.server.server_address[1]
+        self.url = f"ws://{LOOPBACK}:{self.port}"
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(10)
+
+
 class ResponseReader:
     """Parses consecutive responses from one socket through one buffered file.
 

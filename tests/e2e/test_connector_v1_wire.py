@@ -7,14 +7,12 @@ there must not cancel the request; a close there (the client went away) must.
 """
 from __future__ import annotations
 
+import socket
 import struct
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-import simple_websocket
-from crank_test_support import LOOPBACK, wait_for, ws_frame
+from crank_test_support import ScriptedRouter, receive_until_closed, wait_for, ws_frame
 
 from crank_sync import Connector
 from crank_sync.protocol import MARKER_BODY_ENDED
@@ -24,72 +22,32 @@ REQUEST = "POST /svc/echo HTTP/1.1\nHost:scripted\nContent-Length:11\n\n_1"
 BODY = b"hello world"
 
 
-class _ScriptedV1Router:
-    """Accepts one v1 registration, writes the request with ``after`` in one write, and records
-    every message the connector sends until the socket closes."""
+class _Exchange:
+    """Writes the request with ``after`` in one write, and records every message the connector
+    sends until the socket closes."""
 
     def __init__(self, after: bytes) -> None:
+        self.burst = b"".join((ws_frame(TEXT, REQUEST.encode()), ws_frame(BINARY, BODY),
+                               ws_frame(TEXT, MARKER_BODY_ENDED.encode()), after))
         self.received: list[str | bytes] = []
         self.close_code: int | None = None
-        self.done = threading.Event()
-        self.lock = threading.Lock()
-        self.claimed = False
-        outer = self
-        burst = b"".join((ws_frame(TEXT, REQUEST.encode()), ws_frame(BINARY, BODY),
-                          ws_frame(TEXT, MARKER_BODY_ENDED.encode()), after))
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_GET(self) -> None:  # noqa: N802
-                with outer.lock:
-                    first, outer.claimed = not outer.claimed, True
-                if not first:  # the connector's other sockets: not needed
-                    self.send_error(503)
-                    return
-                environ = {"werkzeug.socket": self.connection}
-                for name, value in self.headers.items():
-                    environ["HTTP_" + name.upper().replace("-", "_")] = value
-                ws = simple_websocket.Server.accept(environ)
-                try:
-                    self.connection.sendall(burst)
-                    while True:
-                        msg = ws.receive(timeout=10)
-                        if msg is None:
-                            break
-                        outer.received.append(msg)
-                except simple_websocket.ConnectionClosed as closed:
-                    outer.close_code = closed.reason
-                finally:
-                    outer.done.set()
-                    ws.close()
-                    self.close_connection = True
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer((LOOPBACK, 0), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, name="scripted-v1-router")
-        self.thread.start()
-        self.port = self.server.server_address[1]
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(10)
+    def __call__(self, ws: Any, sock: socket.socket) -> None:
+        sock.sendall(self.burst)
+        self.received, self.close_code = receive_until_closed(ws)
 
 
-def _run(after: bytes, target: Any) -> _ScriptedV1Router:
-    router = _ScriptedV1Router(after)
-    conn = Connector(target=target.url, route="svc", protocols=("1.0",),
-                     routers=[f"ws://{LOOPBACK}:{router.port}"]).start()
+def _run(after: bytes, target: Any) -> _Exchange:
+    exchange = _Exchange(after)
+    router = ScriptedRouter(exchange, name="scripted-v1-router")
+    conn = Connector(target=target.url, route="svc", protocols=("1.0",), routers=[router.url])
+    conn.start()
     try:
         wait_for(router.done.is_set, what="the scripted socket to close")
     finally:
         assert conn.stop(timeout=5) is True
         router.stop()
-    return router
+    return exchange
 
 
 def test_ping_right_after_the_marker_does_not_cancel(target):

@@ -2,13 +2,17 @@
 echoes no subprotocol (as crank4go and older crank4j routers do)."""
 from __future__ import annotations
 
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import socket
 from typing import Any
 
 import pytest
-import simple_websocket
-from crank_test_support import LOOPBACK, deterministic_bytes, wait_for
+from crank_test_support import (
+    LOOPBACK,
+    ScriptedRouter,
+    deterministic_bytes,
+    receive_until_closed,
+    wait_for,
+)
 
 from crank_sync import Connector, Router, RouterConfig
 
@@ -51,60 +55,23 @@ def test_v3_only_connector_is_refused_by_a_v1_only_router(target, caplog):
         router.stop(timeout=5)
 
 
-class _LegacyRouter:
-    """Accepts one registration without echoing any subprotocol, answers with
-    ``CrankerProtocol: 1.0`` like a v1-only router, sends one v1 request and records what the
-    connector answers."""
+class _LegacyExchange:
+    """As a v1-only router that echoes no subprotocol: sends one bodiless GET and records what
+    comes back, ending with ``("closed", code)``."""
 
     def __init__(self) -> None:
-        self.offered: list[str] = []
         self.messages: list[Any] = []
-        self.done = threading.Event()
-        outer = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_GET(self) -> None:  # noqa: N802
-                outer.offered.append(self.headers.get("Sec-WebSocket-Protocol", ""))
-                if outer.done.is_set() or len(outer.offered) > 1:
-                    self.send_error(503)  # later sockets of the window: not needed
-                    return
-                environ = {"werkzeug.socket": self.connection}
-                for name, value in self.headers.items():
-                    environ["HTTP_" + name.upper().replace("-", "_")] = value
-                ws = simple_websocket.Server.accept(environ)  # no subprotocols: echoes none
-                try:
-                    ws.send("GET /svc/bytes/3000?seed=9 HTTP/1.1\nHost:legacy\n\n_2")
-                    while True:
-                        msg = ws.receive(timeout=10)
-                        if msg is None:
-                            break
-                        outer.messages.append(msg)
-                except simple_websocket.ConnectionClosed as closed:
-                    outer.messages.append(("closed", closed.reason))
-                finally:
-                    outer.done.set()
-                    self.close_connection = True
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer((LOOPBACK, 0), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, name="legacy-router")
-        self.thread.start()
-        self.port = self.server.server_address[1]
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(10)
+    def __call__(self, ws: Any, sock: socket.socket) -> None:
+        ws.send("GET /svc/bytes/3000?seed=9 HTTP/1.1\nHost:legacy\n\n_2")
+        self.messages, code = receive_until_closed(ws)
+        if code is not None:
+            self.messages.append(("closed", code))
 
 
 @pytest.fixture
 def legacy_router():
-    router = _LegacyRouter()
+    router = ScriptedRouter(_LegacyExchange(), name="legacy-router")  # echoes no subprotocol
     yield router
     router.stop()
 
@@ -112,14 +79,14 @@ def legacy_router():
 def test_connector_falls_back_to_v1_when_the_router_echoes_no_subprotocol(legacy_router,
                                                                           target):
     conn = Connector(target=target.url, route="svc", protocols=("3.0", "1.0"), sliding_window=1,
-                     routers=[f"ws://{LOOPBACK}:{legacy_router.port}"]).start()
+                     routers=[legacy_router.url]).start()
     try:
         wait_for(legacy_router.done.is_set, what="the legacy router's exchange")
         assert legacy_router.offered[0].replace(" ", "") == "cranker_3.0,cranker_1.0"
-        texts = [m for m in legacy_router.messages if isinstance(m, str)]
-        body = b"".join(m for m in legacy_router.messages if isinstance(m, bytes))
+        texts = [m for m in legacy_router.script.messages if isinstance(m, str)]
+        body = b"".join(m for m in legacy_router.script.messages if isinstance(m, bytes))
         assert texts and texts[0].startswith("HTTP/1.1 200")
         assert body == deterministic_bytes(3000, 9)
-        assert legacy_router.messages[-1] == ("closed", 1000)
+        assert legacy_router.script.messages[-1] == ("closed", 1000)
     finally:
         conn.stop(timeout=5)
