@@ -10,7 +10,10 @@ way, then hands the socket back (:meth:`FrameReader.finish`).
 from __future__ import annotations
 
 import os
+import select
+import ssl
 import threading
+import time
 
 import websocket
 
@@ -180,12 +183,44 @@ class FrameReader:
         if sock is None:
             raise websocket.WebSocketConnectionClosedException("socket is already closed")
         try:
-            data = sock.recv(limit)
+            if isinstance(sock, ssl.SSLSocket):
+                data = self._recv_tls(sock, limit)
+            else:
+                data = sock.recv(limit)
         except TimeoutError as err:  # socket.timeout, and SSL read timeouts
             raise websocket.WebSocketTimeoutException(str(err)) from err
         if not data:
             raise websocket.WebSocketConnectionClosedException("router closed the connection")
         self._buf += data
+
+    def _recv_tls(self, sock: ssl.SSLSocket, limit: int) -> bytes:
+        """One TLS read that never runs beside another thread's TLS write.
+
+        OpenSSL does not allow one connection to be read and written by two threads at once:
+        on a v3 socket, whose workers send while this reader reads, that ended the socket now
+        and then with a spurious EOF. Every writer holds ``ws.lock``, so the read is made under
+        it too, without blocking there: the wait for bytes happens outside the lock, and the
+        read itself is non-blocking (a record not yet complete means wait again).
+        """
+        timeout = sock.gettimeout()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            if not sock.pending():
+                wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+                poller = select.poll()
+                poller.register(sock.fileno(), select.POLLIN)
+                if not poller.poll(None if wait is None else wait * 1000):
+                    raise TimeoutError("timed out")
+            with self.ws.lock:
+                sock.settimeout(0.0)
+                try:
+                    return sock.recv(limit)
+                except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                    pass  # part of a record only: wait for the rest
+                finally:
+                    sock.settimeout(timeout)
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError("timed out")
 
     def _answer_close(self) -> None:
         try:

@@ -23,6 +23,7 @@ import hashlib
 import logging
 import selectors
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -68,10 +69,17 @@ __all__ = ["ConnectionClosed", "LockedSocket", "RouterWebSocket"]
 
 
 class LockedSocket:
-    """A socket whose ``send`` is a locked ``sendall``: safe to call from several threads."""
+    """A socket whose ``send`` is a locked ``sendall``: safe to call from several threads.
+
+    On TLS, a read also takes the lock, and does not block: OpenSSL does not allow one
+    connection to be read and written by two threads at once, and the reader thread reads
+    while clients' threads write. The reader waits for bytes outside the lock (select), and a
+    read that finds only part of a TLS record returns None: wait and read again.
+    """
 
     def __init__(self, sock: socket.socket) -> None:
         self._sock = sock
+        self._tls = isinstance(sock, ssl.SSLSocket)
         self.lock = threading.RLock()
 
     def send(self, data: bytes) -> int:
@@ -79,10 +87,22 @@ class LockedSocket:
             self._sock.sendall(data)
         return len(data)
 
-    def recv(self, size: int) -> bytes:
-        return self._sock.recv(size)
+    def recv(self, size: int) -> bytes | None:
+        if not self._tls:
+            return self._sock.recv(size)
+        with self.lock:
+            timeout = self._sock.gettimeout()
+            self._sock.settimeout(0.0)
+            try:
+                return self._sock.recv(size)
+            except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                return None
+            finally:
+                self._sock.settimeout(timeout)
 
     def recv_into(self, buffer: memoryview) -> int:
+        """Plain TCP only (the reader's bulk reads: a TLS read never brings that much)."""
+        assert not self._tls
         return self._sock.recv_into(buffer)
 
     def fileno(self) -> int:
@@ -408,9 +428,11 @@ class RouterWebSocket(simple_websocket.Server):  # type: ignore[misc]
                     timeout = next_ping - now
                 if not self.sock.pending() and not sel.select(timeout):
                     continue
-                data: bytes | memoryview
+                data: bytes | memoryview | None
                 if bulk is None:
                     data = self.sock.recv(self.receive_bytes)
+                    if data is None:
+                        continue  # part of a TLS record: wait for the rest
                 else:
                     data = bulk[:self.sock.recv_into(bulk)]
                 if not data:
