@@ -18,6 +18,7 @@ import time
 import websocket
 
 from ..masking import xor_mask
+from ..tlsio import recv_nowait
 from ..wsframe import encode_head, parse_head
 
 __all__ = ["FrameReader", "encode_frame", "mask_keys"]
@@ -194,31 +195,21 @@ class FrameReader:
         self._buf += data
 
     def _recv_tls(self, sock: ssl.SSLSocket, limit: int) -> bytes:
-        """One TLS read that never runs beside another thread's TLS write.
-
-        OpenSSL does not allow one connection to be read and written by two threads at once:
-        on a v3 socket, whose workers send while this reader reads, that ended the socket now
-        and then with a spurious EOF. Every writer holds ``ws.lock``, so the read is made under
-        it too, without blocking there: the wait for bytes happens outside the lock, and the
-        read itself is non-blocking (a record not yet complete means wait again).
-        """
+        """A TLS read that never runs beside another thread's write (:mod:`crank_sync.tlsio`):
+        every writer holds ``ws.lock``; the wait for bytes happens outside it."""
         timeout = sock.gettimeout()
         deadline = None if timeout is None else time.monotonic() + timeout
+        poller = select.poll()
+        poller.register(sock.fileno(), select.POLLIN)
         while True:
             if not sock.pending():
                 wait = None if deadline is None else max(0.0, deadline - time.monotonic())
-                poller = select.poll()
-                poller.register(sock.fileno(), select.POLLIN)
                 if not poller.poll(None if wait is None else wait * 1000):
                     raise TimeoutError("timed out")
             with self.ws.lock:
-                sock.settimeout(0.0)
-                try:
-                    return sock.recv(limit)
-                except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
-                    pass  # part of a record only: wait for the rest
-                finally:
-                    sock.settimeout(timeout)
+                data = recv_nowait(sock, limit)
+            if data is not None:
+                return data
             if deadline is not None and time.monotonic() >= deadline:
                 raise TimeoutError("timed out")
 

@@ -41,6 +41,7 @@ from wsproto.events import (
 from wsproto.frame_protocol import CloseReason
 from wsproto.utilities import LocalProtocolError as WsLocalProtocolError
 
+from ..tlsio import recv_nowait
 from .frames import (
     OP_BINARY,
     OP_CLOSE,
@@ -71,15 +72,13 @@ __all__ = ["ConnectionClosed", "LockedSocket", "RouterWebSocket"]
 class LockedSocket:
     """A socket whose ``send`` is a locked ``sendall``: safe to call from several threads.
 
-    On TLS, a read also takes the lock, and does not block: OpenSSL does not allow one
-    connection to be read and written by two threads at once, and the reader thread reads
-    while clients' threads write. The reader waits for bytes outside the lock (select), and a
-    read that finds only part of a TLS record returns None: wait and read again.
+    On TLS, a read also takes the lock and does not block (:mod:`crank_sync.tlsio`): the
+    reader waits for bytes outside the lock (select), and a read that finds no whole TLS
+    record returns None: wait and read again.
     """
 
     def __init__(self, sock: socket.socket) -> None:
         self._sock = sock
-        self._tls = isinstance(sock, ssl.SSLSocket)
         self.lock = threading.RLock()
 
     def send(self, data: bytes) -> int:
@@ -88,21 +87,14 @@ class LockedSocket:
         return len(data)
 
     def recv(self, size: int) -> bytes | None:
-        if not self._tls:
+        if not isinstance(self._sock, ssl.SSLSocket):
             return self._sock.recv(size)
         with self.lock:
-            timeout = self._sock.gettimeout()
-            self._sock.settimeout(0.0)
-            try:
-                return self._sock.recv(size)
-            except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
-                return None
-            finally:
-                self._sock.settimeout(timeout)
+            return recv_nowait(self._sock, size)
 
     def recv_into(self, buffer: memoryview) -> int:
         """Plain TCP only (the reader's bulk reads: a TLS read never brings that much)."""
-        assert not self._tls
+        assert not isinstance(self._sock, ssl.SSLSocket)
         return self._sock.recv_into(buffer)
 
     def fileno(self) -> int:
