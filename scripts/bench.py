@@ -194,27 +194,33 @@ def relay_ceiling(children: list[Child], target_port: int, bulk: dict[str, dict[
 
 def small_ceiling(children: list[Child], target_port: int, direct: dict[int, Any],
                   load: Callable[[int, str, int, float], Load], duration: float, warmup: float,
-                  progress: Callable[[str], None]) -> list[dict[str, Any]] | dict[str, str]:
+                  progress: Callable[[str], None]) -> list[dict[str, Any]]:
     """Small GETs through a plain one-process reverse proxy built from the same parts as the
     tunnel (ThreadingHTTPServer and urllib3, scripts/plain_proxy.py): what those parts serve
-    at the most, with no websocket, no second process and no thread hand-off."""
+    at the most, with no websocket, no second process and no thread hand-off. One row per
+    concurrency, as in ``small_get``: a row that could not be measured has null figures and an
+    "error"."""
     child = Child("plain-proxy", [os.path.join(SCRIPTS, "plain_proxy.py"),
                                   "--to", str(target_port)])
     children.append(child)
-    rows: list[dict[str, Any]] = []
+    rows: list[dict[str, Any]] = [{"concurrency": conc, "rps": None, "ratio": None,
+                                   "p50_ms": None, "errors": None} for conc in CONCURRENCIES]
     try:
         port = int(child.wait_for(r"proxy port: (\d+)",
                                   time.monotonic() + STARTUP_DEADLINE).group(1))
         load(port, SMALL_PATH, max(CONCURRENCIES), warmup)
-        for conc in CONCURRENCIES:
+        for row in rows:
+            conc = row["concurrency"]
             progress(f"small GETs through a plain reverse proxy (the ceiling), concurrency {conc}")
             got = load(port, SMALL_PATH, conc, duration)
             d = direct.get(conc)
-            rows.append({"concurrency": conc, "rps": round(got.rps, 1),
-                         "ratio": ratio(got.rps, d.rps if isinstance(d, Load) else None),
-                         "p50_ms": rnd(got.p50_ms, 3), "errors": got.errors})
+            row.update(rps=round(got.rps, 1),
+                       ratio=ratio(got.rps, d.rps if isinstance(d, Load) else None),
+                       p50_ms=rnd(got.p50_ms, 3), errors=got.errors)
     except Exception as err:  # noqa: BLE001 - the ceiling is informative only
-        return {"error": error_text(err)}
+        for row in rows:
+            if row["rps"] is None:
+                row["error"] = error_text(err)
     finally:
         child.stop()
     return rows
@@ -562,13 +568,13 @@ def print_table(result: dict[str, Any], ctx: dict[str, Any]) -> None:
         if row.get("error"):
             line += f"  unavailable: {row['error']}"
         out.append(line)
-    proxy = result.get("small_ceiling")
-    if isinstance(proxy, dict):
-        out.append(f"  ceiling: error: {proxy.get('error')}")
-    elif proxy:
+    proxy = result.get("small_ceiling") or []
+    if proxy:
         out.append("  ceiling, a plain one-process reverse proxy (ThreadingHTTPServer + urllib3): "
-                   + ", ".join(f"concurrency {row['concurrency']} {fmt(row['rps'], 0)} req/s "
-                               f"(ratio {fmt(row['ratio'], 0, 3)})" for row in proxy))
+                   + ", ".join(f"concurrency {row['concurrency']} "
+                               + (f"error: {row['error']}" if row.get("error") else
+                                  f"{fmt(row['rps'], 0)} req/s (ratio {fmt(row['ratio'], 0, 3)})")
+                               for row in proxy))
     out.append("")
     out.append(f"2. Bulk transfers (protocol {ctx['bulk_protocol'] or '-'}), "
                f"median of {BULK_REPEATS} runs each")
