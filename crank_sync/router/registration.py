@@ -15,6 +15,7 @@ from ..config import validate_route
 from ..errors import BadRequest
 from . import admin
 from .pool import ConnectorSocket
+from .response import HeadReader
 from .v3 import V3Session
 from .websocket import LockedSocket, RouterWebSocket
 
@@ -57,15 +58,48 @@ class RegistrationHandler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True
     server_version = "crank_sync"
     core: RouterCore
+    _head_deadline = 0
 
     def setup(self) -> None:
         self.core = self.server.core  # type: ignore[attr-defined]
         self.timeout = self.core.config.idle_timeout  # type: ignore[misc]
         super().setup()
 
+    def handle_one_request(self) -> None:
+        """As on the client port, the whole head must arrive within ``header_timeout`` of its
+        first byte: a socket timeout bounds each read, so a connection trickling its head
+        would otherwise hold this thread for as long as it likes."""
+        try:
+            if not self.rfile.peek(1):  # type: ignore[attr-defined]
+                self.close_connection = True
+                return
+        except (TimeoutError, OSError):
+            self.close_connection = True
+            return
+        self._head_deadline = self.core.deadlines.add(
+            self.connection, self.core.config.header_timeout,
+            f"registration request head from {self.client_address[0]}")
+        try:
+            super().handle_one_request()
+        finally:
+            self.core.deadlines.cancel(self._head_deadline)
+
     def parse_request(self) -> bool:
-        """The standard parse, then the network allow-list, which covers the whole port."""
-        if not super().parse_request():
+        """The standard parse of a head that ended in a blank line (not cut off by its
+        deadline or end-of-file), then the network allow-list, which covers the whole port."""
+        rfile = self.rfile
+        self.rfile = reader = HeadReader(rfile)  # type: ignore[assignment]
+        try:
+            parsed = super().parse_request()
+        finally:
+            self.rfile = rfile
+            self.core.deadlines.cancel(self._head_deadline)
+        if parsed and reader.last not in (b"\r\n", b"\n"):
+            log.info("incomplete request head on the registration port from %s: dropped",
+                     self.client_address[0])
+            self.close_connection = True
+            return False
+        if not parsed:
             return False
         if not self.core.guard.ip_allowed(self.client_address[0]):
             self._refuse(403, "this address may not use the registration port")
