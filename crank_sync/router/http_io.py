@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+import select
 import socket
 from collections.abc import Iterator
 from email.message import Message
@@ -26,6 +27,14 @@ _MAX_CHUNK_LINE = 4096
 _MAX_TRAILERS = 100
 _HEX_RE = re.compile(rb"^[0-9a-fA-F]{1,16}$")
 _DIGITS_RE = re.compile(r"^[0-9]{1,19}$")
+
+
+def writable_now(sock: socket.socket) -> bool:
+    """Would a send on ``sock`` take at least one byte without waiting? (An error or hang-up
+    counts as writable: the send then raises.)"""
+    poller = select.poll()
+    poller.register(sock, select.POLLOUT)
+    return bool(poller.poll(0))
 
 
 def request_framing(headers: Message) -> int | None:
@@ -175,7 +184,9 @@ class ClientWriter:
         else:
             parts.append(data)
         try:
-            sent = sock.sendmsg(parts, (), socket.MSG_DONTWAIT)
+            # On a socket with a timeout, sendmsg first waits for writability for the whole
+            # timeout, whatever the flags: only send when poll says it will not wait.
+            sent = sock.sendmsg(parts, (), socket.MSG_DONTWAIT) if writable_now(sock) else 0
         except BlockingIOError:
             sent = 0
         except OSError as err:
