@@ -20,6 +20,7 @@ from websocket import ABNF
 
 from ..errors import RemoteProtocolError
 from ..protocol import ResponseHead, encode_response_head, parse_request_text, v3
+from ..protocol.limits import DEFAULT_MESSAGE_LIMIT, V3_OVERHEAD
 from .frames import FrameReader
 from .target import Cancel, iter_response
 from .wsio import body_complete, send_frames, small_body
@@ -124,7 +125,8 @@ class ConnectorStream:
     def serve(self, text: str, has_body: bool) -> None:
         cfg = self.sock.link.config
         try:
-            self._serve(text, has_body, cfg.idle_timeout, cfg.chunk_size)
+            self._serve(text, has_body, cfg.idle_timeout,
+                        min(cfg.chunk_size, self.sock.message_limit - V3_OVERHEAD))
         except _Cancelled:
             log.debug("stream %d cancelled", self.id)
         except _WS_ERRORS as err:
@@ -205,8 +207,11 @@ class ConnectorStream:
 class V3Socket:
     """Reads one v3 websocket until it ends; streams run on the connector's pool."""
 
-    def __init__(self, link: RouterLink, ws: websocket.WebSocket, pool: ThreadPoolExecutor) -> None:
+    def __init__(self, link: RouterLink, ws: websocket.WebSocket, pool: ThreadPoolExecutor,
+                 message_limit: int = DEFAULT_MESSAGE_LIMIT) -> None:
         self.link = link
+        #: The largest message the router takes: DATA payloads stay 6 bytes under it.
+        self.message_limit = message_limit
         self.ws = ws
         self.pool = pool
         self._lock = threading.Lock()

@@ -27,7 +27,8 @@ from ..protocol import (
     encode_response_head,
     parse_request,
 )
-from .frames import FrameReader
+from ..protocol.limits import DEFAULT_MESSAGE_LIMIT, MESSAGE_LIMIT_HEADER, peer_message_limit
+from .frames import MAX_MESSAGE, FrameReader
 from .handshake import open_websocket
 from .target import Cancel, TargetResponse, iter_response
 from .v3 import V3Socket
@@ -74,6 +75,7 @@ def handshake_headers(route: str, protocols: tuple[str, ...], domain: str = "*",
     if "1.0" in protocols:
         headers.append("CrankerProtocol: 1.0")
     headers.append("Sec-WebSocket-Protocol: " + ", ".join(f"cranker_{p}" for p in protocols))
+    headers.append(f"{MESSAGE_LIMIT_HEADER}: {MAX_MESSAGE}")
     if domain != "*" and "3.0" in protocols:
         headers.append(f"Domain: {domain}")
     return headers
@@ -104,6 +106,8 @@ class SocketWorker:
         self.state = "connecting"
         self.ws: websocket.WebSocket | None = None
         self.v3: V3Socket | None = None
+        #: The largest message the router takes (announced in its 101, else 16 KiB).
+        self.message_limit = DEFAULT_MESSAGE_LIMIT
         #: True while a registration handshake is under way (stop() waits for those).
         self.handshaking = False
         #: The thread running this worker, once it runs.
@@ -206,10 +210,12 @@ class SocketWorker:
             return None
         self.link.reset_backoff()
         self.ws = ws
+        self.message_limit = peer_message_limit(
+            (ws.getheaders() or {}).get(MESSAGE_LIMIT_HEADER.lower()))
         # registered even if stop() began meanwhile: stop() waits for handshakes to finish
         # before it deregisters, so the router closes this socket with the others
         if version == "3.0":
-            self.v3 = V3Socket(self.link, ws, self.link.pool)
+            self.v3 = V3Socket(self.link, ws, self.link.pool, self.message_limit)
             self.state = "v3"
         else:
             self.state = "idle"
@@ -326,9 +332,10 @@ class SocketWorker:
                 return
             # the head goes out with the first body chunk (or alone if the body is empty or slow)
             pending = [(ABNF.OPCODE_TEXT, encode_response_head(response_head).encode())]
-            chunks = iter_response(resp, self.link.config.chunk_size)
+            chunk_size = min(self.link.config.chunk_size, self.message_limit)
+            chunks = iter_response(resp, chunk_size)
             next_check = 0.0
-            if not small_body(resp, self.link.config.chunk_size):
+            if not small_body(resp, chunk_size):
                 send_frames(ws, pending)
                 pending = []
             while True:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..errors import NoConnectorAvailable, NoRoute
+from ..protocol.limits import DEFAULT_MESSAGE_LIMIT
 from .websocket import RouterWebSocket
 
 if TYPE_CHECKING:
@@ -45,6 +46,8 @@ class ConnectorSocket:
     domain: str = "*"
     session: V3Session | None = None
     remote_port: int = 0
+    #: The largest websocket message this connector accepts (its announced limit, or 16 KiB).
+    message_limit: int = DEFAULT_MESSAGE_LIMIT
     registered_at: float = field(default_factory=time.time)
     socket_id: str = field(default_factory=lambda: f"{_BOOT}-{next(_socket_ids)}")
 

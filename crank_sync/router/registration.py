@@ -13,6 +13,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from ..config import validate_route
 from ..errors import BadRequest
+from ..protocol.limits import MESSAGE_LIMIT_HEADER, peer_message_limit
 from . import admin
 from .pool import ConnectorSocket
 from .v3 import V3Session
@@ -187,6 +188,7 @@ class RegistrationHandler(BaseHTTPRequestHandler):
             remote_port=int(self.client_address[1]),
             domain=(headers.get("Domain") or "*").strip() if session else "*",
             session=session,
+            message_limit=peer_message_limit(headers.get(MESSAGE_LIMIT_HEADER)),
         )
         if not self.core.registry.add(sock, began):
             ws.close(1001, "deregistered or router stopping")
@@ -203,8 +205,9 @@ class RegistrationHandler(BaseHTTPRequestHandler):
         for name in set(self.headers.keys()):
             key = "HTTP_" + name.upper().replace("-", "_")
             environ[key] = ", ".join(self.headers.get_all(name) or [])
-        extra = [(b"CrankerProtocol", version.encode())] if version == "1.0" else []
         cfg = self.core.config
+        extra = [(b"CrankerProtocol", version.encode())] if version == "1.0" else []
+        extra.append((MESSAGE_LIMIT_HEADER.encode(), str(cfg.max_message_bytes).encode()))
         try:
             ws = RouterWebSocket(
                 environ,

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import BadGateway, BadRequest, ClientGone, ConnectorProtocolError, GatewayTimeout
 from ..protocol import MARKER_BODY_ENDED
+from ..protocol.limits import pieces
 from .pool import ConnectorSocket
 from .response import CLIENT_CHECK_INTERVAL, Aborted, ResponseState
 from .websocket import ConnectionClosed
@@ -37,7 +38,8 @@ def exchange(handler: ClientHandler, sock: ConnectorSocket, length: int | None) 
 def _send_body(handler: ClientHandler, sock: ConnectorSocket) -> None:
     try:
         for data in handler.request_body:
-            sock.ws.send(data)
+            for piece in pieces(data, sock.message_limit):
+                sock.ws.send(piece)
         sock.ws.send(MARKER_BODY_ENDED)
     except (ConnectionClosed, OSError) as err:
         # the connector gave up mid-upload; its close code tells the client why

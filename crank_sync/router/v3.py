@@ -24,6 +24,7 @@ from ..errors import (
     RemoteProtocolError,
 )
 from ..protocol import v3
+from ..protocol.limits import V3_OVERHEAD, pieces
 from .response import CLIENT_CHECK_INTERVAL
 from .websocket import ConnectionClosed, RouterWebSocket
 
@@ -270,7 +271,7 @@ def exchange(handler: ClientHandler, sock: ConnectorSocket, stream: RouterStream
     completed = False
     try:
         if length != 0:
-            _send_body(handler, stream, idle)
+            _send_body(handler, stream, idle, sock.message_limit)
         _relay(handler, stream, idle)
         completed = True
     except (ConnectionClosed, OSError) as err:
@@ -290,13 +291,16 @@ def _reset(stream: RouterStream, code: int, message: str) -> None:
         pass
 
 
-def _send_body(handler: ClientHandler, stream: RouterStream, idle: float) -> None:
-    for data in handler.request_body:
-        if not stream.wait_writable(idle):
-            raise GatewayTimeout("connector sent no WINDOW_UPDATE for the request body")
-        if stream.has_events():
-            return  # the connector answered (or reset) early: stop uploading
-        stream.send(v3.data_frame(stream.id, data), len(data))
+def _send_body(handler: ClientHandler, stream: RouterStream, idle: float,
+               message_limit: int) -> None:
+    size = message_limit - V3_OVERHEAD
+    for chunk in handler.request_body:
+        for data in pieces(chunk, size):
+            if not stream.wait_writable(idle):
+                raise GatewayTimeout("connector sent no WINDOW_UPDATE for the request body")
+            if stream.has_events():
+                return  # the connector answered (or reset) early: stop uploading
+            stream.send(v3.data_frame(stream.id, data), len(data))
     stream.send(v3.data_frame(stream.id, b"", end_stream=True), 0)
     handler.close_connection = not handler._keep_alive
 
