@@ -9,6 +9,9 @@ from typing import Any
 
 _ROUTE_RE = re.compile(r"^[a-zA-Z0-9/_.-]+$")
 
+#: ``Via: 1.1 <name>`` and ``Forwarded: by=<name>`` need an HTTP token or a host[:port].
+_VIA_RE = re.compile(r"^(?:[!#$%&'*+\-.^_`|~0-9A-Za-z]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?$")
+
 #: Cranker protocol versions crank_sync speaks, in order of preference.
 SUPPORTED_PROTOCOLS = ("3.0", "1.0")
 
@@ -53,8 +56,13 @@ class RouterConfig:
     drain_timeout: float = 30.0
     #: Name used in ``Via`` and ``Forwarded: by=``.
     via_name: str = "crank_sync"
-    #: Drop ``Forwarded`` headers the client sent instead of appending to them.
+    #: Drop the forwarding headers the client sent (Forwarded, X-Forwarded-For, -Proto, -Host,
+    #: -Port) instead of appending to them.
     discard_client_forwarded: bool = False
+    #: Send the client's Host to the target; false: the target sees its own authority.
+    proxy_host_header: bool = True
+    #: Pass the target's Server header to the client (dropped by default, as nginx does).
+    proxy_server_header: bool = False
     #: Also send X-Forwarded-For, X-Forwarded-Proto and X-Forwarded-Host.
     x_forwarded_headers: bool = False
     #: A client must send its whole request head within this many seconds of its first byte.
@@ -112,6 +120,9 @@ class RouterConfig:
                 raise ValueError(f"{name} must be 0..65535, got {port!r}")
         if self.max_header_bytes < 1024:
             raise ValueError("max_header_bytes must be at least 1024")
+        if not _VIA_RE.match(self.via_name):
+            raise ValueError(f"via_name {self.via_name!r} is not an HTTP token or a "
+                             "host[:port]: use letters, digits and -._~ (e.g. router-1)")
         if self.socket_buffer_bytes < 65536:
             raise ValueError("socket_buffer_bytes must be at least 65536")
 

@@ -247,6 +247,7 @@ class ClientHandler(BaseHTTPRequestHandler):
             via_name=cfg.via_name,
             discard_client_forwarded=cfg.discard_client_forwarded,
             x_forwarded=cfg.x_forwarded_headers,
+            proxy_host=cfg.proxy_host_header,
         )
         if self.headers.get("X-Request-Id") != self.request_id:
             headers = [(n, v) for n, v in headers if n.lower() != "x-request-id"]

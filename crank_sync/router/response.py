@@ -50,7 +50,8 @@ class ResponseState:
     def __init__(self, handler: ClientHandler, head: ResponseHead) -> None:
         self.handler = handler
         self.writer = handler._writer
-        headers = filter_response_headers(head.headers)
+        headers = filter_response_headers(head.headers,
+                                          keep_server=handler.core.config.proxy_server_header)
         lengths = {v.strip() for n, v in headers if n.lower() == "content-length"}
         if len(lengths) > 1 or (lengths and not next(iter(lengths)).isdigit()):
             raise ConnectorProtocolError(f"invalid Content-Length from connector: {lengths}")
@@ -70,7 +71,9 @@ class ResponseState:
             headers.append(("X-Request-Id", handler.request_id))
         if handler.close_connection or handler.core.draining:
             headers.append(("Connection", "close"))
-        reason = head.reason if head.reason and head.reason.isascii() else phrase(head.status)
+        reason = head.reason.strip()
+        if not reason or not reason.isascii() or reason.isdigit():  # crank4go: "200 200"
+            reason = phrase(head.status)
         lines = [f"HTTP/1.1 {head.status} {reason}"]
         lines.extend(f"{n}: {v}" for n, v in headers)
         try:
