@@ -73,6 +73,9 @@ class _Replay:
         cancel = getattr(_current, "cancel", None)
         if cancel is not None:
             cancel.attach(self)
+        # urllib3's pool percent-encodes the target (and upper-cases %2f): the request line
+        # must be the one the client sent, byte for byte
+        url = getattr(_current, "target", None) or url
         headers = headers or {}
         self._crank_given = frozenset(k.lower() for k in headers)
         if "accept-encoding" not in self._crank_given:
@@ -176,10 +179,11 @@ class TargetClient:
             headers.add(name, value)
         has_length = "content-length" in headers
         _current.cancel = cancel
+        _current.target = self.base_path + head.target
         try:
             return self._urlopen(head, body, headers, has_length)
         finally:
-            _current.cancel = None
+            _current.cancel = _current.target = None
 
     def _urlopen(self, head: RequestHead, body: Iterable[bytes] | None,
                  headers: urllib3.HTTPHeaderDict, has_length: bool) -> urllib3.BaseHTTPResponse:

@@ -44,6 +44,10 @@ def test_an_announced_limit_is_read_and_clamped(announced, limit):
     assert peer_message_limit(announced) == limit
 
 
+def test_the_default_limit_is_crank4gos():
+    assert DEFAULT_MESSAGE_LIMIT == LIMIT
+
+
 def test_pieces_cut_at_the_limit_and_keep_every_byte():
     assert pieces(b"abc", 3) == [b"abc"]
     cut = pieces(BODY, LIMIT)
