@@ -335,6 +335,13 @@ class SocketWorker:
             chunk_size = min(self.link.config.chunk_size, self.message_limit)
             chunks = iter_response(resp, chunk_size)
             next_check = 0.0
+            # a target silent mid-response (a long poll, server-sent events) blocks this thread
+            # in the target's read: the watcher notices the router's close meanwhile. On plain
+            # TCP only: a TLS socket must not be read while this thread writes to it, so there
+            # the socket is polled between chunks instead
+            watched = not isinstance(ws.sock, ssl.SSLSocket)
+            if watched:
+                self.link.watcher.watch(ws, cancel.cancel)
             if not small_body(resp, chunk_size):
                 send_frames(ws, pending)
                 pending = []
@@ -342,6 +349,9 @@ class SocketWorker:
                 try:
                     chunk = next(chunks, None)
                 except _TARGET_ERRORS as err:
+                    if cancel.cancelled:
+                        log.info("request %s cancelled: the client went away", head.label)
+                        return
                     log.warning("target failed mid-body for %s: %r", head.label, err)
                     if pending:
                         send_frames(ws, pending)
@@ -353,7 +363,7 @@ class SocketWorker:
                     log.info("request %s cancelled", head.label)
                     return
                 now = time.monotonic()
-                if now >= next_check:
+                if not watched and now >= next_check:
                     if self._router_cancelled(ws):
                         log.info("request %s cancelled by the router", head.label)
                         return
@@ -364,12 +374,14 @@ class SocketWorker:
             if pending:
                 send_frames(ws, pending)
             complete = True
+            self.link.watcher.unwatch(ws)
             self._close(ws, 1000, "")
         except Cancelled:
             log.info("request %s cancelled by the router", head.label)
         except _WS_ERRORS as err:
             log.info("router socket lost while responding to %s: %r", head.label, err)
         finally:
+            self.link.watcher.unwatch(ws)
             if not complete:
                 resp.close()
             resp.release_conn()
