@@ -72,6 +72,12 @@ class BadGateway(CrankError):
     status = 502
 
 
+class SocketClosedBeforeResponse(BadGateway):
+    """A v1 socket closed (or was lost) before any byte of the response, without an error
+    code: a peer closing an idle socket as the request went out. Safe to retry on another
+    socket when the request is idempotent and no body byte was sent."""
+
+
 class ConnectorProtocolError(BadGateway):
     """The connector sent something that is not a valid Cranker response."""
 

@@ -73,6 +73,8 @@ class RouterMetrics:
         self.deregistrations = Counter("crank_deregistrations",
                                        "Deregistration requests from connectors", registry=r)
         self.errors = Counter("crank_errors", "Failed requests by kind", ["kind"], registry=r)
+        self.retries = Counter("crank_retries", "Requests retried on another v1 socket after "
+                               "theirs closed unanswered", ["route"], registry=r)
         r.register(_SocketCollector(sockets))
         self._lock = threading.Lock()
         self._by_route: dict[str, int] = defaultdict(int)

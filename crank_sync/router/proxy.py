@@ -25,7 +25,10 @@ from ..errors import (
     CrankError,
     HeadersTooLarge,
     MethodNotAllowed,
+    NoConnectorAvailable,
+    NoRoute,
     RemoteProtocolError,
+    SocketClosedBeforeResponse,
     UriTooLong,
 )
 from ..protocol import (
@@ -61,6 +64,8 @@ _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:/+=@-]+$")
 _request_ids = random.Random()
 #: How many dead sockets a request may skip before giving up with 502.
 _MAX_SEND_ATTEMPTS = 5
+#: Requests retried on another v1 socket when theirs closed unanswered (nginx's rule).
+_IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 
 
 def status_for(err: CrankError) -> int:
@@ -162,6 +167,7 @@ class ClientHandler(BaseHTTPRequestHandler):
         self._route = "(none)"
         self._connector = "-"
         self._protocol = "-"
+        self._retries = 0
         self.request_id = self._request_id()
         self._writer = ClientWriter(self.wfile)
         error: str | None = None
@@ -203,11 +209,11 @@ class ClientHandler(BaseHTTPRequestHandler):
         if access_log.isEnabledFor(logging.INFO):
             access_log.info(
                 '%s %s "%s %s" route=%s status=%s in=%d out=%d %.1fms connector=%s protocol=%s'
-                " request_id=%s",
+                " request_id=%s retries=%d",
                 time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - seconds)),
                 self.client_address[0], self.command, self.path[:500], self._route,
                 self._status or "-", self._bytes_in, out, seconds * 1000, self._connector,
-                self._protocol, self.request_id,
+                self._protocol, self.request_id, self._retries,
             )
 
     def body_chunks(self, length: int | None) -> Iterator[bytes]:
@@ -267,19 +273,43 @@ class ClientHandler(BaseHTTPRequestHandler):
         except CrankError as err:
             raise BadRequest(str(err)) from err
         self.request_body = self.body_chunks(length) if has_body else iter(())
-        sock, stream = self._borrow(route_of(target), head)
-        if stream is not None:
-            v3.exchange(self, sock, stream, length)
-            return
-        v1.exchange(self, sock, length)
+        deadline = time.monotonic() + cfg.connector_max_wait
+        unanswered: SocketClosedBeforeResponse | None = None
+        while True:
+            try:
+                sock, stream = self._borrow(route_of(target), head, deadline)
+            except (NoConnectorAvailable, NoRoute):
+                if unanswered is None:
+                    raise
+                raise unanswered from None  # no other socket in time: the first failure counts
+            if stream is not None:
+                v3.exchange(self, sock, stream, length)
+                return
+            try:
+                v1.exchange(self, sock, length)
+                return
+            except SocketClosedBeforeResponse as err:
+                if not self._may_retry(has_body, deadline):
+                    raise
+                unanswered = err
+                self._retries += 1
+                self.core.metrics.retries.labels(self._route).inc()
+                log.info("retrying %s %s [%s] on another socket: %s", self.command,
+                         self.path[:200], self.request_id, err)
 
-    def _borrow(self, route: str, head: RequestHead) -> tuple[ConnectorSocket, RouterStream | None]:
+    def _may_retry(self, has_body: bool, deadline: float) -> bool:
+        """Idempotent, nothing of the body sent, time left, nothing written to the client
+        (nginx's proxy_next_upstream rule)."""
+        return (self.command in _IDEMPOTENT and not has_body and not self._response_started
+                and time.monotonic() < deadline and self._retries < _MAX_SEND_ATTEMPTS)
+
+    def _borrow(self, route: str, head: RequestHead,
+                deadline: float) -> tuple[ConnectorSocket, RouterStream | None]:
         """Borrow a socket and send the request head, skipping sockets that died while idle.
 
         Returns the socket, and the stream when it is a v3 socket.
         """
         registry = self.core.registry
-        deadline = time.monotonic() + self.core.config.connector_max_wait
         host = self.headers.get("Host")
         for _ in range(_MAX_SEND_ATTEMPTS):
             sock = registry.acquire(route, max(0.0, deadline - time.monotonic()), host)

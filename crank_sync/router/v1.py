@@ -5,7 +5,14 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from ..errors import BadGateway, BadRequest, ClientGone, ConnectorProtocolError, GatewayTimeout
+from ..errors import (
+    BadGateway,
+    BadRequest,
+    ClientGone,
+    ConnectorProtocolError,
+    GatewayTimeout,
+    SocketClosedBeforeResponse,
+)
 from ..protocol import MARKER_BODY_ENDED
 from ..protocol.limits import pieces
 from .pool import ConnectorSocket
@@ -19,6 +26,9 @@ log = logging.getLogger(__name__)
 
 #: Close codes a connector uses for "response complete" (1005: a close frame without a code).
 _NORMAL_CLOSE = (1000, 1005)
+#: Before a response, these (or a socket lost without a close frame) mean the peer closed the
+#: socket as the request went out, not that the request failed: it may be retried.
+_CLOSED_UNANSWERED = (None, 1000, 1001, 1005, 1006)
 
 
 def exchange(handler: ClientHandler, sock: ConnectorSocket, length: int | None) -> None:
@@ -84,6 +94,9 @@ def _relay(handler: ClientHandler, sock: ConnectorSocket) -> bool:
     if response is None:
         if code == 1008:
             raise BadRequest("connector closed with 1008 (policy violation)")
+        if code in _CLOSED_UNANSWERED:
+            raise SocketClosedBeforeResponse(
+                f"connector closed with {code or 'no close frame'} before responding")
         raise BadGateway(f"connector closed with {code or 'no close frame'} before responding")
     if code not in _NORMAL_CLOSE:
         raise Aborted(f"connector closed with {code or 'no close frame'} mid-response")

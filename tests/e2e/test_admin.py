@@ -468,7 +468,7 @@ ACCESS_RE = re.compile(
     r'^(?P<time>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ) (?P<client>\S+) "(?P<method>\S+) (?P<path>\S+)"'
     r" route=(?P<route>\S+) status=(?P<status>\S+) in=(?P<bytes_in>\d+) out=(?P<bytes_out>\d+)"
     r" (?P<ms>[\d.]+)ms connector=(?P<connector>\S+) protocol=(?P<protocol>\S+)"
-    r" request_id=(?P<request_id>\S+)$"
+    r" request_id=(?P<request_id>\S+) retries=(?P<retries>\d+)$"
 )
 
 
@@ -506,6 +506,7 @@ def test_access_log_line_per_request(router, target, connector_factory, http, ca
     assert float(line["ms"]) >= 0
     assert line["connector"] == conn.connector_instance_id
     assert line["protocol"] == expected_protocol(cranker_protocols)
+    assert line["retries"] == "0"
 
 
 def test_access_log_line_for_unrouted_request(router, http, caplog):
