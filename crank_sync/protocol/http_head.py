@@ -54,7 +54,7 @@ def parse_client_head(data: bytes) -> ClientHead:
     """Parse one request head (request line, header lines, blank line) or raise
     :class:`BadRequest` (or :class:`HttpVersionNotSupported`) naming what is wrong."""
     lines = data.split(b"\n")
-    if len(lines) < 3 or lines[-1] != b"" or lines[-2] not in (b"", b"\r"):
+    if len(lines) < 3 or lines[-1] != b"" or _strip_cr(lines[-2]) != b"":
         raise BadRequest("request head does not end with an empty line")
     method, target, version = _request_line(_strip_cr(lines[0]))
     headers = tuple(_field(_strip_cr(line)) for line in lines[1:-2])

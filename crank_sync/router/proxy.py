@@ -119,9 +119,13 @@ class ClientHandler(BaseHTTPRequestHandler):
             if error is not None:
                 raise error
             self._take_head(parse_client_head(raw))
-        except CrankError as err:
-            self.close_connection = True  # the rest of the head or body is not read
-            self._reject(err)
+        except CrankError as err:  # nothing of it is sent on: the connection is not reused
+            line = raw.split(b"\n", 1)[0].rstrip(b"\r\n")[:200]
+            log.info("%d for request line %r from %s: %s", err.status, line,
+                     self.client_address[0], err)
+            self._status = err.status
+            self.close_connection = True
+            self._write_error(err.status, str(err))
             return
         if self._expects_continue() and not self.handle_expect_100():
             return
