@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import http.client
 import io
+import random
 
 import pytest
 
 from crank_sync.errors import BadRequest, HttpVersionNotSupported
-from crank_sync.protocol.http_head import ClientHead, parse_client_head
+from crank_sync.protocol.http_head import ClientHead, _fields, _fields_fast, parse_client_head
 
 H = b"Host: a\r\n"
 
@@ -50,6 +51,10 @@ GOOD = [
     pytest.param(b"GET /x HTTP/1.1\r\nHost: a\r\nX-Empty:\r\nX-Blank:   \r\n\r\n",
                  ("GET", "/x", "HTTP/1.1", [("Host", "a"), ("X-Empty", ""), ("X-Blank", "")]),
                  id="empty-values"),
+    pytest.param(b"GET /x HTTP/1.1\r\nHost: a\r\nX-Wide: " + b" " * 30000 + b"a" + b"\t" * 30000
+                 + b"b  \r\n\r\n",
+                 ("GET", "/x", "HTTP/1.1", [("Host", "a"), ("X-Wide", "a" + "\t" * 30000 + "b")]),
+                 id="long-whitespace-runs"),
     pytest.param(b"GET /x HTTP/1.1\r\nHost:\r\n\r\n",
                  ("GET", "/x", "HTTP/1.1", [("Host", "")]), id="empty-host"),
     pytest.param(b"GET /x HTTP/1.1\r\nHost: a\r\nX-Latin: caf\xe9 \x80\xff\r\n\r\n",
@@ -209,6 +214,13 @@ BAD = [
                  id="vertical-tab-in-value"),
     pytest.param(b"GET /svc/x HTTP/1.1\r\nHost: a\x00.example\r\n\r\n", "control",
                  id="nul-in-host"),
+    # long runs of whitespace before a bad byte: refused in time linear in the line
+    pytest.param(b"GET /svc/x HTTP/1.1\r\n" + H + b"X-A: " + b" " * 60000 + b"\x00\r\n\r\n",
+                 "control", id="spaces-then-nul"),
+    pytest.param(b"GET /svc/x HTTP/1.1\r\n" + H + b"X-A: " + b"a " * 30000 + b"\x01\r\n\r\n",
+                 "control", id="words-then-control"),
+    pytest.param(b"GET /svc/x HTTP/1.1\r\n" + H + b"X-A: " + b"a\t" * 30000 + b"\r\r\n\r\n",
+                 "bare CR", id="words-then-bare-cr"),
     # not one whole head
     pytest.param(b"GET /svc/x HTTP/1.1\r\nHost: a\r\n", "empty line", id="no-blank-line"),
     pytest.param(b"GET /svc/x HTTP/1.1\r\n", "empty line", id="request-line-only"),
@@ -230,6 +242,24 @@ def test_unsupported_version_is_505(version: bytes) -> None:
     assert info.value.status == 505
 
 
+@pytest.mark.parametrize("raw", [p.values[0] for p in GOOD])
+def test_quick_and_line_by_line_readings_agree(raw: bytes) -> None:
+    start = raw.index(b"\n") + 1
+    assert _fields_fast(raw, start) == _fields(raw[start:])
+
+
+@pytest.mark.parametrize("raw", [p.values[0] for p in BAD if b"\n" in p.values[0]])
+def test_quick_reading_gives_up_on_every_bad_header_block(raw: bytes) -> None:
+    """Every refusal is the line-by-line reading's, which names the reason."""
+    start = raw.index(b"\n") + 1
+    try:
+        fields = _fields(raw[start:])
+    except BadRequest:
+        assert _fields_fast(raw, start) is None
+    else:  # the request line or the Host count is what is wrong
+        assert _fields_fast(raw, start) == fields
+
+
 def test_every_bad_head_is_refused_whatever_the_line_ends() -> None:
     """The same shapes with bare-LF line ends are refused too (none rely on CRLF to fail)."""
     for param in BAD:
@@ -238,3 +268,32 @@ def test_every_bad_head_is_refused_whatever_the_line_ends() -> None:
             continue  # the bare-CR rows: with LF ends they are still bare CRs, tested above
         with pytest.raises(BadRequest, match=reason):
             parse_client_head(raw.replace(b"\r\n", b"\n"))
+
+
+def _random_block(rng: random.Random) -> bytes:
+    """Header lines that are mostly well formed, with the odd bad byte or shape in them."""
+    names = [b"X-A", b"host", b"a", b"X A", b"", b" X", b"\tX", b"X\x80"]
+    values = [b"a", b"b", b" ", b"\t", b":", b"(", b"\x80", b"\xff", b"%2e"]
+    rare = [b"\r", b"\x00", b"\x7f", b"\x0b", b"\n"]
+    lines = []
+    for _ in range(rng.randrange(0, 6)):
+        value = b"".join(rng.choice(rare if rng.random() < 0.03 else values)
+                         for _ in range(rng.randrange(0, 12)))
+        name = rng.choice(names) if rng.random() < 0.3 else b"X-A"
+        colon = b":" if rng.random() < 0.95 else b""
+        lines.append(name + colon + value + rng.choice([b"\r\n", b"\n"]))
+    return b"".join(lines) + rng.choice([b"\r\n", b"\n"])
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_quick_and_line_by_line_readings_agree_on_random_blocks(seed: int) -> None:
+    rng = random.Random(seed)
+    for _ in range(500):
+        block = _random_block(rng)
+        raw = b"GET / HTTP/1.1\r\n" + block
+        try:
+            expected = _fields(block)
+        except BadRequest:
+            assert _fields_fast(raw, 16) is None, block
+        else:
+            assert _fields_fast(raw, 16) == expected, block
