@@ -45,7 +45,7 @@ def read_request_head(rfile: Reader, limit: int) -> bytes | None:
     if line in (b"\r\n", b"\n"):
         line = rfile.readline(limit + 1)
     if len(line) > limit:
-        raise UriTooLong("request line too long")
+        raise UriTooLong(f"request line over {limit} bytes: {line[:60]!r}...")
     head = bytearray(line)
     if not line.endswith(b"\n"):
         return None

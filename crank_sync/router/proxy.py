@@ -124,6 +124,7 @@ class ClientHandler(BaseHTTPRequestHandler):
             log.info("%d for request line %r from %s: %s", err.status, line,
                      self.client_address[0], err)
             self._status = err.status
+            self.core.metrics.observe("(none)", err.status, 0.0, 0, 0, type(err).__name__)
             self.close_connection = True
             self._write_error(err.status, str(err))
             return

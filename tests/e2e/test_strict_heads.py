@@ -12,7 +12,9 @@ import logging
 import socket
 
 import pytest
+import requests
 from crank_test_support import LOOPBACK, raw_exchange, single_protocols, wait_for
+from prometheus_client.parser import text_string_to_metric_families
 
 pytestmark = single_protocols
 
@@ -49,6 +51,16 @@ def exchange_until_closed(port: int, data: bytes, timeout: float = 10.0) -> tupl
             return received, False
     finally:
         sock.close()
+
+
+def bad_requests_counted(router) -> float:
+    """crank_errors_total{kind="BadRequest"} from the router's /metrics."""
+    with requests.Session() as s:
+        s.trust_env = False
+        text = s.get(f"http://{LOOPBACK}:{router.registration_port}/metrics", timeout=10).text
+    return sum(sample.value for family in text_string_to_metric_families(text)
+               for sample in family.samples
+               if sample.name == "crank_errors_total" and sample.labels.get("kind") == "BadRequest")
 
 
 def head_of(raw: bytes) -> tuple[int, dict[str, str], bytes]:
@@ -98,6 +110,7 @@ SHAPES = [
 def test_shape_is_400_logged_and_reaches_no_connector(router, target, svc, other, caplog,
                                                       request_bytes, reason):
     caplog.set_level(logging.INFO, logger="crank_sync")
+    counted = bad_requests_counted(router)
     raw, closed = exchange_until_closed(router.http_port, request_bytes)
     assert raw, "no response at all"
     status, headers, body = head_of(raw)
@@ -110,6 +123,7 @@ def test_shape_is_400_logged_and_reaches_no_connector(router, target, svc, other
     assert any(r.levelno >= logging.INFO and "400 for" in r.getMessage()
                and reason in r.getMessage() and "127.0.0.1" in r.getMessage()
                for r in caplog.records), [r.getMessage() for r in caplog.records]
+    assert bad_requests_counted(router) == counted + 1
     # a good request on a fresh connection is served; it is the only one the target saw
     status, _, _ = raw_exchange(router.http_port, b"GET /svc/bytes/1 HTTP/1.1\r\nHost: a\r\n\r\n")
     assert status == 200
