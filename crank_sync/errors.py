@@ -48,6 +48,12 @@ class UriTooLong(RemoteProtocolError):
     status = 414
 
 
+class HttpVersionNotSupported(RemoteProtocolError):
+    """A request in an HTTP version other than 1.0 and 1.1."""
+
+    status = 505
+
+
 class MethodNotAllowed(RemoteProtocolError):
     """A method the router refuses to tunnel (TRACE, CONNECT)."""
 

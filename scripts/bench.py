@@ -558,6 +558,50 @@ def error_text(err: BaseException) -> str:
     return str(err) if isinstance(err, BenchError) else f"{type(err).__name__}: {err}"
 
 
+# --------------------------------------------------------------------------- head parsing
+
+#: A typical browser-like request head: a request line and 10 header lines.
+TYPICAL_HEAD = (
+    b"GET /bench/bytes/1024?page=2&sort=name HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n"
+    b"User-Agent: Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0\r\n"
+    b"Accept: text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8\r\n"
+    b"Accept-Language: en-GB,en;q=0.5\r\nAccept-Encoding: gzip, deflate, br\r\n"
+    b"Connection: keep-alive\r\nCookie: session=0123456789abcdef; theme=dark\r\n"
+    b"Cache-Control: max-age=0\r\nX-Request-Id: 0a1b2c3d4e5f\r\nReferer: http://127.0.0.1/\r\n"
+    b"\r\n"
+)
+
+
+def head_parse_cost(rounds: int = 5, number: int = 2000) -> dict[str, Any]:
+    """Microseconds to read and parse TYPICAL_HEAD from a buffered stream, best of ``rounds``:
+    the standard library's way (what the router did before) and the strict parser's."""
+    import io
+    import timeit
+    from http.client import HTTPMessage, parse_headers
+
+    from crank_sync.protocol.http_head import parse_client_head
+    from crank_sync.router.http_io import read_request_head
+
+    def stdlib() -> None:
+        rfile = io.BufferedReader(io.BytesIO(TYPICAL_HEAD))
+        rfile.readline(65537).decode("iso-8859-1").rstrip("\r\n").split()
+        parse_headers(rfile)
+
+    def strict() -> None:
+        raw = read_request_head(io.BufferedReader(io.BytesIO(TYPICAL_HEAD)), 65536)
+        message = HTTPMessage()
+        for name, value in parse_client_head(raw or b"").headers:
+            message[name] = value
+
+    def us(op: Callable[[], None]) -> float:
+        return round(min(timeit.repeat(op, number=number, repeat=rounds)) / number * 1e6, 2)
+
+    result: dict[str, Any] = {"headers": TYPICAL_HEAD.count(b"\n") - 2,
+                              "stdlib_us": us(stdlib), "strict_us": us(strict)}
+    result["ratio"] = rnd(result["strict_us"] / result["stdlib_us"], 3)
+    return result
+
+
 def print_table(result: dict[str, Any], ctx: dict[str, Any]) -> None:
     out: list[str] = []
     mode = "quick mode" if ctx["quick"] else "full mode"
@@ -650,6 +694,10 @@ def print_table(result: dict[str, Any], ctx: dict[str, Any]) -> None:
     if slow.get("error"):
         line += f"  error: {slow['error']}"
     out.append(line)
+    head = result.get("head_parse_us")
+    if head:
+        out.append(f"\n5. Parsing a {head['headers']}-header request head: standard library "
+                   f"{head['stdlib_us']} us, strict parser {head['strict_us']} us")
     print("\n".join(out), flush=True)
 
 
@@ -830,6 +878,7 @@ def run(args: argparse.Namespace, children: list[Child]) -> tuple[dict[str, Any]
         "bulk_protocol": ctx["bulk_protocol"],
         "bulk_by_protocol": by_protocol,
         "bulk_ceiling": ceiling,
+        "head_parse_us": head_parse_cost(),
         "notes": [
             "MB/s uses 1 MB = 1e6 bytes; ratio = tunnel/direct",
             f"bulk transfers: median of {BULK_REPEATS} runs each",

@@ -6,7 +6,6 @@ response has started, a failure can only abort the client connection.
 """
 from __future__ import annotations
 
-import email.errors
 import itertools
 import logging
 import random
@@ -14,6 +13,7 @@ import re
 import socket
 import time
 from collections.abc import Iterator
+from http.client import HTTPMessage
 from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING
 
@@ -41,10 +41,12 @@ from ..protocol import (
     request_text,
     route_of,
 )
+from ..protocol.headers import connection_tokens
+from ..protocol.http_head import ClientHead, parse_client_head
 from . import v1, v3
-from .http_io import ClientWriter, iter_body, request_framing
+from .http_io import ClientWriter, iter_body, read_request_head, request_framing
 from .pool import ConnectorSocket
-from .response import Aborted, HeadReader, ResponseState, phrase, readable_now
+from .response import Aborted, ResponseState, phrase, readable_now
 from .websocket import ConnectionClosed, RouterWebSocket
 
 if TYPE_CHECKING:
@@ -54,10 +56,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("crank_sync.access")
 
-#: The email parser complains about a multipart body it was not given: not a header defect.
-_BODY_DEFECTS = (email.errors.StartBoundaryNotFoundDefect,
-                 email.errors.MultipartInvariantViolationDefect,
-                 email.errors.NoBoundaryInMultipartDefect)
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:/+=@-]+$")
 #: Request ids name a request in logs and headers; they are not secrets, so no system call
 #: for each one (uuid4 reads os.urandom).
@@ -80,7 +78,6 @@ class ClientHandler(BaseHTTPRequestHandler):
     _response_started = False
     _body_pending = False
     _status = 0
-    _head_ok = False
 
     def setup(self) -> None:
         self.core = self.server.core  # type: ignore[attr-defined]
@@ -91,7 +88,8 @@ class ClientHandler(BaseHTTPRequestHandler):
 
     def handle_one_request(self) -> None:
         cfg = self.core.config
-        limit = cfg.max_header_bytes
+        error: CrankError | None = None
+        raw: bytes | None = b""
         try:
             # wait (up to client_timeout) for the first byte, then the whole head must arrive
             # within header_timeout however slowly it trickles
@@ -100,39 +98,42 @@ class ClientHandler(BaseHTTPRequestHandler):
                 return
             key = self.core.deadlines.add(self.connection, cfg.header_timeout,
                                           f"request head from {self.client_address[0]}")
-            rfile = self.rfile
-            self.rfile = reader = HeadReader(rfile)  # type: ignore[assignment]
             try:
-                self.raw_requestline = reader.readline(limit + 1)
-                if self.raw_requestline and len(self.raw_requestline) <= limit:
-                    self._head_ok = self.parse_request()
+                raw = read_request_head(self.rfile, cfg.max_header_bytes)
+            except (UriTooLong, HeadersTooLarge) as err:
+                error = err
             finally:
-                self.rfile = rfile
                 self.core.deadlines.cancel(key)
-            if self._head_ok and reader.last not in (b"\r\n", b"\n"):
-                # the head ended at end-of-file (client gone or deadline), not at a blank line
-                log.info("incomplete request head from %s: dropped", self.client_address[0])
-                self.close_connection = True
-                return
         except (TimeoutError, OSError, ValueError):
             self.close_connection = True
             return
-        if not self.raw_requestline:
+        if raw is None:
+            # the head ended at end-of-file (client gone or deadline), not at a blank line
+            log.info("incomplete request head from %s: dropped", self.client_address[0])
             self.close_connection = True
             return
         self.core.busy_connections.add(self.connection)  # from here on, a stop waits for us
         try:
-            self._handle_request(limit)
+            self._handle_request(raw, error)
         finally:
             self.core.busy_connections.discard(self.connection)
 
-    def _handle_request(self, limit: int) -> None:
-        if len(self.raw_requestline) > limit:
-            self.requestline = self.request_version = self.command = ""
-            self._reject(UriTooLong("request line too long"))
-            return
-        if not self._head_ok:  # the standard library has answered 400/431/505
+    def _handle_request(self, raw: bytes, error: CrankError | None) -> None:
+        self.requestline = self.request_version = self.command = self.path = ""
+        try:
+            if error is not None:
+                raise error
+            self._take_head(parse_client_head(raw))
+        except CrankError as err:  # nothing of it is sent on: the connection is not reused
+            line = raw.split(b"\n", 1)[0].rstrip(b"\r\n")[:200]
+            log.info("%d for request line %r from %s: %s", err.status, line,
+                     self.client_address[0], err)
+            self._status = err.status
+            self.core.metrics.observe("(none)", err.status, 0.0, 0, 0, type(err).__name__)
             self.close_connection = True
+            self._write_error(err.status, str(err))
+            return
+        if self._expects_continue() and not self.handle_expect_100():
             return
         self._handle()
         if self.close_connection:
@@ -142,10 +143,22 @@ class ClientHandler(BaseHTTPRequestHandler):
         except OSError:
             self.close_connection = True
 
-    def _head_size(self) -> int:
-        return len(self.raw_requestline) + sum(
-            len(k) + len(v) + 4 for k, v in self.headers.items()
-        )
+    def _take_head(self, head: ClientHead) -> None:
+        """Set what BaseHTTPRequestHandler.parse_request would, from a head checked strictly."""
+        self.command, self.path, self.request_version = head.method, head.target, head.version
+        self.requestline = head.request_line
+        self.headers = message = HTTPMessage()
+        for name, value in head.headers:
+            message[name] = value  # appends: duplicates are kept, in order
+        tokens = connection_tokens(head.headers)
+        if "close" in tokens:
+            self.close_connection = True
+        else:
+            self.close_connection = head.version == "HTTP/1.0" and "keep-alive" not in tokens
+
+    def _expects_continue(self) -> bool:
+        return (self.request_version == "HTTP/1.1"
+                and self.headers.get("Expect", "").lower() == "100-continue")
 
     def _raw_target(self) -> str:
         parts = self.requestline.split(" ")
@@ -232,13 +245,6 @@ class ClientHandler(BaseHTTPRequestHandler):
 
     def _proxy(self) -> None:
         cfg = self.core.config
-        if self._head_size() > cfg.max_header_bytes:
-            raise HeadersTooLarge(f"request head over {cfg.max_header_bytes} bytes")
-        defects = [d for d in self.headers.defects if not isinstance(d, _BODY_DEFECTS)]
-        if defects:
-            raise BadRequest(f"malformed request headers: {defects[0]!r}")
-        if self.request_version == "HTTP/0.9":
-            raise BadRequest("HTTP/0.9 is not supported")
         if self.command in ("TRACE", "CONNECT"):
             raise MethodNotAllowed(f"{self.command} is not allowed")
         target = self._raw_target()
@@ -383,16 +389,6 @@ class ClientHandler(BaseHTTPRequestHandler):
         if status in (400, 414, 431) or self._body_pending:
             self.close_connection = True
         self._write_error(status, str(err))
-
-    def send_error(self, code: int, message: str | None = None,
-                   explain: str | None = None) -> None:
-        """Errors found by the standard library's parser (400, 431, 505): always a full
-        HTTP/1.1 status line (the library omits it for what it takes as HTTP/0.9)."""
-        log.info("%d for %r from %s: %s", code, self.requestline[:200], self.client_address[0],
-                 message)
-        self._status = code
-        self.close_connection = True
-        self._write_error(code, message or phrase(code))
 
     def _write_error(self, status: int, text: str) -> None:
         reason = phrase(status)

@@ -28,22 +28,6 @@ def readable_now(sock: Any) -> bool:
     return bool(poller.poll(0))
 
 
-class HeadReader:
-    """Wraps rfile while the head is read, to tell a blank line from end-of-file: the
-    standard parser takes both as the end of the headers."""
-
-    def __init__(self, rfile: Any) -> None:
-        self._rfile = rfile
-        self.last = b""
-
-    def readline(self, size: int = -1) -> bytes:
-        self.last = self._rfile.readline(size)
-        return self.last
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._rfile, name)
-
-
 class ResponseState:
     """Framing of one response to the client: Content-Length kept, otherwise chunked."""
 
