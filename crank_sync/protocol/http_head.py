@@ -31,6 +31,9 @@ _VERSION_RE = re.compile(rb"HTTP/([0-9])\.([0-9])")
 _BAD_VALUE_RE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 #: A request target: visible ASCII only.
 _TARGET_RE = re.compile(rb"[\x21-\x7e]+")
+#: Visible ASCII that RFC 3986 never allows unencoded in a URI (mu-cranker-router answers
+#: 400 too). ``[``, ``]`` and ``#`` are not among them: ``?a[]=1`` is common in queries.
+_UNSAFE_TARGET_RE = re.compile(rb'["<>\\^`{|}]')
 #: A path segment that is ``.`` or ``..`` once ``%2e`` is decoded, before any ``;params``.
 _DOT_SEGMENT_RE = re.compile(r"(?:\.|%2e){1,2}(?:;.*)?", re.IGNORECASE)
 _OWS = b" \t"
@@ -113,6 +116,10 @@ def _request_line(line: bytes) -> tuple[str, str, str]:
         raise BadRequest(f"malformed method {method[:40]!r}")
     if not _TARGET_RE.fullmatch(target):
         raise BadRequest("request target must be printable ASCII")
+    unsafe = _UNSAFE_TARGET_RE.search(target)
+    if unsafe is not None:
+        raise BadRequest(f"request target has {unsafe.group().decode()!r}, which must be "
+                         "percent-encoded (RFC 3986)")
     match = _VERSION_RE.fullmatch(version)
     if match is None:
         raise BadRequest(f"malformed HTTP version {version[:40]!r}")

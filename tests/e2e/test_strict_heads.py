@@ -103,6 +103,11 @@ SHAPES = [
                  b"8000000000000000\r\nhello\r\n0\r\n\r\n", "chunk size", id="chunk-2-63"),
     pytest.param(b"POST /svc/echo/M HTTP/1.1\r\nHost: a\r\nContent-Length: 9223372036854775808"
                  b"\r\n\r\nhello", "Content-Length", id="content-length-2-63"),
+] + [
+    pytest.param(b"GET /svc/echo/a" + c + b"b HTTP/1.1\r\nHost: a\r\n\r\n", "percent-encoded",
+                 id=f"unencoded-{name}")
+    for c, name in [(b"|", "pipe"), (b"\\", "backslash"), (b"{", "brace"), (b"^", "caret"),
+                    (b"`", "backtick"), (b'"', "quote"), (b"<", "less-than")]
 ]
 
 

@@ -189,6 +189,15 @@ BAD = [
     pytest.param(b"GET /svc/\x00x HTTP/1.1\r\n" + H + b"\r\n", "printable", id="nul-in-target"),
     pytest.param(b"GET /svc/\xe9 HTTP/1.1\r\n" + H + b"\r\n", "printable", id="non-ascii-target"),
     pytest.param(b"GET /svc/x\x7f HTTP/1.1\r\n" + H + b"\r\n", "printable", id="del-in-target"),
+] + [
+    pytest.param(b"GET /svc/a" + c + b"b?q=1 HTTP/1.1\r\n" + H + b"\r\n", "percent-encoded",
+                 id=f"unencoded-{c.decode()}-in-target")
+    for c in [b"|", b"\\", b"{", b"}", b"^", b"`", b'"', b"<", b">"]
+] + [
+    pytest.param(b"GET /svc/a?q=" + c + b" HTTP/1.1\r\n" + H + b"\r\n", "percent-encoded",
+                 id=f"unencoded-{c.decode()}-in-query")
+    for c in [b"|", b"{", b"}"]
+] + [
     # header lines
     pytest.param(b"GET /svc/x HTTP/1.1\r\n" + H + b"No colon here\r\n\r\n", "colon",
                  id="no-colon"),
