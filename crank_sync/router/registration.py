@@ -88,8 +88,11 @@ class RegistrationHandler(BaseHTTPRequestHandler):
         elif path.rstrip("/") == "/deregister":
             self._upgrade(deregister=True)
         elif path in admin.GET_ROUTES:
-            if path == "/health" or self._admin_allowed():
+            if path in admin.PUBLIC or self._admin_allowed():
                 self._send(*admin.GET_ROUTES[path](self.core))
+        elif path in admin.GET_QUERY_ROUTES:
+            if self._admin_allowed():
+                self._send(*admin.GET_QUERY_ROUTES[path](self.core, self._query()))
         else:
             self._plain(404, "not found\n")
 
@@ -192,10 +195,12 @@ class RegistrationHandler(BaseHTTPRequestHandler):
             ws.close(1001, "deregistered or router stopping")
         else:
             self.core.metrics.registrations.labels(sock.protocol).inc()
+            self.core.metrics.connector_seen(sock)
         log.debug("registered %s socket for route %r from %s (%s)", sock.protocol, route, ip,
                   sock.connector_instance_id)
         self._wait(ws)
         self.core.registry.remove(sock)
+        self.core.metrics.connector_seen(sock)
 
     def _accept(self, subprotocol: str | None, version: str,
                 session: V3Session | None) -> RouterWebSocket | None:
