@@ -207,10 +207,12 @@ def test_dashboard_renders_live_data_in_a_browser(router, target, connector_fact
     assert page.console_errors() == []
 
 
-def test_dashboard_shows_a_route_without_connectors_as_down(router, target, connector_factory,
-                                                            page):
-    gone = connector_factory(target, route="gone", sliding_window=1)
-    connector_factory(target, route="stays", sliding_window=1)
+def test_dashboard_shows_a_route_without_connectors_as_down(router_factory, target,
+                                                            connector_factory, page):
+    # a short grace, so the registry soon forgets the route: the dashboard must not
+    router = router_factory(connector_max_wait=0.5)
+    gone = connector_factory(target, route="gone", routers=[router], sliding_window=1)
+    connector_factory(target, route="stays", routers=[router], sliding_window=1)
     assert get(f"http://{LOOPBACK}:{router.http_port}/gone/bytes/10").status_code == 200
     page.open(router)
     card = page.card("gone")
@@ -220,6 +222,13 @@ def test_dashboard_shows_a_route_without_connectors_as_down(router, target, conn
     wait_for(lambda: not router.registry.snapshot().get("gone", {}).get("idle"),
              what="the gone route's sockets closed")
     page.wait(f"return {card}.dataset.state === 'down'", "the gone route shown as down")
+    # past the grace period a request finds no route, and the registry drops it
+    wait_for(lambda: get(f"http://{LOOPBACK}:{router.http_port}/gone/bytes/1").status_code == 404,
+             what="404 for the gone route")
+    assert "gone" not in router.registry.snapshot()
+    page.js("location.reload()")
+    page.wait(f"return {card} && {card}.dataset.state === 'down'",
+              "the gone route still shown as down after a reload")
     assert page.js(f"return {card}.querySelector('.state').textContent") == "down"
     note = page.js(f"return {card}.querySelector('.down-note').textContent")
     assert note.startswith("All connectors have gone")
