@@ -40,27 +40,43 @@ def latency_bin(seconds: float) -> int:
 
 
 def percentile(hist: list[int], fraction: float) -> float | None:
-    """The ``fraction`` quantile of a latency histogram, in seconds (None when empty).
+    """The ``fraction`` quantile of a latency histogram, in seconds (None when empty)."""
+    return percentiles(hist, (fraction,))[0]
 
-    Interpolated geometrically inside the bin it falls in; the open last bin answers its
-    lower bound.
+
+def percentiles(hist: list[int], fractions: tuple[float, ...]) -> list[float | None]:
+    """Quantiles (``fractions`` in ascending order) of a latency histogram, in seconds, in one
+    pass; None for an empty histogram.
+
+    Interpolated geometrically inside the bin a quantile falls in (linearly in the first
+    bin); the open last bin answers its lower bound.
     """
     total = sum(hist)
     if not total:
-        return None
-    rank = fraction * total
+        return [None] * len(fractions)
+    out: list[float | None] = []
     seen = 0
+    wanted = iter(fractions)
+    fraction = next(wanted, None)
     for index, count in enumerate(hist):
-        if count and seen + count >= rank:
-            if index >= len(LATENCY_BOUNDS):
-                return LATENCY_BOUNDS[-1]
-            upper = LATENCY_BOUNDS[index]
-            lower = LATENCY_BOUNDS[index - 1] if index else 0.0
-            if lower == 0.0:
-                return upper * (rank - seen) / count
-            return float(lower * (upper / lower) ** ((rank - seen) / count))
+        while fraction is not None and count and seen + count >= fraction * total:
+            out.append(_within(index, (fraction * total - seen) / count))
+            fraction = next(wanted, None)
+        if fraction is None:
+            return out
         seen += count
-    return LATENCY_BOUNDS[-1]
+    out.extend(LATENCY_BOUNDS[-1] for _ in range(len(fractions) - len(out)))
+    return out
+
+
+def _within(index: int, share: float) -> float:
+    if index >= len(LATENCY_BOUNDS):
+        return LATENCY_BOUNDS[-1]
+    upper = LATENCY_BOUNDS[index]
+    if index == 0:
+        return upper * share
+    lower = LATENCY_BOUNDS[index - 1]
+    return float(lower * (upper / lower) ** share)
 
 
 class _Ring:
@@ -152,9 +168,12 @@ class TimeSeries:
         elapsed = max(1.0, now - current * self.bucket_seconds)
         spans = [self.bucket_seconds] * (count - 1) + [min(elapsed, self.bucket_seconds)]
         with self._lock:
-            buckets = {route: [ring.get(e) for e in epochs] for route, ring in self._rings.items()
-                       if ring.last > current - count}
-            buckets = {r: [list(b) if b else None for b in bs] for r, bs in buckets.items()}
+            rings = [(r, g) for r, g in self._rings.items() if g.last > current - count]
+        buckets: dict[str, list[list[int] | None]] = {}
+        for route, ring in rings:
+            with self._lock:  # one route at a time: requests never wait for the whole table
+                found = [ring.get(e) for e in epochs]
+                buckets[route] = [list(b) if b else None for b in found]
         return {
             "bucket_seconds": self.bucket_seconds,
             "start": [e * self.bucket_seconds for e in epochs],
@@ -168,8 +187,10 @@ def _lists(buckets: list[list[int] | None], spans: list[float]) -> dict[str, lis
         "requests", "rps", "4xx", "5xx", "bytes_in", "bytes_out", "in_bps", "out_bps",
         "p50_ms", "p99_ms")}
     for data, span in zip(buckets, spans, strict=True):
-        data = data or [0] * _SLOTS
-        hist = data[_HIST:]
+        if data is None:
+            for key in out:
+                out[key].append(None if key.endswith("_ms") else 0)
+            continue
         out["requests"].append(data[_REQUESTS])
         out["rps"].append(round(data[_REQUESTS] / span, 3))
         out["4xx"].append(data[_4XX])
@@ -178,9 +199,9 @@ def _lists(buckets: list[list[int] | None], spans: list[float]) -> dict[str, lis
         out["bytes_out"].append(data[_OUT])
         out["in_bps"].append(round(data[_IN] / span, 1))
         out["out_bps"].append(round(data[_OUT] / span, 1))
-        for key, fraction in (("p50_ms", 0.5), ("p99_ms", 0.99)):
-            value = percentile(hist, fraction)
-            out[key].append(None if value is None else round(value * 1000, 3))
+        p50, p99 = percentiles(data[_HIST:], (0.5, 0.99))
+        out["p50_ms"].append(None if p50 is None else round(p50 * 1000, 3))
+        out["p99_ms"].append(None if p99 is None else round(p99 * 1000, 3))
     return out
 
 
