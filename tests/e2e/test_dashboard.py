@@ -23,6 +23,8 @@ from crank_test_support import LOOPBACK, V3_PREFERRED, wait_for
 from selenium import webdriver
 from selenium.common.exceptions import JavascriptException
 from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.action_chains import ActionChains
+from selenium.webdriver.common.by import By
 
 import crank_sync
 
@@ -180,6 +182,17 @@ def test_dashboard_renders_live_data_in_a_browser(router, target, connector_fact
     assert series("dash-v3", "rps", "data-points") == "0"
     rps_path = series("dash-route", "rps", "d")
     assert len(re.findall(r"[ML]", rps_path)) == 90, "one point per 10 s over 15 minutes"
+
+    # hovering a chart reads out one bucket: its time and values
+    chart = page.driver.find_element(
+        By.CSS_SELECTOR, '.route-card[data-route="dash-route"] [data-chart="requests"] svg')
+    ActionChains(page.driver).move_to_element(chart).perform()
+    caption = page.js(f"return {card}.querySelector('[data-chart=\"requests\"] .chart-value')"
+                      ".textContent")
+    assert re.fullmatch(r"\d\d:\d\d:\d\d  req/s \d+\.\d\d/s", caption), caption
+    peak = page.js(f"return {card}.querySelector('[data-chart=\"errors\"] .chart-peak')"
+                   ".textContent")
+    assert peak == "peak 1"
 
     states = page.js("return Array.from(document.querySelectorAll('.route-card'))"
                      ".map(c => [c.dataset.route, c.dataset.state])")
