@@ -274,20 +274,25 @@ def test_dashboard_button_turns_a_host_dark_and_back(router, target, connector_f
     assert page.console_errors() == []
 
 
-def test_dashboard_theme_toggle(router, page):
+def test_dashboard_theme_follows_the_system_then_the_toggle(router, page):
+    page.driver.execute_cdp_cmd("Emulation.setEmulatedMedia", {
+        "features": [{"name": "prefers-color-scheme", "value": "dark"}]})
     page.open(router)
-    page.wait("return document.getElementById('status').textContent === 'ok'", "the page loaded")
+    loaded = "return document.getElementById('status').textContent === 'ok'"
+    page.wait(loaded, "the page loaded")
+    theme = "return document.documentElement.dataset.theme"
     background = "return getComputedStyle(document.body).backgroundColor"
-    first = page.js("return document.documentElement.dataset.theme")
-    assert first in ("light", "dark")
-    before = page.js(background)
+    assert page.js(theme) == "dark", "the first theme follows prefers-color-scheme"
+    dark = page.js(background)
     page.js("document.getElementById('theme-toggle').click()")
-    other = "dark" if first == "light" else "light"
-    assert page.js("return document.documentElement.dataset.theme") == other
-    assert page.js(background) != before
+    assert page.js(theme) == "light"
+    light = page.js(background)
+    assert light != dark
+    page.driver.refresh()  # the choice is remembered
+    page.wait(loaded, "the page reloaded")
+    assert page.js(theme) == "light" and page.js(background) == light
     page.js("document.getElementById('theme-toggle').click()")
-    assert page.js("return document.documentElement.dataset.theme") == first
-    assert page.js(background) == before
+    assert page.js(theme) == "dark" and page.js(background) == dark
     assert page.console_errors() == []
 
 
