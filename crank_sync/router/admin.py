@@ -19,6 +19,7 @@ from .._version import __version__
 from .metrics import socket_counts
 
 if TYPE_CHECKING:
+    from .pool import ConnectorSocket
     from .server import RouterCore
 
 Response = tuple[int, str, bytes]
@@ -74,10 +75,10 @@ def connectors(core: RouterCore) -> Response:
     return _json(200, {"services": services})
 
 
-def _since(core: RouterCore, sock: Any) -> float:
+def _since(core: RouterCore, sock: ConnectorSocket) -> float:
     """When the socket's connector instance first registered for its route (epoch seconds)."""
     since = core.metrics.recent.since(sock.route, sock.connector_instance_id)
-    return round(min(since or sock.registered_at, sock.registered_at), 3)
+    return round(sock.registered_at if since is None else since, 3)
 
 
 def registrations(core: RouterCore) -> Response:

@@ -191,11 +191,11 @@ class RegistrationHandler(BaseHTTPRequestHandler):
             domain=(headers.get("Domain") or "*").strip() if session else "*",
             session=session,
         )
+        self.core.metrics.connector_seen(sock)  # first, so the dashboard knows it when listed
         if not self.core.registry.add(sock, began):
             ws.close(1001, "deregistered or router stopping")
         else:
             self.core.metrics.registrations.labels(sock.protocol).inc()
-            self.core.metrics.connector_seen(sock)
         log.debug("registered %s socket for route %r from %s (%s)", sock.protocol, route, ip,
                   sock.connector_instance_id)
         self._wait(ws)

@@ -13,6 +13,7 @@ import logging
 import re
 import shutil
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -127,12 +128,21 @@ def test_dashboard_is_served_self_contained(router):
 
 
 def test_timeseries_endpoint(router, target, connector_factory):
-    connector_factory(target, route="ts", sliding_window=1)
+    connector_factory(target, route="ts", sliding_window=1, protocols=("1.0",))
+    admin = f"http://{LOOPBACK}:{router.registration_port}"
+
+    def since() -> float:
+        entry = get(f"{admin}/health/connectors").json()["services"]["ts"]["connectors"][0]
+        return float(entry["registeredSince"])
+
+    first = since()
+    assert first <= time.time()
     base = f"http://{LOOPBACK}:{router.http_port}"
     assert get(f"{base}/ts/bytes/100").status_code == 200
     assert get(f"{base}/ts/status/404").status_code == 404
     wait_for(lambda: router.idle_sockets("ts") >= 1, what="ts window restored")
-    admin = f"http://{LOOPBACK}:{router.registration_port}"
+    # both v1 sockets were replaced by new ones: the instance's registration time stays
+    assert since() == first
     body = get(f"{admin}/api/timeseries?minutes=5").json()
     assert body["bucket_seconds"] == 10 and len(body["start"]) == 30
     series = body["routes"]["ts"]
