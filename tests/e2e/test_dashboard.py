@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 import requests
-from crank_test_support import LOOPBACK, V3_PREFERRED, wait_for
+from crank_test_support import LOOPBACK, V3_PREFERRED, single_protocols, wait_for
 from selenium import webdriver
 from selenium.common.exceptions import JavascriptException
 from selenium.webdriver.chrome.service import Service
@@ -218,7 +218,8 @@ def test_dashboard_renders_live_data_in_a_browser(router, target, connector_fact
     assert "cranker_1.0" in protocols and "cranker_3.0" in protocols
     assert LOOPBACK in texts(".connector-row .ip")
     assert all(re.fullmatch(r"127\.0\.0\.1:\d+(, :\d+)*", a) for a in texts(".address"))
-    assert texts('.route-card[data-route="dash-route"] .sockets-idle') == ["2"]
+    idle = texts('.route-card[data-route="dash-route"] .sockets-idle')
+    assert len(idle) == 1 and int(idle[0]) >= 2, idle
     assert all(re.match(r"\d\d:\d\d:\d\d \(", s) for s in texts(".connector-row .since"))
     components = texts(".connector-row .component")
     assert "dash-component" in components
@@ -230,6 +231,7 @@ def test_dashboard_renders_live_data_in_a_browser(router, target, connector_fact
     assert page.console_errors() == []
 
 
+@single_protocols
 def test_dashboard_shows_a_route_without_connectors_as_down(router_factory, target,
                                                             connector_factory, page):
     # a short grace, so the registry soon forgets the route: the dashboard must not
@@ -242,7 +244,7 @@ def test_dashboard_shows_a_route_without_connectors_as_down(router_factory, targ
     page.wait(f"return {card} && {card}.dataset.state === 'up'", "the gone route shown as up")
 
     assert connector_factory.stop(gone)
-    wait_for(lambda: not router.registry.snapshot().get("gone", {}).get("idle"),
+    wait_for(lambda: not any(router.registry.snapshot().get("gone", {}).values()),
              what="the gone route's sockets closed")
     page.wait(f"return {card}.dataset.state === 'down'", "the gone route shown as down")
     # past the grace period a request finds no route, and the registry drops it
