@@ -15,7 +15,8 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from .pool import SocketRegistry
+from .pool import ConnectorSocket, SocketRegistry
+from .timeseries import RouteMemory, TimeSeries
 
 _BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
@@ -79,6 +80,13 @@ class RouterMetrics:
         self._lock = threading.Lock()
         self._by_route: dict[str, int] = defaultdict(int)
         self._failed = 0
+        #: The last 15 minutes per route, and the routes seen lately: for the dashboard.
+        self.timeseries = TimeSeries()
+        self.recent = RouteMemory()
+
+    def connector_seen(self, sock: ConnectorSocket) -> None:
+        """A connector socket was registered, or has just closed."""
+        self.recent.seen(sock.route, sock.connector_instance_id)
 
     def observe(self, route: str, status: int, seconds: float, bytes_in: int,
                 bytes_out: int, error: str | None) -> None:
@@ -90,6 +98,7 @@ class RouterMetrics:
             self.body_bytes.labels(route, "out").inc(bytes_out)
         if error:
             self.errors.labels(error).inc()
+        self.timeseries.record(route, status, seconds, bytes_in, bytes_out)
         with self._lock:
             self._by_route[route] += 1
             if error:

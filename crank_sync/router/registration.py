@@ -89,8 +89,11 @@ class RegistrationHandler(BaseHTTPRequestHandler):
         elif path.rstrip("/") == "/deregister":
             self._upgrade(deregister=True)
         elif path in admin.GET_ROUTES:
-            if path == "/health" or self._admin_allowed():
+            if path in admin.PUBLIC or self._admin_allowed():
                 self._send(*admin.GET_ROUTES[path](self.core))
+        elif path in admin.GET_QUERY_ROUTES:
+            if self._admin_allowed():
+                self._send(*admin.GET_QUERY_ROUTES[path](self.core, self._query()))
         else:
             self._plain(404, "not found\n")
 
@@ -190,6 +193,7 @@ class RegistrationHandler(BaseHTTPRequestHandler):
             session=session,
             message_limit=peer_message_limit(headers.get(MESSAGE_LIMIT_HEADER)),
         )
+        self.core.metrics.connector_seen(sock)  # first, so the dashboard knows it when listed
         if not self.core.registry.add(sock, began):
             ws.close(1001, "deregistered or router stopping")
         else:
@@ -198,6 +202,7 @@ class RegistrationHandler(BaseHTTPRequestHandler):
                   sock.connector_instance_id)
         self._wait(ws)
         self.core.registry.remove(sock)
+        self.core.metrics.connector_seen(sock)
 
     def _accept(self, subprotocol: str | None, version: str,
                 session: V3Session | None) -> RouterWebSocket | None:
