@@ -15,6 +15,7 @@ from ..config import validate_route
 from ..errors import BadRequest
 from . import admin
 from .pool import ConnectorSocket
+from .response import HeadReader
 from .v3 import V3Session
 from .websocket import LockedSocket, RouterWebSocket
 
@@ -57,15 +58,68 @@ class RegistrationHandler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True
     server_version = "crank_sync"
     core: RouterCore
+    #: Deadline of the request head being read (None when no head is being read).
+    _head_key: int | None = None
+    _heads_read = 0
 
     def setup(self) -> None:
         self.core = self.server.core  # type: ignore[attr-defined]
         self.timeout = self.core.config.idle_timeout  # type: ignore[misc]
         super().setup()
 
+    def handle_one_request(self) -> None:
+        """The standard handling, with the whole request head due within ``header_timeout``:
+        counted from the start for a connection's first request (a connection that says
+        nothing or trickles is closed, and counts as pending until then), from the first byte
+        for later requests on a keep-alive connection."""
+        if self._heads_read:
+            try:
+                if not self.rfile.peek(1):  # type: ignore[attr-defined]
+                    self.close_connection = True
+                    return
+            except (OSError, ValueError):
+                self.close_connection = True
+                return
+        self._plain_rfile = self.rfile
+        self._head_key = self.core.deadlines.add(
+            self.connection, self.core.config.header_timeout,
+            f"registration request head from {self.client_address[0]}")
+        self.rfile = self._head_reader = HeadReader(self.rfile)  # type: ignore[assignment]
+        try:
+            super().handle_one_request()
+        except OSError as err:
+            if self._head_key is None:  # failed after the head: as any other error
+                raise
+            log.debug("registration connection from %s failed during its head: %r",
+                      self.client_address[0], err)
+            self.close_connection = True
+        finally:
+            self._head_read()
+
+    def _head_read(self) -> None:
+        """The head is in (or never will be): end its deadline; no longer pending."""
+        if self._head_key is None:
+            return
+        self.core.deadlines.cancel(self._head_key)
+        self._head_key = None
+        self.rfile = self._plain_rfile
+        self._heads_read += 1
+        self.server.head_done(self.request)  # type: ignore[attr-defined]
+
     def parse_request(self) -> bool:
         """The standard parse, then the network allow-list, which covers the whole port."""
-        if not super().parse_request():
+        try:
+            ok = super().parse_request()
+            complete = self._head_reader.last in (b"\r\n", b"\n")
+        finally:
+            self._head_read()
+        if not ok:
+            return False
+        if not complete:
+            # the head ended at end-of-file (client gone or deadline), not at a blank line
+            log.info("incomplete registration request head from %s: dropped",
+                     self.client_address[0])
+            self.close_connection = True
             return False
         if not self.core.guard.ip_allowed(self.client_address[0]):
             self._refuse(403, "this address may not use the registration port")
