@@ -9,7 +9,7 @@ from ..errors import BadGateway, BadRequest, ClientGone, ConnectorProtocolError,
 from ..protocol import MARKER_BODY_ENDED
 from .pool import ConnectorSocket
 from .response import CLIENT_CHECK_INTERVAL, Aborted, ResponseState
-from .websocket import ConnectionClosed
+from .websocket import ConnectionClosed, RouterWebSocket
 
 if TYPE_CHECKING:
     from .proxy import ClientHandler
@@ -81,12 +81,26 @@ def _relay(handler: ClientHandler, sock: ConnectorSocket) -> bool:
     code = ws.close_reason if ws.close_received else None
     if response is None:
         if code == 1008:
-            raise BadRequest("connector closed with 1008 (policy violation)")
-        raise BadGateway(f"connector closed with {code or 'no close frame'} before responding")
+            raise BadRequest(f"connector closed with 1008 (policy violation){_said(ws)}")
+        raise BadGateway(f"connector closed with {_closed_with(ws)} before responding")
     if code not in _NORMAL_CLOSE:
-        raise Aborted(f"connector closed with {code or 'no close frame'} mid-response")
+        raise Aborted(f"connector closed with {_closed_with(ws)} mid-response")
     response.finish()
     return True
+
+
+def _closed_with(ws: RouterWebSocket) -> str:
+    """The connector's close code and reason (``1011: target failed: connection refused``)."""
+    if not ws.close_received:
+        return "no close frame"
+    return f"{ws.close_reason}{_said(ws)}"
+
+
+def _said(ws: RouterWebSocket) -> str:
+    message = (ws.close_message or "").strip() if ws.close_received else ""
+    # the reason reaches the client's 502 body and the log: printable text only
+    message = "".join(c if c.isprintable() else "?" for c in message[:123])
+    return f": {message}" if message else ""
 
 
 def _relay_body(handler: ClientHandler, sock: ConnectorSocket, response: ResponseState) -> bool:
@@ -115,6 +129,6 @@ def _relay_body(handler: ClientHandler, sock: ConnectorSocket, response: Respons
         raise ws.sink_error
     code = ws.close_reason if ws.close_received else None
     if code not in _NORMAL_CLOSE:
-        raise Aborted(f"connector closed with {code or 'no close frame'} mid-response")
+        raise Aborted(f"connector closed with {_closed_with(ws)} mid-response")
     response.finish()
     return True
