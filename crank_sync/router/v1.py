@@ -66,7 +66,7 @@ def _relay(handler: ClientHandler, sock: ConnectorSocket) -> bool:
             ws.close(1001, "idle timeout")
             if response is None:
                 raise GatewayTimeout(f"no response from connector in {cfg.idle_timeout:.0f}s")
-            raise Aborted(f"no data from connector in {cfg.idle_timeout:.0f}s")
+            raise Aborted(f"no data from connector in {cfg.idle_timeout:.0f}s", "idle_timeout")
         if isinstance(msg, str):
             if response is None:
                 response = handler.start_response(msg, ws)
@@ -122,7 +122,7 @@ def _relay_body(handler: ClientHandler, sock: ConnectorSocket, response: Respons
             # a write to a slow client is bounded by the client socket's own timeout
             if not ws.sink_busy and time.monotonic() - ws.last_delivery >= cfg.idle_timeout:
                 ws.close(1001, "idle timeout")
-                raise Aborted(f"no data from connector in {cfg.idle_timeout:.0f}s")
+                raise Aborted(f"no data from connector in {cfg.idle_timeout:.0f}s", "idle_timeout")
     finally:
         ws.detach()  # from here on only this thread writes to the client
     if ws.sink_error is not None:
