@@ -289,7 +289,8 @@ class ClientHandler(BaseHTTPRequestHandler):
         deadline = time.monotonic() + self.core.config.connector_max_wait
         host = self.headers.get("Host")
         for _ in range(_MAX_SEND_ATTEMPTS):
-            sock = registry.acquire(route, max(0.0, deadline - time.monotonic()), host)
+            sock = registry.acquire(route, max(0.0, deadline - time.monotonic()), host,
+                                    gone=self.client_gone)
             self._route = sock.route
             self._connector = sock.connector_instance_id
             self._protocol = sock.protocol
