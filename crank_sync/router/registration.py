@@ -60,7 +60,6 @@ class RegistrationHandler(BaseHTTPRequestHandler):
     core: RouterCore
     #: Deadline of the request head being read (None when no head is being read).
     _head_key: int | None = None
-    _heads_read = 0
 
     def setup(self) -> None:
         self.core = self.server.core  # type: ignore[attr-defined]
@@ -68,18 +67,10 @@ class RegistrationHandler(BaseHTTPRequestHandler):
         super().setup()
 
     def handle_one_request(self) -> None:
-        """The standard handling, with the whole request head due within ``header_timeout``:
-        counted from the start for a connection's first request (a connection that says
-        nothing or trickles is closed, and counts as pending until then), from the first byte
-        for later requests on a keep-alive connection."""
-        if self._heads_read:
-            try:
-                if not self.rfile.peek(1):  # type: ignore[attr-defined]
-                    self.close_connection = True
-                    return
-            except (OSError, ValueError):
-                self.close_connection = True
-                return
+        """The standard handling, with the whole request head due within ``header_timeout``
+        of the start of the wait for it. A connection that says nothing or trickles is closed
+        (and counts as pending until its first head is in); so is a keep-alive connection
+        left idle that long, so an idle admin connection holds no thread for long either."""
         self._plain_rfile = self.rfile
         self._head_key = self.core.deadlines.add(
             self.connection, self.core.config.header_timeout,
@@ -103,7 +94,6 @@ class RegistrationHandler(BaseHTTPRequestHandler):
         self.core.deadlines.cancel(self._head_key)
         self._head_key = None
         self.rfile = self._plain_rfile
-        self._heads_read += 1
         self.server.head_done(self.request)  # type: ignore[attr-defined]
 
     def parse_request(self) -> bool:

@@ -170,3 +170,10 @@ def test_silent_connection_is_closed_and_releases_its_place(router_factory, clie
     wait_for(lambda: is_closed(silent), what="the silent connection closed by header_timeout")
     wait_for(lambda: finish_health(clients.open(port, OTHER)) == 200,
              what="a new connection from the address once the silent one was closed")
+
+
+def test_idle_keep_alive_connection_is_closed_after_header_timeout(router_factory, clients):
+    router = router_factory(header_timeout=0.5)
+    sock = clients.open(router.registration_port)
+    assert finish_health(sock) == 200  # HTTP/1.1: the connection stays open for the next one
+    wait_for(lambda: is_closed(sock), what="the idle keep-alive connection closed")
