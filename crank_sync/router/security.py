@@ -138,11 +138,6 @@ class PendingLimit:
         self._refused = 0
         self._logged_at: float | None = None
 
-    @property
-    def pending(self) -> int:
-        with self._lock:
-            return self._count
-
     def admit(self, ip: str) -> PendingTicket | None:
         """A ticket to release once the head is read (or the connection ends), or None when
         ``ip`` or everyone is over the cap: the caller closes the connection."""
