@@ -140,6 +140,8 @@ def test_per_address_cap_closes_the_extra_connection(router_factory, target, con
     # another address is not affected: a real connector registers and serves
     connector_factory(target, route="svc", routers=[router])
     assert http_get_status(router, "/svc/bytes/5") == 200
+    # once the used socket's replacement has registered, nothing of the connector's is pending
+    wait_for(lambda: router.idle_sockets("svc") >= 2, what="the connector's window restored")
     # its registered websockets are not pending: three more heads from its address fit
     mine = [clients.open(port, LOOPBACK) for _ in range(3)]
     over = clients.open(port, LOOPBACK)
