@@ -85,6 +85,12 @@ class RouterConfig:
     registration_allow: tuple[str, ...] = ()
     #: Registrations per second accepted from one IP (bursts of twice that); 0 = no limit.
     registration_rate_limit: float = 0.0
+    #: Registration-port connections from one IP still in their TLS handshake or request head;
+    #: a connection over it is closed at once.
+    registration_max_pending_per_address: int = 16
+    #: Registration-port connections still in their TLS handshake or request head, from all
+    #: addresses; a connection over it is closed at once.
+    registration_max_pending: int = 128
     #: Bearer tokens for the admin endpoints (all but /health); empty = no token needed.
     admin_tokens: tuple[str, ...] = field(default=(), repr=False)
     #: Cranker versions connectors may register with ("1.0" alone makes a v1-only router).
@@ -118,6 +124,9 @@ class RouterConfig:
             port = getattr(self, name)
             if not 0 <= port <= 65535:
                 raise ValueError(f"{name} must be 0..65535, got {port!r}")
+        for name in ("registration_max_pending_per_address", "registration_max_pending"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)!r}")
         if self.max_header_bytes < 1024:
             raise ValueError("max_header_bytes must be at least 1024")
         if not _VIA_RE.match(self.via_name):

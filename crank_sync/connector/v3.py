@@ -22,7 +22,7 @@ from ..errors import RemoteProtocolError
 from ..protocol import ResponseHead, encode_response_head, parse_request_text, v3
 from ..protocol.limits import DEFAULT_MESSAGE_LIMIT, V3_OVERHEAD
 from .frames import FrameReader
-from .target import Cancel, iter_response
+from .target import Cancel, failure_reason, iter_response
 from .wsio import body_complete, send_frames, small_body
 
 if TYPE_CHECKING:
@@ -158,7 +158,7 @@ class ConnectorStream:
             if self.cancelled:
                 return
             log.warning("target failed for %s: %r", head.label, err)
-            self._reset(v3.RST_TARGET_FAILED, "target failed")
+            self._reset(v3.RST_TARGET_FAILED, f"target failed: {failure_reason(err)}")
             return
         complete = False
         try:
@@ -185,7 +185,8 @@ class ConnectorStream:
                         raise _Cancelled() from err
                     log.warning("target failed mid-body for %s: %r", head.label, err)
                     self._send_all(pending)
-                    self._reset(v3.RST_TARGET_FAILED, "target failed mid-body")
+                    self._reset(v3.RST_TARGET_FAILED,
+                                f"target failed mid-body: {failure_reason(err)}")
                     return
                 if chunk is None:
                     break

@@ -30,7 +30,7 @@ from ..protocol import (
 from ..protocol.limits import DEFAULT_MESSAGE_LIMIT, MESSAGE_LIMIT_HEADER, peer_message_limit
 from .frames import MAX_MESSAGE, FrameReader
 from .handshake import open_websocket
-from .target import Cancel, TargetResponse, iter_response
+from .target import Cancel, TargetResponse, failure_reason, iter_response
 from .v3 import V3Socket
 from .wsio import send_frames, small_body
 
@@ -285,7 +285,7 @@ class SocketWorker:
                 log.info("request %s cancelled: the client went away", head.label)
                 return
             log.warning("target failed for %s: %r", head.label, err)
-            self._close(ws, 1011, "target failed")
+            self._close(ws, 1011, f"target failed: {failure_reason(err)}")
             return
         finally:
             watcher.unwatch(ws)
@@ -355,7 +355,7 @@ class SocketWorker:
                     log.warning("target failed mid-body for %s: %r", head.label, err)
                     if pending:
                         send_frames(ws, pending)
-                    self._close(ws, 1011, "target failed mid-body")
+                    self._close(ws, 1011, f"target failed mid-body: {failure_reason(err)}")
                     return
                 if chunk is None:
                     break

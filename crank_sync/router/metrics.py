@@ -76,6 +76,9 @@ class RouterMetrics:
         self.errors = Counter("crank_errors", "Failed requests by kind", ["kind"], registry=r)
         self.retries = Counter("crank_retries", "Requests retried on another v1 socket after "
                                "theirs closed unanswered", ["route"], registry=r)
+        self.aborted = Counter("crank_requests_aborted",
+                               "Requests cut short (client gone, connector lost, idle timeout)",
+                               ["route", "reason"], registry=r)
         r.register(_SocketCollector(sockets))
         self._lock = threading.Lock()
         self._by_route: dict[str, int] = defaultdict(int)
@@ -89,8 +92,14 @@ class RouterMetrics:
         self.recent.seen(sock.route, sock.connector_instance_id)
 
     def observe(self, route: str, status: int, seconds: float, bytes_in: int,
-                bytes_out: int, error: str | None) -> None:
-        self.requests.labels(route, f"{status // 100}xx" if status else "none").inc()
+                bytes_out: int, error: str | None, aborted: str | None = None) -> None:
+        """Count one request; an ``aborted`` one (the reason) has status class ``aborted``,
+        whatever status had gone out."""
+        if aborted:
+            self.requests.labels(route, "aborted").inc()
+            self.aborted.labels(route, aborted).inc()
+        else:
+            self.requests.labels(route, f"{status // 100}xx" if status else "none").inc()
         self.duration.labels(route).observe(seconds)
         if bytes_in:
             self.body_bytes.labels(route, "in").inc(bytes_in)

@@ -7,6 +7,11 @@ alternates between them. v3 sockets registered for a ``Domain`` serve requests w
 matches it, before path routing. A route stays known while it has sockets,
 and for ``grace`` seconds after its last one closed, so a request arriving between a v1
 socket's end and its replacement's registration waits instead of getting 404.
+
+Requests that find no socket wait in arrival order: each waiter has its own slot, and a socket
+that turns up is handed to the oldest waiter directly, so a request arriving later cannot take
+it first (with a plain condition variable, one waiter in a few thousand was overtaken until its
+``connector_max_wait`` ran out).
 """
 from __future__ import annotations
 
@@ -16,10 +21,11 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from ..errors import NoConnectorAvailable, NoRoute
+from ..errors import ClientGone, NoConnectorAvailable, NoRoute
 from ..protocol.limits import DEFAULT_MESSAGE_LIMIT
 from .websocket import RouterWebSocket
 
@@ -63,10 +69,18 @@ class ConnectorSocket:
 
 
 @dataclass(eq=False)
+class _Waiter:
+    """A request waiting for a socket: the registry puts the socket in ``sock``, then sets
+    ``ready``. Only the registry's lock guards ``sock``."""
+
+    ready: threading.Event = field(default_factory=threading.Event)
+    sock: ConnectorSocket | None = None
+
+
+@dataclass(eq=False)
 class _Route:
-    #: Requests waiting for this route's sockets wait here (sharing the registry's lock), so
-    #: a new socket wakes one of them, not every waiter of every route.
-    cond: threading.Condition
+    #: Requests waiting for this route's sockets, oldest first.
+    waiters: collections.deque[_Waiter] = field(default_factory=collections.deque)
     idle: collections.deque[ConnectorSocket] = field(default_factory=collections.deque)
     busy: set[ConnectorSocket] = field(default_factory=set)
     v3: list[ConnectorSocket] = field(default_factory=list)
@@ -107,7 +121,6 @@ class SocketRegistry:
     def __init__(self, grace: float) -> None:
         self._grace = grace
         self._lock = threading.Lock()
-        self._cond = threading.Condition(self._lock)
         self._routes: dict[str, _Route] = {}
         self._domains: dict[str, _Route] = {}
         self._dark: frozenset[str] = frozenset()
@@ -123,7 +136,7 @@ class SocketRegistry:
         connector deregistered after this socket's handshake ``began`` (time.monotonic()): the
         upgrade answer goes out before the socket is added, so a deregistration can slip in
         between, and the socket must not outlive it."""
-        with self._cond:
+        with self._lock:
             if self._closed:
                 return False
             if self._deregistered.get(sock.connector_instance_id, -1.0) >= began:
@@ -132,16 +145,15 @@ class SocketRegistry:
             assert route is not None
             if sock.is_v3:
                 route.v3.append(sock)
-                route.cond.notify_all()  # a v3 socket serves every waiter
             else:
                 route.idle.append(sock)
-                route.cond.notify()  # one socket, one request
             route.emptied_at = None
+            self._hand_over(route)
             return True
 
     def remove(self, sock: ConnectorSocket) -> None:
         """Forget ``sock`` (it closed). Safe to call more than once."""
-        with self._cond:
+        with self._lock:
             route = self._group_of(sock, create=False)
             if route is None:
                 return
@@ -161,12 +173,34 @@ class SocketRegistry:
             table, key = self._routes, sock.route
         route = table.get(key)
         if route is None and create:
-            route = table[key] = _Route(threading.Condition(self._lock))
+            route = table[key] = _Route()
         return route
+
+    def _hand_over(self, route: _Route) -> None:
+        """Give the route's available sockets to its waiters, oldest first (lock held)."""
+        while route.waiters:
+            sock = route.pick(self._dark)
+            if sock is None:
+                return
+            waiter = route.waiters.popleft()
+            waiter.sock = sock
+            waiter.ready.set()
+
+    def _give_back(self, sock: ConnectorSocket) -> None:
+        """A socket handed to a request whose client left before using it: to the next
+        waiter, or idle again (lock held)."""
+        route = self._group_of(sock, create=False)
+        if route is None or sock.is_v3:
+            return  # a v3 socket never left the pool
+        route.busy.discard(sock)
+        sock.ws.in_use = False
+        if sock.ws.connected and not sock.ws.finished and not self._closed:
+            route.idle.appendleft(sock)
+            self._hand_over(route)
 
     def take_idle_of(self, connector_instance_id: str) -> list[ConnectorSocket]:
         """Remove and return the idle sockets of a connector instance (deregistration)."""
-        with self._cond:
+        with self._lock:
             now = time.monotonic()
             if len(self._deregistered) > 1000:  # keep only recent ones: memory stays bounded
                 self._deregistered = {k: t for k, t in self._deregistered.items()
@@ -184,16 +218,14 @@ class SocketRegistry:
 
     def close(self) -> list[ConnectorSocket]:
         """Refuse new registrations and return every socket, idle or busy."""
-        with self._cond:
+        with self._lock:
             self._closed = True
             groups = (*self._routes.values(), *self._domains.values())
             everything = [s for r in groups for s in (*r.idle, *r.busy, *r.v3)]
-            self._wake_all()
+            for route in groups:
+                for waiter in route.waiters:
+                    waiter.ready.set()  # with no socket: the registry is closed
             return everything
-
-    def _wake_all(self) -> None:
-        for route in (*self._routes.values(), *self._domains.values()):
-            route.cond.notify_all()
 
     # -- requests ----------------------------------------------------------------------------
 
@@ -203,70 +235,105 @@ class SocketRegistry:
             if route is None:
                 continue
             expired = route.emptied_at is not None and now - route.emptied_at > self._grace
-            if route.empty and expired:
+            if route.empty and expired and not route.waiters:
                 del self._routes[key]
                 continue
             return route
         return None
 
-    def acquire(self, name: str, timeout: float, host: str | None = None) -> ConnectorSocket:
+    def acquire(self, name: str, timeout: float, host: str | None = None,
+                gone: Callable[[], bool] | None = None,
+                check_every: float = 0.25) -> ConnectorSocket:
         """A socket for route ``name`` (or the catch-all), waiting up to ``timeout``.
 
         A v1 socket is taken out of the pool; a v3 socket stays in it. When ``host`` matches
-        a registered v3 domain, that domain's sockets are used first.
+        a registered v3 domain, that domain's sockets are used first. Waiting requests are
+        served in arrival order; ``gone()`` is asked every ``check_every`` seconds while
+        waiting, and True (the client left) ends the wait.
 
-        Raises NoRoute when neither the route nor a catch-all is registered, and
-        NoConnectorAvailable when no idle socket turned up in time.
+        Raises NoRoute when neither the route nor a catch-all is registered,
+        NoConnectorAvailable when no idle socket turned up in time, and ClientGone.
         """
         deadline = time.monotonic() + timeout
-        with self._cond:
+        with self._lock:
+            route, sock = self._available(name, host)
+            if sock is not None:
+                return sock
+            waiter = _Waiter()
+            route.waiters.append(waiter)
             self.waiting += 1
-            try:
-                while True:
-                    now = time.monotonic()
-                    if host and not self._closed and self._domains:
-                        domain = self._domains.get(_hostname(host))
-                        sock = domain.pick(self._dark) if domain is not None else None
-                        if sock is not None:
-                            return sock
-                    route = None if self._closed else self._resolve(name, now)
-                    if route is None:
-                        raise NoRoute(f"no connector registered for route {name!r}")
-                    sock = route.pick(self._dark)
-                    if sock is not None:
-                        return sock
-                    if now >= deadline:
-                        if route.idle:  # a wake-up meant for us may be owed to another waiter
-                            route.cond.notify()
-                        raise NoConnectorAvailable(
-                            f"no idle connector socket for route {name!r} within {timeout:.1f}s"
-                        )
-                    route.cond.wait(deadline - now)
-            finally:
+        client_left = False
+        keep = False  # a socket handed over while this wait failed goes back, never astray
+        try:
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or waiter.ready.wait(min(remaining, check_every)):
+                    break
+                if gone is not None and gone():
+                    client_left = True
+                    break
+            keep = not client_left
+        finally:
+            with self._lock:
                 self.waiting -= 1
+                sock, waiter.sock = waiter.sock, None
+                if sock is None:
+                    try:
+                        route.waiters.remove(waiter)
+                    except ValueError:
+                        pass
+                elif not keep:
+                    self._give_back(sock)
+                    sock = None
+                closed = self._closed
+        if sock is not None:
+            return sock
+        if client_left:
+            raise ClientGone("client disconnected while waiting for a connector socket")
+        if closed:
+            raise NoRoute(f"no connector registered for route {name!r}")
+        raise NoConnectorAvailable(
+            f"no idle connector socket for route {name!r} within {timeout:.1f}s")
+
+    def _available(self, name: str, host: str | None) -> tuple[_Route, ConnectorSocket | None]:
+        """The route for ``name`` and a socket from it, unless earlier requests are waiting
+        for one (lock held). Raises NoRoute."""
+        if host and not self._closed and self._domains:
+            domain = self._domains.get(_hostname(host))
+            if domain is not None:
+                sock = domain.pick(self._dark)
+                if sock is not None:
+                    return domain, sock
+        route = None if self._closed else self._resolve(name, time.monotonic())
+        if route is None:
+            raise NoRoute(f"no connector registered for route {name!r}")
+        if route.waiters:  # first come, first served: join the queue
+            return route, None
+        return route, route.pick(self._dark)
 
     # -- dark mode ---------------------------------------------------------------------------
 
     def set_dark(self, ip: str, dark: bool) -> None:
         """Take every connector from ``ip`` out of rotation (or put it back)."""
-        with self._cond:
+        with self._lock:
             self._dark = self._dark | {ip} if dark else self._dark - {ip}
-            self._wake_all()
+            for route in (*self._routes.values(), *self._domains.values()):
+                self._hand_over(route)
 
     def dark_ips(self) -> list[str]:
-        with self._cond:
+        with self._lock:
             return sorted(self._dark)
 
     # -- inspection --------------------------------------------------------------------------
 
     def idle_count(self, name: str) -> int:
-        with self._cond:
+        with self._lock:
             route = self._routes.get(name)
             return len(route.idle) + len(route.v3) if route else 0
 
     def snapshot(self) -> dict[str, dict[str, list[ConnectorSocket]]]:
         """Sockets by route (domain groups as ``domain:<host>``): idle v1, busy v1, v3."""
-        with self._cond:
+        with self._lock:
             groups = {**self._routes, **{f"domain:{d}": r for d, r in self._domains.items()}}
             return {
                 name: {"idle": list(r.idle), "busy": list(r.busy), "v3": list(r.v3)}

@@ -184,15 +184,16 @@ class ClientHandler(BaseHTTPRequestHandler):
         self.request_id = self._request_id()
         self._writer = ClientWriter(self.wfile)
         error: str | None = None
+        aborted: str | None = None
         try:
             self._proxy()
         except ClientGone as err:
-            error = "ClientGone"
+            error, aborted = "ClientGone", "client_gone"
             log.debug("client %s went away [%s]: %s", self.client_address[0], self.request_id,
                       err)
             self.close_connection = True
         except Aborted as err:
-            error = "Aborted"
+            error, aborted = "Aborted", err.kind
             try:
                 self._writer.flush()  # what arrived goes out; the close then marks it short
             except ClientGone:
@@ -202,11 +203,13 @@ class ClientHandler(BaseHTTPRequestHandler):
             self.close_connection = True
         except CrankError as err:
             error = type(err).__name__
+            if self._response_started:  # too late for its status: the response is cut short
+                aborted = "bad_response"
             self._reject(err)
         finally:
             if self.core.draining:
                 self.close_connection = True
-            self._log_access(started, error)
+            self._log_access(started, error, aborted)
 
     def _request_id(self) -> str:
         """The client's X-Request-Id when it is sane, otherwise a new one."""
@@ -215,18 +218,23 @@ class ClientHandler(BaseHTTPRequestHandler):
             return rid
         return f"{_request_ids.getrandbits(128):032x}"
 
-    def _log_access(self, started: float, error: str | None) -> None:
+    def _log_access(self, started: float, error: str | None, aborted: str | None) -> None:
+        """One access line and the metrics. An exchange cut short (client gone, connector
+        lost, idle timeout) is ``outcome=aborted`` with its reason, whatever status had
+        gone out: a 200 whose body was cut off is no success."""
         seconds = time.monotonic() - started
         out = self._writer.bytes_written
-        self.core.metrics.observe(self._route, self._status, seconds, self._bytes_in, out, error)
+        self.core.metrics.observe(self._route, self._status, seconds, self._bytes_in, out, error,
+                                  aborted)
         if access_log.isEnabledFor(logging.INFO):
+            outcome = f"aborted:{aborted}" if aborted else "error" if error else "ok"
             access_log.info(
-                '%s %s "%s %s" route=%s status=%s in=%d out=%d %.1fms connector=%s protocol=%s'
-                " request_id=%s retries=%d",
+                '%s %s "%s %s" route=%s status=%s outcome=%s in=%d out=%d %.1fms connector=%s'
+                " protocol=%s request_id=%s retries=%d",
                 time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - seconds)),
                 self.client_address[0], self.command, self.path[:500], self._route,
-                self._status or "-", self._bytes_in, out, seconds * 1000, self._connector,
-                self._protocol, self.request_id, self._retries,
+                self._status or "-", outcome, self._bytes_in, out, seconds * 1000,
+                self._connector, self._protocol, self.request_id, self._retries,
             )
 
     def body_chunks(self, length: int | None) -> Iterator[bytes]:
@@ -318,7 +326,8 @@ class ClientHandler(BaseHTTPRequestHandler):
         registry = self.core.registry
         host = self.headers.get("Host")
         for _ in range(_MAX_SEND_ATTEMPTS):
-            sock = registry.acquire(route, max(0.0, deadline - time.monotonic()), host)
+            sock = registry.acquire(route, max(0.0, deadline - time.monotonic()), host,
+                                    gone=self.client_gone)
             self._route = sock.route
             self._connector = sock.connector_instance_id
             self._protocol = sock.protocol
@@ -350,9 +359,9 @@ class ClientHandler(BaseHTTPRequestHandler):
         except (OSError, ValueError):
             return True
 
-    def aborted(self, reason: str) -> Exception:
+    def aborted(self, reason: str, kind: str = "connector_lost") -> Exception:
         """The exception that drops the client connection mid-response."""
-        return Aborted(reason)
+        return Aborted(reason, kind)
 
     def start_response(self, text: str, ws: RouterWebSocket | None = None) -> ResponseState:
         """Parse the connector's response head and write it to the client."""

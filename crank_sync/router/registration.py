@@ -53,20 +53,79 @@ def negotiate(offered_subprotocols: list[str], legacy: str | None,
     raise BadRequest("no Sec-WebSocket-Protocol or CrankerProtocol header: cannot pick a version")
 
 
+
+class HeadReader:
+    """Wraps rfile while the head is read, to tell a blank line from end-of-file: the
+    standard parser takes both as the end of the headers."""
+
+    def __init__(self, rfile: Any) -> None:
+        self._rfile = rfile
+        self.last = b""
+
+    def readline(self, size: int = -1) -> bytes:
+        self.last = self._rfile.readline(size)
+        return self.last
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._rfile, name)
+
 class RegistrationHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True
     server_version = "crank_sync"
     core: RouterCore
+    #: Deadline of the request head being read (None when no head is being read).
+    _head_key: int | None = None
 
     def setup(self) -> None:
         self.core = self.server.core  # type: ignore[attr-defined]
         self.timeout = self.core.config.idle_timeout  # type: ignore[misc]
         super().setup()
 
+    def handle_one_request(self) -> None:
+        """The standard handling, with the whole request head due within ``header_timeout``
+        of the start of the wait for it. A connection that says nothing or trickles is closed
+        (and counts as pending until its first head is in); so is a keep-alive connection
+        left idle that long, so an idle admin connection holds no thread for long either."""
+        self._plain_rfile = self.rfile
+        self._head_key = self.core.deadlines.add(
+            self.connection, self.core.config.header_timeout,
+            f"registration request head from {self.client_address[0]}")
+        self.rfile = self._head_reader = HeadReader(self.rfile)  # type: ignore[assignment]
+        try:
+            super().handle_one_request()
+        except OSError as err:
+            if self._head_key is None:  # failed after the head: as any other error
+                raise
+            log.debug("registration connection from %s failed during its head: %r",
+                      self.client_address[0], err)
+            self.close_connection = True
+        finally:
+            self._head_read()
+
+    def _head_read(self) -> None:
+        """The head is in (or never will be): end its deadline; no longer pending."""
+        if self._head_key is None:
+            return
+        self.core.deadlines.cancel(self._head_key)
+        self._head_key = None
+        self.rfile = self._plain_rfile
+        self.server.head_done(self.request)  # type: ignore[attr-defined]
+
     def parse_request(self) -> bool:
         """The standard parse, then the network allow-list, which covers the whole port."""
-        if not super().parse_request():
+        try:
+            ok = super().parse_request()
+            complete = self._head_reader.last in (b"\r\n", b"\n")
+        finally:
+            self._head_read()
+        if not ok:
+            return False
+        if not complete:
+            # the head ended at end-of-file (client gone or deadline), not at a blank line
+            log.info("incomplete registration request head from %s: dropped",
+                     self.client_address[0])
+            self.close_connection = True
             return False
         if not self.core.guard.ip_allowed(self.client_address[0]):
             self._refuse(403, "this address may not use the registration port")

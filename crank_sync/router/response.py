@@ -17,7 +17,16 @@ CLIENT_CHECK_INTERVAL = 0.25
 
 
 class Aborted(Exception):
-    """The response had started when the exchange failed: the client connection is dropped."""
+    """The response had started when the exchange failed: the client connection is dropped.
+
+    ``kind`` says why, for the access log and ``crank_requests_aborted_total``:
+    ``connector_lost``, ``idle_timeout`` or ``bad_response`` (``client_gone`` is
+    :class:`~crank_sync.errors.ClientGone`'s).
+    """
+
+    def __init__(self, message: str, kind: str = "connector_lost") -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 def readable_now(sock: Any) -> bool:
@@ -76,7 +85,7 @@ class ResponseState:
 
     def _count(self, data: bytes) -> None:
         if self.expected is not None and self.sent + len(data) > self.expected:
-            raise Aborted("connector sent more bytes than its Content-Length")
+            raise Aborted("connector sent more bytes than its Content-Length", "bad_response")
         self.sent += len(data)
 
     def try_write(self, sock: socket.socket, data: bytes) -> bytes:
@@ -88,7 +97,7 @@ class ResponseState:
 
     def finish(self) -> None:
         if self.body_allowed and self.expected is not None and self.sent != self.expected:
-            raise Aborted(f"connector sent {self.sent} of {self.expected} bytes")
+            raise Aborted(f"connector sent {self.sent} of {self.expected} bytes", "bad_response")
         if self.body_allowed:
             self.writer.finish()
         else:

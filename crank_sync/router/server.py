@@ -16,7 +16,7 @@ from .metrics import RouterMetrics
 from .pool import SocketRegistry
 from .proxy import ClientHandler
 from .registration import RegistrationHandler
-from .security import RegistrationGuard, server_context
+from .security import PendingLimit, PendingTicket, RegistrationGuard, server_context
 
 log = logging.getLogger(__name__)
 
@@ -45,24 +45,45 @@ class _Server(ThreadingHTTPServer):
     request_queue_size = 1024
 
     def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler],
-                 core: RouterCore, name: str, tls: ssl.SSLContext | None = None) -> None:
+                 core: RouterCore, name: str, tls: ssl.SSLContext | None = None,
+                 pending: PendingLimit | None = None) -> None:
         self.core = core
         self.tls = tls
+        self.pending = pending
         self._name = name
         self._lock = threading.Lock()
         self.workers = ThreadCache(f"crank-router-{name}")
         self._connections: set[socket.socket] = set()
+        #: Connections admitted under ``pending`` whose head has not been read yet.
+        self._tickets: dict[Any, PendingTicket] = {}
         super().__init__(address, handler)
 
     def process_request(self, request: Any, client_address: Any) -> None:
+        ticket = None
+        if self.pending is not None:
+            ticket = self.pending.admit(client_address[0])
+            if ticket is None:  # over the cap: closed here, before a thread waits on it
+                request.close()
+                return
         with self._lock:
             self._connections.add(request)
+            if ticket is not None:
+                self._tickets[request] = ticket
         try:
             self.workers.submit(self._work, request, client_address)
         except RuntimeError:  # stopping: no thread for this connection
             with self._lock:
                 self._connections.discard(request)
+            self.head_done(request)
             self.shutdown_request(request)
+
+    def head_done(self, request: Any) -> None:
+        """The connection's request head has been read (or it ended): it is no longer
+        pending. Safe to call more than once."""
+        with self._lock:
+            ticket = self._tickets.pop(request, None)
+        if ticket is not None:
+            ticket.release()
 
     def _work(self, request: Any, client_address: Any) -> None:
         try:
@@ -73,6 +94,7 @@ class _Server(ThreadingHTTPServer):
             self.process_request_thread(request, client_address)
         finally:
             if request is not None:
+                self.head_done(request)
                 with self._lock:
                     self._connections.discard(request)
 
@@ -86,11 +108,17 @@ class _Server(ThreadingHTTPServer):
             tls = self.tls.wrap_socket(request, server_side=True, do_handshake_on_connect=False)
         except (ssl.SSLError, OSError) as err:
             log.info("TLS set-up with %s failed: %s", client_address, err)
+            self.head_done(request)
+            with self._lock:
+                self._connections.discard(request)
             request.close()
             return None
         with self._lock:
             self._connections.discard(request)
             self._connections.add(tls)
+            ticket = self._tickets.pop(request, None)
+            if ticket is not None:
+                self._tickets[tls] = ticket
         key = self.core.deadlines.add(tls, timeout, f"TLS handshake from {client_address}")
         try:
             tls.settimeout(timeout)
@@ -99,6 +127,7 @@ class _Server(ThreadingHTTPServer):
         except (ssl.SSLError, OSError) as err:
             log.info("TLS handshake with %s on the %s port failed: %s", client_address,
                      self._name, err)
+            self.head_done(tls)
             with self._lock:
                 self._connections.discard(tls)
             tls.close()
@@ -169,8 +198,10 @@ class Router:
         try:
             self._servers.append(_Server((cfg.host, cfg.http_port), ClientHandler, self._core,
                                          "client", client_tls))
+            pending = PendingLimit(cfg.registration_max_pending_per_address,
+                                   cfg.registration_max_pending)
             self._servers.append(_Server((cfg.host, cfg.registration_port), RegistrationHandler,
-                                         self._core, "registration", registration_tls))
+                                         self._core, "registration", registration_tls, pending))
         except OSError:
             for server in self._servers:
                 server.server_close()

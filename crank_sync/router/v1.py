@@ -17,7 +17,7 @@ from ..protocol import MARKER_BODY_ENDED
 from ..protocol.limits import pieces
 from .pool import ConnectorSocket
 from .response import CLIENT_CHECK_INTERVAL, Aborted, ResponseState
-from .websocket import ConnectionClosed
+from .websocket import ConnectionClosed, RouterWebSocket
 
 if TYPE_CHECKING:
     from .proxy import ClientHandler
@@ -78,7 +78,7 @@ def _relay(handler: ClientHandler, sock: ConnectorSocket) -> bool:
             ws.close(1001, "idle timeout")
             if response is None:
                 raise GatewayTimeout(f"no response from connector in {cfg.idle_timeout:.0f}s")
-            raise Aborted(f"no data from connector in {cfg.idle_timeout:.0f}s")
+            raise Aborted(f"no data from connector in {cfg.idle_timeout:.0f}s", "idle_timeout")
         if isinstance(msg, str):
             if response is None:
                 response = handler.start_response(msg, ws)
@@ -93,15 +93,29 @@ def _relay(handler: ClientHandler, sock: ConnectorSocket) -> bool:
     code = ws.close_reason if ws.close_received else None
     if response is None:
         if code == 1008:
-            raise BadRequest("connector closed with 1008 (policy violation)")
+            raise BadRequest(f"connector closed with 1008 (policy violation){_said(ws)}")
         if code in _CLOSED_UNANSWERED:
             raise SocketClosedBeforeResponse(
-                f"connector closed with {code or 'no close frame'} before responding")
-        raise BadGateway(f"connector closed with {code or 'no close frame'} before responding")
+                f"connector closed with {_closed_with(ws)} before responding")
+        raise BadGateway(f"connector closed with {_closed_with(ws)} before responding")
     if code not in _NORMAL_CLOSE:
-        raise Aborted(f"connector closed with {code or 'no close frame'} mid-response")
+        raise Aborted(f"connector closed with {_closed_with(ws)} mid-response")
     response.finish()
     return True
+
+
+def _closed_with(ws: RouterWebSocket) -> str:
+    """The connector's close code and reason (``1011: target failed: connection refused``)."""
+    if not ws.close_received:
+        return "no close frame"
+    return f"{ws.close_reason}{_said(ws)}"
+
+
+def _said(ws: RouterWebSocket) -> str:
+    message = (ws.close_message or "").strip() if ws.close_received else ""
+    # the reason reaches the client's 502 body and the log: printable text only
+    message = "".join(c if c.isprintable() else "?" for c in message[:123])
+    return f": {message}" if message else ""
 
 
 def _relay_body(handler: ClientHandler, sock: ConnectorSocket, response: ResponseState) -> bool:
@@ -123,13 +137,13 @@ def _relay_body(handler: ClientHandler, sock: ConnectorSocket, response: Respons
             # a write to a slow client is bounded by the client socket's own timeout
             if not ws.sink_busy and time.monotonic() - ws.last_delivery >= cfg.idle_timeout:
                 ws.close(1001, "idle timeout")
-                raise Aborted(f"no data from connector in {cfg.idle_timeout:.0f}s")
+                raise Aborted(f"no data from connector in {cfg.idle_timeout:.0f}s", "idle_timeout")
     finally:
         ws.detach()  # from here on only this thread writes to the client
     if ws.sink_error is not None:
         raise ws.sink_error
     code = ws.close_reason if ws.close_received else None
     if code not in _NORMAL_CLOSE:
-        raise Aborted(f"connector closed with {code or 'no close frame'} mid-response")
+        raise Aborted(f"connector closed with {_closed_with(ws)} mid-response")
     response.finish()
     return True

@@ -344,7 +344,7 @@ def _relay_events(handler: ClientHandler, stream: RouterStream, idle: float) -> 
                 continue
             if response is None:
                 raise GatewayTimeout(f"no response from connector in {idle:.0f}s")
-            raise handler.aborted(f"no data from connector in {idle:.0f}s")
+            raise handler.aborted(f"no data from connector in {idle:.0f}s", "idle_timeout")
         last_data = time.monotonic()
         if isinstance(event, _DirectFailed):
             raise event.error
