@@ -35,15 +35,17 @@ import hashlib
 import http.client
 import importlib.util
 import json
+import socket
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
-from crank_test_support import LOOPBACK, deterministic_bytes, wait_for
+from crank_test_support import GZIP_BODY, LOOPBACK, deterministic_bytes, wait_for
 
 PEERS_DIR = Path(__file__).resolve().parent.parent / "peers"
 ROUTE = "svc"
@@ -185,6 +187,44 @@ def test_chunked_upload(peer, peer_router, target):
         assert not rec.has_header("Transfer-Encoding")
 
 
+def test_5_mb_download_and_upload(peer, fetch):
+    """Far beyond one flow-control window (64 KiB) on v3, and beyond any one message."""
+    resp = fetch("GET", "/svc/bytes/5000000?seed=9")
+    assert resp.status_code == 200, peer.output()
+    assert resp.content == deterministic_bytes(5_000_000, 9)
+    body = deterministic_bytes(5_000_000, 10)
+    resp = fetch("POST", "/svc/echo", data=body)
+    assert resp.status_code == 200, peer.output()
+    assert resp.content == body
+
+
+def test_client_leaving_mid_response_leaves_the_route_serving(peer, peer_router, fetch):
+    """The router ends the exchange (v1: close 1001; v3: RST_STREAM) and keeps serving.
+
+    crank4py-connector streams the target's answer on its reader thread, so it only notices
+    when its sends fail, and never closes its request to the target (the target keeps
+    writing until it is stopped); the router does not depend on either."""
+    client = socket.create_connection((LOOPBACK, peer_router.http_port), timeout=30)
+    try:
+        client.sendall(b"GET /svc/endless HTTP/1.1\r\nHost: peers\r\n\r\n")
+        received = 0
+        while received < 1_000_000:
+            chunk = client.recv(65536)
+            assert chunk, f"the response ended after {received} bytes\n{peer.output()}"
+            received += len(chunk)
+    finally:
+        client.close()
+
+    def settled() -> bool:
+        groups = peer_router.registry.snapshot().get(ROUTE, {})
+        return not groups.get("busy") and peer_router.idle_sockets(ROUTE) >= 2
+
+    wait_for(settled, timeout=20, what="the router to end the exchange, two sockets idle")
+    resp = fetch("GET", "/svc/bytes/3000?seed=4")
+    assert resp.status_code == 200, peer.output()
+    assert resp.content == deterministic_bytes(3000, 4)
+
+
 def test_two_set_cookie_headers(peer, fetch):
     resp = fetch("GET", "/svc/cookies")
     assert resp.status_code == 200, peer.output()
@@ -230,3 +270,45 @@ def test_route_answers_503_or_404_once_the_peer_stops(peer, peer_router, fetch, 
     assert resp.status_code in (503, 404), (resp.status_code, resp.text)
     if how == "shutdown":
         assert peer.end() == 0, peer.output()
+
+
+# --------------------------------------------------------------------------- crank4py's limits
+
+
+@pytest.mark.parametrize("peer", ["crank4py-connector"], indirect=True)
+def test_crank4py_decodes_gzip_but_keeps_its_length_and_the_router_aborts(peer, peer_router):
+    """crank4py-connector reads the target with requests' ``iter_content``, which undoes
+    ``Content-Encoding: gzip``, yet it passes on the encoding and the compressed
+    ``Content-Length``. The router refuses to send a body longer than its Content-Length: the
+    client gets the head and then the connection closes (no hang, no mislabelled body)."""
+    client = socket.create_connection((LOOPBACK, peer_router.http_port), timeout=30)
+    try:
+        client.sendall(b"GET /svc/gzip HTTP/1.1\r\nHost: peers\r\n\r\n")
+        data = b""
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            chunk = client.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        else:
+            raise AssertionError(f"the router kept the connection open: {data[:300]!r}")
+    finally:
+        client.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    assert lines[0].startswith("HTTP/1.1 200"), head
+    fields = {k.strip().lower(): v.strip() for k, _, v in (x.partition(":") for x in lines[1:])}
+    assert fields["content-encoding"] == "gzip"
+    assert fields["content-length"] == str(len(GZIP_BODY))
+    assert len(body) < len(GZIP_BODY)
+
+
+@pytest.mark.parametrize("peer", ["crank4py-connector"], indirect=True)
+def test_crank4py_follows_redirects_itself(peer, fetch, target):
+    """crank4py-connector calls the target with requests' default ``allow_redirects=True``: the
+    client never sees the target's 302, it gets what the redirect points at."""
+    resp = fetch("GET", "/svc/redirect", allow_redirects=False)
+    assert resp.status_code == 200, peer.output()
+    assert resp.content == deterministic_bytes(1, 0)
+    assert [r.path for r in target.received] == ["/svc/redirect", "/svc/bytes/1"]

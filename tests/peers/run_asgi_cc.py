@@ -20,6 +20,7 @@ The app, under ``/<route>/``:
 * ``sha256``: reads the body as it comes and answers JSON ``{"length": n, "sha256": hex}``
   (as the test suite's target service does);
 * ``cookies``: two ``Set-Cookie`` headers;
+* ``endless``: 64 KiB chunks until the router goes away (capped at 512 MiB);
 * anything else: 404.
 """
 from __future__ import annotations
@@ -31,6 +32,9 @@ import random
 import sys
 from typing import Any
 from urllib.parse import parse_qs
+
+ENDLESS_CHUNK = 64 * 1024
+ENDLESS_CAP = 512 * 1024 * 1024
 
 
 async def _body(receive: Any) -> bytes:
@@ -85,6 +89,14 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await _body(receive)
         await _answer(send, 200, b"cookies\n", [(b"set-cookie", b"a=1; Path=/"),
                                               (b"set-cookie", b"b=2; Path=/; HttpOnly")])
+    elif endpoint == b"endless":
+        await _body(receive)
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/octet-stream")]})
+        chunk = b"e" * ENDLESS_CHUNK
+        for _ in range(ENDLESS_CAP // ENDLESS_CHUNK):
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
     else:
         await _body(receive)
         await _answer(send, 404, b"asgi app: no such endpoint\n")
