@@ -17,7 +17,8 @@ request whose head, body and end marker are fragmented messages.
 Habits already covered elsewhere, not repeated here: ``\\r\\n`` with a space after the colon,
 reason ``TODO`` and crank4py's ``<METHOD> <path>`` line (``test_connector_failures.py::
 test_lenient_response_head_parsing``); a close without a code after a complete response
-(``test_connector_failures.py::test_close_1005_after_complete_response_counts_as_normal``);
+(``test_connector_failures.py::test_close_1005_after_complete_response_counts_as_normal``;
+here only the same close before any response);
 ``/register`` without the slash but with a query (``test_registration.py::
 test_register_without_trailing_slash``); a router closing without a code
 (``test_connector_v1_wire.py::test_close_right_after_the_marker_cancels[no-code]``); the
@@ -128,6 +129,15 @@ def test_v1_response_head_and_body_as_fragmented_messages(router, fake_connector
     assert resp.status_code == 200
     assert resp.headers["X-Fragmented"] == "yes"
     assert resp.content == body + b"tail!"
+
+
+def test_v1_close_without_a_code_before_any_response_is_502(router, fake_connector_factory):
+    """1005 counts as 1000, and 1000 with no response at all is the empty-200 bug: 502."""
+    fake = fake_connector_factory(router, "nocode")
+    client = BackgroundRequest(router, "GET", "/nocode/x")
+    fake.recv_request()
+    fake.close_without_code()
+    assert client.response().status_code == 502
 
 
 # --------------------------------------------------------------------------- v3 fragments

@@ -21,7 +21,11 @@ event loop and logging set-up never touch the test process; the test drives it t
     since Python 3.9), so it never pings and logs a traceback per closed socket; neither
     stops it from serving, and the router still sees each close;
   - its response head has a ``<METHOD> <path>`` line after the status line, which the
-    router ignores.
+    router ignores;
+  - it decodes gzip bodies but passes on ``Content-Encoding`` and the compressed length (the
+    router aborts the response), follows redirects itself, and never cancels its request to
+    the target when the client goes away: the tests at the end show what the router does;
+  - it installs top-level packages named ``util``, ``test`` and ``cranker_protocol``.
 
 * **asgi-cc 0.1.5** (Cranker v3 only, asyncio on ``websockets``) serves the small ASGI app in
   ``tests/peers/run_asgi_cc.py``. It sends its response head without a final newline.
