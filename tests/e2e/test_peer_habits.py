@@ -28,6 +28,7 @@ codec tables in ``tests/protocol/test_v1.py``; fragment reassembly in ``tests/ro
 from __future__ import annotations
 
 import socket
+import struct
 import threading
 from typing import Any
 
@@ -36,6 +37,7 @@ import requests
 import websocket
 from crank_test_support import (
     LOOPBACK,
+    ResponseReader,
     ScriptedRouter,
     deterministic_bytes,
     receive_until_closed,
@@ -169,6 +171,47 @@ def test_v3_header_and_data_as_fragmented_messages(router):
         assert resp.content == body
     finally:
         ws.close(timeout=2)
+
+
+@pytest.mark.parametrize("ending", ["data-end-stream", "header-end-stream"])
+def test_v3_close_right_after_the_last_frame_leaves_the_response_complete(router, caplog,
+                                                                          ending):
+    """asgi-cc closes its sockets (1011, a cancelled task) as soon as its last request is
+    answered. The END_STREAM and the close arrive together: the response is complete, the
+    client's connection stays open for its next request, and nothing is logged as aborted
+    (the router used to fail on the WINDOW_UPDATE it could no longer send)."""
+    caplog.set_level("WARNING", logger="crank_sync")
+    ws = websocket.create_connection(
+        f"ws://{LOOPBACK}:{router.registration_port}/register/"
+        "?connectorInstanceID=closer-v3&componentName=fake-v3",
+        header=["Route: lastv3", "Sec-WebSocket-Protocol: cranker_3.0"], timeout=10)
+    client = socket.create_connection((LOOPBACK, router.http_port), timeout=10)
+    try:
+        wait_for(lambda: router.idle_sockets("lastv3") >= 1, what="the v3 fake to register")
+        client.sendall(b"GET /lastv3/x HTTP/1.1\r\nHost: a\r\n\r\n")
+        opcode, data = ws.recv_data()
+        sid = v3.decode(data).stream_id
+        if ending == "data-end-stream":
+            messages = [*v3.header_frames(sid, "HTTP/1.1 200 OK\nContent-Length:5\n", False),
+                        v3.data_frame(sid, b"hello", end_stream=True)]
+        else:
+            messages = v3.header_frames(sid, "HTTP/1.1 204 No Content\nX-A:1\n", True)
+        close = ABNF.create_frame(struct.pack("!H", 1011) + b"cancelled", ABNF.OPCODE_CLOSE)
+        # frames and close in one write, so the router reads the close before it acknowledges
+        ws.sock.sendall(b"".join(ABNF.create_frame(m, ABNF.OPCODE_BINARY).format()
+                                 for m in messages) + close.format())
+        reader = ResponseReader(client)
+        resp = reader.next()
+        assert resp.status == (200 if ending == "data-end-stream" else 204)
+        assert resp.read() == (b"hello" if ending == "data-end-stream" else b"")
+        wait_for(lambda: router.idle_sockets("lastv3") == 0, what="the closed socket to go")
+        client.sendall(b"GET /nowhere/x HTTP/1.1\r\nHost: a\r\n\r\n")
+        assert reader.next().status == 404  # the same client connection, still open
+    finally:
+        client.close()
+        ws.shutdown()
+    warnings = [r.getMessage() for r in caplog.records if "aborted" in r.getMessage()]
+    assert warnings == []
 
 
 # --------------------------------------------------------------------------- bare registration
