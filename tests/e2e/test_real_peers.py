@@ -28,7 +28,11 @@ event loop and logging set-up never touch the test process; the test drives it t
   - it installs top-level packages named ``util``, ``test`` and ``cranker_protocol``.
 
 * **asgi-cc 0.1.5** (Cranker v3 only, asyncio on ``websockets``) serves the small ASGI app in
-  ``tests/peers/run_asgi_cc.py``. It sends its response head without a final newline.
+  ``tests/peers/run_asgi_cc.py``. It sends its response head without a final newline, and on
+  shutdown it cancels its socket tasks, so its sockets close with 1011 right after the last
+  response (the router used to count that response as aborted and close the client's
+  connection: fixed in ``crank_sync/router/v3.py``, and tested with a scripted peer in
+  ``test_peer_habits.py``).
 
 Neither peer limits the size of a websocket message below what the router sends (websocket-client
 has no limit, ``websockets`` 1 MiB), so the 200 KB POST passes with the router's 64 KiB messages.
@@ -44,12 +48,19 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
-from crank_test_support import GZIP_BODY, LOOPBACK, deterministic_bytes, wait_for
+from crank_test_support import (
+    GZIP_BODY,
+    LOOPBACK,
+    ResponseReader,
+    deterministic_bytes,
+    wait_for,
+)
 
 PEERS_DIR = Path(__file__).resolve().parent.parent / "peers"
 ROUTE = "svc"
@@ -111,9 +122,10 @@ class PeerProcess:
 
 
 @pytest.fixture
-def peer_router(router_factory: Any) -> Any:
-    # a short wait for a socket, so a route without connectors answers 503 promptly
-    return router_factory(connector_max_wait=1.0)
+def peer_router(request: pytest.FixtureRequest, router_factory: Any) -> Any:
+    """By default a short wait for a socket, so a route without one answers 503 promptly;
+    parametrise indirectly with RouterConfig overrides."""
+    return router_factory(**getattr(request, "param", {"connector_max_wait": 1.0}))
 
 
 @pytest.fixture(params=PEERS)
@@ -227,6 +239,59 @@ def test_client_leaving_mid_response_leaves_the_route_serving(peer, peer_router,
     resp = fetch("GET", "/svc/bytes/3000?seed=4")
     assert resp.status_code == 200, peer.output()
     assert resp.content == deterministic_bytes(3000, 4)
+
+
+# requests queue for the v1 peer's sockets: a long wait, so a busy machine cannot make them 503
+@pytest.mark.parametrize("peer_router", [{"connector_max_wait": 10.0}], indirect=True)
+def test_concurrent_requests(peer, fetch):
+    """v1: each request takes a socket and the peer opens a replacement; v3: streams share
+    the peer's two sockets."""
+    def one(seed: int) -> tuple[int, bool]:
+        resp = fetch("GET", f"/svc/bytes/20000?seed={seed}")
+        return resp.status_code, resp.content == deterministic_bytes(20000, seed)
+
+    with ThreadPoolExecutor(max_workers=8, thread_name_prefix="test-peer-client") as pool:
+        results = list(pool.map(one, range(40)))
+    assert results == [(200, True)] * 40, peer.output()
+
+
+def test_request_in_flight_finishes_while_the_peer_shuts_down(peer, peer_router, fetch, target,
+                                                               caplog):
+    """The peer deregisters with a request in flight: new requests find no socket, the one in
+    flight completes, and the client's connection stays open after it."""
+    caplog.set_level("WARNING", logger="crank_sync")
+    client = socket.create_connection((LOOPBACK, peer_router.http_port), timeout=30)
+    try:
+        client.sendall(b"GET /svc/slow?seconds=30 HTTP/1.1\r\nHost: peers\r\n\r\n")
+        if peer.name == "crank4py-connector":
+            wait_for(lambda: target.received_for("/svc/slow"), what="the slow request")
+        else:
+            wait_for(lambda: peer.said("slow started"), what="the slow request")
+        peer.command("stop")
+        wait_for(lambda: peer_router.idle_sockets(ROUTE) == 0, timeout=20,
+                 what="the deregistration to take the idle sockets")
+        assert fetch("GET", "/svc/bytes/10").status_code in (503, 404)
+        if peer.name == "crank4py-connector":
+            target.release.set()
+        else:
+            peer.command("release")
+        reader = ResponseReader(client)
+        resp = reader.next()
+        assert resp.status == 200, peer.output()
+        assert resp.read() == b"slow done\n"
+        wait_for(lambda: peer.said("stopped"), timeout=30, what=f"{peer.name} to stop")
+
+        def no_sockets() -> bool:
+            groups = peer_router.registry.snapshot().get(ROUTE, {})
+            return not any(groups.values())
+
+        wait_for(no_sockets, timeout=20, what="the router to close the drained socket")
+        client.sendall(b"GET /svc/bytes/10 HTTP/1.1\r\nHost: peers\r\n\r\n")
+        assert reader.next().status in (503, 404)  # on the same client connection
+    finally:
+        client.close()
+    assert [r.getMessage() for r in caplog.records if "aborted" in r.getMessage()] == []
+    assert peer.end() == 0, peer.output()
 
 
 def test_two_set_cookie_headers(peer, fetch):

@@ -2,11 +2,11 @@
 tests, in front of the small ASGI app below.
 
 Usage: ``python run_asgi_cc.py ROUTER_WS_URL ROUTE``. Prints ``started`` once the connector's
-``startup()`` returned, then reads commands from stdin: ``stop`` awaits ``shutdown()``
-(deregisters, waits for requests in flight, closes its sockets) and prints ``stopped``;
-``exit`` or end of file ends the process (after a shutdown, if there was none yet). The test
-stops the connector first and ends the process later, so it can check what the shutdown
-itself did to the router.
+``startup()`` returned, then reads commands from stdin: ``stop`` starts ``shutdown()``
+(deregisters, waits for requests in flight, closes its sockets) and prints ``stopped`` when it
+is done; ``release`` lets every ``slow`` request answer; ``exit`` or end of file ends the
+process (after a shutdown, if there was none yet). The test stops the connector first and ends
+the process later, so it can check what the shutdown itself did to the router.
 
 asgi-cc runs on asyncio, so it gets an event loop (and a process) of its own rather than a
 thread inside the test process.
@@ -20,6 +20,8 @@ The app, under ``/<route>/``:
 * ``sha256``: reads the body as it comes and answers JSON ``{"length": n, "sha256": hex}``
   (as the test suite's target service does);
 * ``cookies``: two ``Set-Cookie`` headers;
+* ``slow?seconds=S``: prints ``slow started``, then answers ``slow done`` once released (or
+  after S seconds);
 * ``endless``: 64 KiB chunks until the router goes away (capped at 512 MiB);
 * anything else: 404.
 """
@@ -35,6 +37,7 @@ from urllib.parse import parse_qs
 
 ENDLESS_CHUNK = 64 * 1024
 ENDLESS_CAP = 512 * 1024 * 1024
+RELEASE = asyncio.Event()
 
 
 async def _body(receive: Any) -> bytes:
@@ -89,6 +92,15 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await _body(receive)
         await _answer(send, 200, b"cookies\n", [(b"set-cookie", b"a=1; Path=/"),
                                               (b"set-cookie", b"b=2; Path=/; HttpOnly")])
+    elif endpoint == b"slow":
+        await _body(receive)
+        query = parse_qs(scope["query_string"].decode("ascii"))
+        print("slow started", flush=True)
+        try:
+            await asyncio.wait_for(RELEASE.wait(), float(query.get("seconds", ["30"])[0]))
+        except asyncio.TimeoutError:  # TimeoutError itself from Python 3.11
+            pass
+        await _answer(send, 200, b"slow done\n")
     elif endpoint == b"endless":
         await _body(receive)
         await send({"type": "http.response.start", "status": 200,
@@ -112,17 +124,24 @@ async def run(router_url: str, route: str) -> None:
     await connector.startup()
     print("started", flush=True)
     loop = asyncio.get_running_loop()
-    stopped = False
+    stopping: asyncio.Task[None] | None = None
+
+    async def stop() -> None:
+        await connector.shutdown()
+        print("stopped", flush=True)
+
     while True:
         raw = await loop.run_in_executor(None, sys.stdin.readline)
-        if raw.strip() == "stop" and not stopped:
-            await connector.shutdown()
-            stopped = True
-            print("stopped", flush=True)
-        elif raw == "" or raw.strip() == "exit":
+        command = raw.strip()
+        if command == "stop" and stopping is None:
+            stopping = asyncio.create_task(stop())
+        elif command == "release":
+            RELEASE.set()
+        elif raw == "" or command == "exit":
             break
-    if not stopped:
-        await connector.shutdown()
+    if stopping is None:
+        stopping = asyncio.create_task(stop())
+    await stopping
 
 
 def main(argv: list[str]) -> int:
