@@ -11,8 +11,9 @@ The router, against fake connectors (websocket-client, frames written through it
 * a registration at a bare ``/register`` (or ``/register/``) without any query parameters: the
   router accepts it and names the instance ``unknown-<address>``.
 
-Our connector, against a scripted router: a v1 request with ``\\r\\n`` line ends, and a v1
-request whose head, body and end marker are fragmented messages.
+Our connector, against a scripted router: a v1 request with ``\\r\\n`` line ends, a v1
+request whose head, body and end marker are fragmented messages, and v3 HEADER and DATA
+messages fragmented (one head with ``\\r\\n`` line ends).
 
 Habits already covered elsewhere, not repeated here: ``\\r\\n`` with a space after the colon,
 reason ``TODO`` and crank4py's ``<METHOD> <path>`` line (``test_connector_failures.py::
@@ -307,3 +308,66 @@ def test_connector_takes_a_v1_request_as_fragmented_messages(target):
     assert exchange.close_code == 1000
     (rec,) = target.received_for("/svc/echo")
     assert rec.body_len == len(body)
+
+
+class _FragmentedV3Exchange:
+    """Sends a GET whose head has ``\\r\\n`` line ends and a POST with a body, every v3 message
+    fragmented over several websocket frames, and records the frames that come back until
+    both responses ended."""
+
+    GET_TEXT = "GET /svc/bytes/2000?seed=6 HTTP/1.1\r\nHost: scripted\r\n\r\n"
+    POST_TEXT = "POST /svc/echo HTTP/1.1\nHost:scripted\nContent-Length:20000\n\n"
+    BODY = deterministic_bytes(20_000, 13)
+
+    def __init__(self) -> None:
+        self.frames: list[v3.Frame] = []
+
+    @staticmethod
+    def _fragmented(message: bytes, cuts: tuple[int, ...]) -> bytes:
+        edges = [0, *cuts, len(message)]
+        parts = [message[a:b] for a, b in zip(edges, edges[1:], strict=False)]
+        return b"".join(ws_frame(BINARY if i == 0 else CONT, part, fin=i == len(parts) - 1)
+                        for i, part in enumerate(parts))
+
+    def __call__(self, ws: Any, sock: socket.socket) -> None:
+        (get_head,) = v3.header_frames(1, self.GET_TEXT, True)
+        (post_head,) = v3.header_frames(3, self.POST_TEXT, False)
+        sock.sendall(self._fragmented(get_head, (2, 6, 20))
+                     + self._fragmented(post_head, (10,))
+                     + self._fragmented(v3.data_frame(3, self.BODY), (3, 5000))
+                     + self._fragmented(v3.data_frame(3, b"", end_stream=True), (1,)))
+        ended: set[int] = set()
+        while ended != {1, 3}:
+            msg = ws.receive(timeout=10)
+            if msg is None:
+                break
+            if isinstance(msg, bytes):
+                frame = v3.decode(msg)
+                self.frames.append(frame)
+                if frame.type in (v3.HEADER, v3.DATA) and frame.end_stream:
+                    ended.add(frame.stream_id)
+
+    def response(self, stream_id: int) -> tuple[str, bytes]:
+        mine = [f for f in self.frames if f.stream_id == stream_id]
+        head = "".join(f.payload.decode() for f in mine if f.type == v3.HEADER)
+        return head, b"".join(f.payload for f in mine if f.type == v3.DATA)
+
+
+def test_v3_connector_takes_fragmented_messages_and_crlf_heads(target):
+    exchange = _FragmentedV3Exchange()
+    router = ScriptedRouter(exchange, subprotocols=["cranker_3.0"], name="scripted-habits-v3")
+    conn = Connector(target=target.url, route="svc", protocols=("3.0",), v3_sockets=1,
+                     routers=[router.url]).start()
+    try:
+        wait_for(router.done.is_set, what="both responses at the scripted router")
+    finally:
+        assert conn.stop(timeout=5) is True
+        router.stop()
+    head, body = exchange.response(1)
+    assert head.startswith("HTTP/1.1 200"), head
+    assert body == deterministic_bytes(2000, 6)
+    head, body = exchange.response(3)
+    assert head.startswith("HTTP/1.1 200"), head
+    assert body == exchange.BODY
+    (rec,) = target.received_for("/svc/bytes/2000")
+    assert rec.header_values("Host") == ["scripted"]
