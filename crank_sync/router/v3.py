@@ -378,7 +378,7 @@ def _relay_events(handler: ClientHandler, stream: RouterStream, idle: float) -> 
                 direct = _direct_writer(handler, response)
             if event.end_stream and response is not None:
                 response.finish()
-                stream.session.send_many(acks)
+                _last_acks(stream, acks)
                 return
             continue
         if event.type == v3.DATA:
@@ -394,9 +394,20 @@ def _relay_events(handler: ClientHandler, stream: RouterStream, idle: float) -> 
                     acks = []
             if event.end_stream:
                 response.finish()
-                if acks:
-                    stream.session.send_many(acks)
+                _last_acks(stream, acks)
                 return
+
+
+def _last_acks(stream: RouterStream, acks: list[bytes]) -> None:
+    """Acknowledge the frames that completed a response. A connector may close its socket
+    right after its last frame (asgi-cc does on shutdown): the response is complete all the
+    same, so a socket closed by then is no failure."""
+    if not acks:
+        return
+    try:
+        stream.session.send_many(acks)
+    except (ConnectionClosed, OSError) as err:
+        log.debug("stream %d complete; its last WINDOW_UPDATE not sent: %r", stream.id, err)
 
 
 def _fail(response: object, handler: ClientHandler, reason: str) -> Exception:
