@@ -7,7 +7,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-_ROUTE_RE = re.compile(r"^[a-zA-Z0-9/_.-]+$")
+from .protocol.routes import RESOLVERS
+from .protocol.routes import validate_route as _validate_route
 
 #: ``Via: 1.1 <name>`` and ``Forwarded: by=<name>`` need an HTTP token or a host[:port].
 _VIA_RE = re.compile(r"^(?:[!#$%&'*+\-.^_`|~0-9A-Za-z]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?$")
@@ -17,13 +18,10 @@ SUPPORTED_PROTOCOLS = ("3.0", "1.0")
 
 
 def validate_route(route: str) -> str:
-    """Return the normalised route (``""`` becomes the catch-all ``*``) or raise ValueError."""
-    route = (route or "").strip()
-    if route in ("", "*"):
-        return "*"
-    if not _ROUTE_RE.match(route) or ".." in route:
-        raise ValueError(f"invalid route {route!r}: must be '*' or match [a-zA-Z0-9/_.-]+")
-    return route
+    """The route a connector serves, stripped, or ValueError: an empty route is a mistake
+    (the catch-all is asked for as ``*``), and so are ``.``, ``..`` and names ending in a dot
+    (:mod:`crank_sync.protocol.routes`)."""
+    return _validate_route(route)
 
 
 def _positive(name: str, value: float) -> None:
@@ -93,6 +91,12 @@ class RouterConfig:
     registration_max_pending: int = 128
     #: Bearer tokens for the admin endpoints (all but /health); empty = no token needed.
     admin_tokens: tuple[str, ...] = field(default=(), repr=False)
+    #: Seconds a route stays known after its last connector left: requests get 503 (the
+    #: service is known but down), then 404 once it is forgotten. mu-cranker-router's default.
+    route_keep_time: float = 7200.0
+    #: How a request finds its route: first-segment (/a/b/c -> a, every Cranker router) or
+    #: longest-prefix (routes a and a/b: /a/b/c -> a/b).
+    route_resolver: str = "first-segment"
     #: Cranker versions connectors may register with ("1.0" alone makes a v1-only router).
     protocols: tuple[str, ...] = ("3.0", "1.0")
 
@@ -129,6 +133,11 @@ class RouterConfig:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)!r}")
         if self.max_header_bytes < 1024:
             raise ValueError("max_header_bytes must be at least 1024")
+        if self.route_resolver not in RESOLVERS:
+            raise ValueError(f"route_resolver must be one of {', '.join(RESOLVERS)}, "
+                             f"got {self.route_resolver!r}")
+        if self.route_keep_time < 0:
+            raise ValueError("route_keep_time must be 0 or more seconds")
         if not _VIA_RE.match(self.via_name):
             raise ValueError(f"via_name {self.via_name!r} is not an HTTP token or a "
                              "host[:port]: use letters, digits and -._~ (e.g. router-1)")

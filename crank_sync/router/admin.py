@@ -135,8 +135,8 @@ def stats(core: RouterCore) -> Response:
 def route_states(core: RouterCore) -> dict[str, dict[str, Any]]:
     """``{route: {"state": "up"|"down", "sockets": n, "lastSeen": epoch s or None}}``.
 
-    A route is down when it had connectors lately (or is still known to the registry) but
-    has no socket now.
+    A route is down while the registry keeps it without a socket (``route_keep_time`` after
+    its last connector left); then it is gone from here too.
     """
     recent = core.metrics.recent.routes()
     out: dict[str, dict[str, Any]] = {}
@@ -144,8 +144,6 @@ def route_states(core: RouterCore) -> dict[str, dict[str, Any]]:
         sockets = sum(len(g) for g in groups.values())
         out[route] = {"state": "up" if sockets else "down", "sockets": sockets,
                       "lastSeen": recent.get(route)}
-    for route, last in recent.items():
-        out.setdefault(route, {"state": "down", "sockets": 0, "lastSeen": last})
     return dict(sorted(out.items()))
 
 

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import ClientGone, NoConnectorAvailable, NoRoute
 from ..protocol.limits import DEFAULT_MESSAGE_LIMIT
+from ..protocol.routes import CATCH_ALL, candidates, resolve
 from .websocket import RouterWebSocket
 
 if TYPE_CHECKING:
@@ -34,7 +35,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-CATCH_ALL = "*"
 _BOOT = uuid.uuid4().hex[:8]
 _socket_ids = itertools.count(1)
 
@@ -118,8 +118,11 @@ class _Route:
 class SocketRegistry:
     """All connector sockets of one router, grouped by route."""
 
-    def __init__(self, grace: float) -> None:
+    def __init__(self, grace: float, resolver: str = "first-segment") -> None:
+        #: How long a route whose last socket left stays known (requests get 503, not 404).
         self._grace = grace
+        self._resolver = resolver
+        self._swept = float("-inf")
         self._lock = threading.Lock()
         self._routes: dict[str, _Route] = {}
         self._domains: dict[str, _Route] = {}
@@ -229,17 +232,31 @@ class SocketRegistry:
 
     # -- requests ----------------------------------------------------------------------------
 
-    def _resolve(self, name: str, now: float) -> _Route | None:
-        for key in (name, CATCH_ALL):
-            route = self._routes.get(key)
-            if route is None:
-                continue
-            expired = route.emptied_at is not None and now - route.emptied_at > self._grace
-            if route.empty and expired and not route.waiters:
-                del self._routes[key]
-                continue
-            return route
-        return None
+    def _shown(self, path: str) -> str:
+        """The route a request for ``path`` looked for, as error messages name it."""
+        return next(candidates(path, self._resolver), path)
+
+    def _expired(self, route: _Route, now: float) -> bool:
+        return (route.empty and route.emptied_at is not None and not route.waiters
+                and now - route.emptied_at > self._grace)
+
+    def _sweep(self, now: float) -> None:
+        """Forget routes that have been empty for longer than the keep time (lock held); at
+        most once a second, so a request does not pay for looking at every route."""
+        if now - self._swept < 1.0:
+            return
+        self._swept = now
+        for table in (self._routes, self._domains):
+            for key in [k for k, r in table.items() if self._expired(r, now)]:
+                del table[key]
+
+    def _resolve(self, path: str, now: float) -> _Route | None:
+        """The route for request ``path`` (or a bare route name) under the resolver, else the
+        catch-all, else None."""
+        self._sweep(now)
+        key = resolve(path, self._resolver, self._routes.__contains__)
+        route = self._routes.get(key) if key is not None else None
+        return route if route is not None else self._routes.get(CATCH_ALL)
 
     def acquire(self, name: str, timeout: float, host: str | None = None,
                 gone: Callable[[], bool] | None = None,
@@ -291,9 +308,9 @@ class SocketRegistry:
         if client_left:
             raise ClientGone("client disconnected while waiting for a connector socket")
         if closed:
-            raise NoRoute(f"no connector registered for route {name!r}")
+            raise NoRoute(f"no connector registered for route {self._shown(name)!r}")
         raise NoConnectorAvailable(
-            f"no idle connector socket for route {name!r} within {timeout:.1f}s")
+            f"no idle connector socket for route {self._shown(name)!r} within {timeout:.1f}s")
 
     def _available(self, name: str, host: str | None) -> tuple[_Route, ConnectorSocket | None]:
         """The route for ``name`` and a socket from it, unless earlier requests are waiting
@@ -306,7 +323,7 @@ class SocketRegistry:
                     return domain, sock
         route = None if self._closed else self._resolve(name, time.monotonic())
         if route is None:
-            raise NoRoute(f"no connector registered for route {name!r}")
+            raise NoRoute(f"no connector registered for route {self._shown(name)!r}")
         if route.waiters:  # first come, first served: join the queue
             return route, None
         return route, route.pick(self._dark)
@@ -334,6 +351,7 @@ class SocketRegistry:
     def snapshot(self) -> dict[str, dict[str, list[ConnectorSocket]]]:
         """Sockets by route (domain groups as ``domain:<host>``): idle v1, busy v1, v3."""
         with self._lock:
+            self._sweep(time.monotonic())
             groups = {**self._routes, **{f"domain:{d}": r for d, r in self._domains.items()}}
             return {
                 name: {"idle": list(r.idle), "busy": list(r.busy), "v3": list(r.v3)}

@@ -39,7 +39,6 @@ from ..protocol import (
     filter_request_headers,
     parse_response_head,
     request_text,
-    route_of,
 )
 from ..protocol.headers import connection_tokens
 from ..protocol.http_head import ClientHead, parse_client_head
@@ -291,7 +290,7 @@ class ClientHandler(BaseHTTPRequestHandler):
         unanswered: SocketClosedBeforeResponse | None = None
         while True:
             try:
-                sock, stream = self._borrow(route_of(target), head, deadline)
+                sock, stream = self._borrow(target.split("?", 1)[0], head, deadline)
             except (NoConnectorAvailable, NoRoute):
                 if unanswered is None:
                     raise

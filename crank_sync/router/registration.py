@@ -11,9 +11,9 @@ from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from ..config import validate_route
 from ..errors import BadRequest
 from ..protocol.limits import MESSAGE_LIMIT_HEADER, peer_message_limit
+from ..protocol.routes import reachable, validate_route
 from . import admin
 from .pool import ConnectorSocket
 from .v3 import V3Session
@@ -225,7 +225,8 @@ class RegistrationHandler(BaseHTTPRequestHandler):
         try:
             version, echo = negotiate(offered, headers.get("CrankerProtocol"),
                                       self.core.config.protocols)
-            route = validate_route(headers.get("Route") or "")
+            # a missing or empty Route header is the catch-all (PROTOCOL.md)
+            route = validate_route(headers.get("Route") or "", empty_is_catch_all=True)
         except (BadRequest, ValueError) as err:
             return self._refuse(400, str(err))
         query = self._query()
@@ -239,6 +240,14 @@ class RegistrationHandler(BaseHTTPRequestHandler):
         self.close_connection = True
         if deregister:
             self._deregister(ws, instance)
+            return
+        resolver = self.core.config.route_resolver
+        if not reachable(route, resolver):
+            reason = (f"route {route!r} cannot be reached: this router routes by the first "
+                      "path segment (see route_resolver)")
+            log.warning("refused a connector from %s (%s): %s", ip, instance or "-", reason)
+            ws.close(1008, reason[:123])  # a close reason is at most 123 bytes
+            self._wait(ws)
             return
         sock = ConnectorSocket(
             ws=ws,

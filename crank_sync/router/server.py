@@ -26,7 +26,8 @@ class RouterCore:
 
     def __init__(self, config: RouterConfig) -> None:
         self.config = config
-        self.registry = SocketRegistry(grace=config.connector_max_wait)
+        self.registry = SocketRegistry(grace=config.route_keep_time,
+                                       resolver=config.route_resolver)
         self.busy_connections: set[Any] = set()
         self.by_name = config.via_name
         self.metrics = RouterMetrics(self.registry)
