@@ -48,9 +48,18 @@ def connectors(core: RouterCore) -> Response:
     """Registrations in the shape mu-cranker-router's users know."""
     dark = set(core.registry.dark_ips())
     services: dict[str, Any] = {}
-    for route, groups in core.registry.snapshot().items():
+    by_route: dict[str, list[ConnectorSocket]] = defaultdict(list)
+    for key, groups in core.registry.snapshot().items():
+        # sockets registered for a Domain are listed under their route, as mu-cranker-router
+        # lists them (the registry groups them by domain for routing)
+        sockets = (*groups["idle"], *groups["busy"], *groups["v3"])
+        if not key.startswith("domain:"):
+            by_route.setdefault(key, [])  # a route kept without sockets is listed, empty
+        for sock in sockets:
+            by_route[sock.route].append(sock)
+    for route, route_sockets in by_route.items():
         by_instance: dict[str, dict[str, Any]] = {}
-        for sock in (*groups["idle"], *groups["busy"], *groups["v3"]):
+        for sock in route_sockets:
             entry = by_instance.setdefault(sock.connector_instance_id, {
                 "connectorInstanceID": sock.connector_instance_id,
                 "ip": sock.remote_ip,

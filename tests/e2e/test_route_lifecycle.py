@@ -100,3 +100,15 @@ def test_a_connector_refuses_an_empty_or_invalid_route(route):
         ConnectorConfig(target="http://127.0.0.1:1", route=route, routers=("ws://127.0.0.1:1",))
     with pytest.raises(ValueError):
         Connector(target="http://127.0.0.1:1", route=route, routers=["ws://127.0.0.1:1"])
+
+
+def test_connectors_with_a_domain_are_listed_under_their_route(router, target,
+                                                               connector_factory):
+    connector_factory(target, route="svc", protocols=("3.0",), domain="shop.example",
+                      sliding_window=1, wait=False)
+    services = wait_for(lambda: _admin(router, "/health/connectors")["services"],
+                        what="the domain connector listed")
+    assert list(services) == ["svc"], services
+    assert services["svc"]["componentName"] == "component-svc"
+    (entry,) = services["svc"]["connectors"]
+    assert entry["componentName"] == "component-svc"
