@@ -18,6 +18,7 @@ import inspect
 import math
 import os
 import re
+import sys
 import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,10 +26,10 @@ from typing import Any, NoReturn
 
 from .config import ConnectorConfig, RouterConfig
 
-try:
+if sys.version_info >= (3, 11):
     import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    tomllib = None  # type: ignore[assignment]
+else:  # Python 3.10: the backport setup.cfg installs there
+    import tomli as tomllib
 
 _REQUIRED: Any = object()  #: default of a setting that has none
 _GENERATED: Any = object()  #: default made by a dataclass default_factory
@@ -365,15 +366,13 @@ def build_parser(spec: Spec) -> argparse.ArgumentParser:
                            default=argparse.SUPPRESS,
                            help="do not verify the router's certificate (same as --no-verify)")
     parser.add_argument("--config", metavar="FILE", default=None,
-                        help=f"TOML file with settings (env {spec.config_env}; needs Python 3.11+)")
+                        help=f"TOML file with settings (env {spec.config_env})")
     parser.add_argument("--print-config", action="store_true",
                         help="print the effective settings as JSON and exit")
     return parser
 
 
 def load_toml(path: str) -> dict[str, Any]:
-    if tomllib is None:
-        raise SettingError("config", f"reading {path!r} needs Python 3.11 or newer (tomllib)")
     try:
         with open(path, "rb") as fh:
             return tomllib.load(fh)

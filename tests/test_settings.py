@@ -305,14 +305,6 @@ def test_invalid_and_missing_files(tmp_path: Path) -> None:
         settings.parse(ROUTER, ["--config", str(tmp_path / "nope.toml")], {})
 
 
-def test_config_file_without_tomllib(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(settings, "tomllib", None)
-    path = write_toml(tmp_path, "http_port = 1\n")
-    with pytest.raises(SettingError, match=r"^config: .*needs Python 3.11"):
-        settings.parse(ROUTER, ["--config", path], {})
-    assert settings.parse(ROUTER, [], {}).values["http_port"] == 9000  # no file: no problem
-
-
 def test_argparse_errors_are_setting_errors() -> None:
     with pytest.raises(SettingError, match="unrecognized arguments: --nope"):
         settings.parse(ROUTER, ["--nope"], {})
