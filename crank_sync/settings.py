@@ -61,6 +61,8 @@ class SettingError(ValueError):
         self.source = source
         text = " ".join(message.split())
         if setting:
+            # "x: x must be ..." says its name twice: once is enough
+            text = re.sub(rf"^{re.escape(setting)}(:\s*|\s+(?=(must|is|needs)\b))", "", text)
             text = f"{setting}: {text}"
         if source:
             text = f"{text} (from {source})"

@@ -245,18 +245,18 @@ def test_log_level_choices() -> None:
 ERRORS = [
     # spec, argv, environ, toml text, expected start of the message, expected source
     (ROUTER, ["--http-port", "x"], {}, None, "http_port: expected an integer", "--http-port"),
-    (ROUTER, ["--http-port", "70000"], {}, None, "http_port: http_port must be 0..65535", "--http-port"),
-    (ROUTER, [], {"CRANK_ROUTER_IDLE_TIMEOUT": "-1"}, None, "idle_timeout: idle_timeout must be positive", "CRANK_ROUTER_IDLE_TIMEOUT"),
-    (ROUTER, [], {}, "max_header_bytes = 10\n", "max_header_bytes: max_header_bytes must be at least 1024", "FILE"),
+    (ROUTER, ["--http-port", "70000"], {}, None, "http_port: must be 0..65535", "--http-port"),
+    (ROUTER, [], {"CRANK_ROUTER_IDLE_TIMEOUT": "-1"}, None, "idle_timeout: must be positive", "CRANK_ROUTER_IDLE_TIMEOUT"),
+    (ROUTER, [], {}, "max_header_bytes = 10\n", "max_header_bytes: must be at least 1024", "FILE"),
     (ROUTER, [], {}, 'ping_interval = "soon"\n', "ping_interval: expected a number", "FILE"),
     (ROUTER, [], {}, "x_forwarded_headers = 2\n", "x_forwarded_headers: expected true or false", "FILE"),
     (ROUTER, [], {"CRANK_ROUTER_DRAIN_TIMEOUT": "abc"}, None, "drain_timeout: expected a number", "CRANK_ROUTER_DRAIN_TIMEOUT"),
     (CONNECTOR, CONNECTOR_ARGS + ["--route", "a b"], {}, None, "route: invalid route", "--route"),
-    (CONNECTOR, CONNECTOR_ARGS, {"CRANK_CONNECTOR_SLIDING_WINDOW": "0"}, None, "sliding_window: sliding_window must be at least 1", "CRANK_CONNECTOR_SLIDING_WINDOW"),
-    (CONNECTOR, CONNECTOR_ARGS + ["--router", "http://x"], {}, None, "routers: router URL must start with ws://", "--routers/--router"),
+    (CONNECTOR, CONNECTOR_ARGS, {"CRANK_CONNECTOR_SLIDING_WINDOW": "0"}, None, "sliding_window: must be at least 1", "CRANK_CONNECTOR_SLIDING_WINDOW"),
+    (CONNECTOR, CONNECTOR_ARGS + ["--router", "http://x"], {}, None, "routers: 'http://x' must start with ws://", "--routers/--router"),
     (CONNECTOR, CONNECTOR_ARGS + ["--protocol", "2.0"], {}, None, "protocols: unsupported protocol", "--protocols/--protocol"),
-    (CONNECTOR, CONNECTOR_ARGS + ["--target", "ftp://x"], {}, None, "target: target must be", "--target"),
-    (CONNECTOR, CONNECTOR_ARGS, {}, "chunk_size = 10\n", "chunk_size: chunk_size must be at least 1024", "FILE"),
+    (CONNECTOR, CONNECTOR_ARGS + ["--target", "ftp://x"], {}, None, "target: 'ftp://x' must start with http://", "--target"),
+    (CONNECTOR, CONNECTOR_ARGS, {}, "chunk_size = 10\n", "chunk_size: must be at least 1024", "FILE"),
 ]
 
 

@@ -21,6 +21,18 @@ from .security import RegistrationGuard, server_context
 log = logging.getLogger(__name__)
 
 
+class ListenError(OSError):
+    """A listener could not bind: ``setting`` (``http_port`` or ``registration_port``) names
+    the port, so the command line can say which setting to change."""
+
+    def __init__(self, err: OSError, setting: str, host: str, port: int) -> None:
+        super().__init__(err.errno, err.strerror or str(err))
+        self.setting, self.host, self.port = setting, host, port
+
+    def __str__(self) -> str:
+        return f"cannot listen on {self.host}:{self.port} ({self.setting}): {self.strerror}"
+
+
 class RouterCore:
     """What the handlers share: configuration, the registry, connections in use."""
 
@@ -171,12 +183,13 @@ class Router:
                                          "client", client_tls))
             self._servers.append(_Server((cfg.host, cfg.registration_port), RegistrationHandler,
                                          self._core, "registration", registration_tls))
-        except OSError:
+        except OSError as err:
+            setting = ("http_port", "registration_port")[len(self._servers)]
             for server in self._servers:
                 server.server_close()
             self._servers.clear()
             self._core.deadlines.stop()
-            raise
+            raise ListenError(err, setting, cfg.host, getattr(cfg, setting)) from err
         host, port = self.config.host, self.http_port
         self._core.by_name = f"{host}:{port}" if cfg.via_name == "crank_sync" else cfg.via_name
         for server in self._servers:
