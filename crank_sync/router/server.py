@@ -17,6 +17,7 @@ from .pool import SocketRegistry
 from .proxy import ClientHandler
 from .registration import RegistrationHandler
 from .security import RegistrationGuard, server_context
+from .tls_probe import start_tls_or_refuse
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +94,12 @@ class _Server(ThreadingHTTPServer):
         connects and says nothing holds up no one else."""
         assert self.tls is not None
         timeout = self.core.config.header_timeout
+        if not start_tls_or_refuse(request, timeout, self.core.deadlines,
+                                   f"TLS handshake from {client_address}"):
+            with self._lock:
+                self._connections.discard(request)
+            request.close()
+            return None
         try:
             # the TLS socket takes the file descriptor over: track and close it from now on
             tls = self.tls.wrap_socket(request, server_side=True, do_handshake_on_connect=False)
