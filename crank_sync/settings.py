@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
-from .config import ConnectorConfig, RouterConfig
+from .config import ConnectorConfig, RouterConfig, redact_url
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -146,6 +146,10 @@ class Resolved:
             value = getattr(config, f.name)
             if "token" in f.name and value and not f.name.endswith("_file"):
                 value = "***" if isinstance(value, str) else ["***"] * len(value)
+            elif isinstance(value, str) and "://" in value:
+                value = redact_url(value)
+            elif isinstance(value, tuple) and all(isinstance(v, str) for v in value):
+                value = tuple(redact_url(v) if "://" in v else v for v in value)
             out[f.name] = list(value) if isinstance(value, tuple) else value
         return out
 

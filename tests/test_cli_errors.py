@@ -99,3 +99,11 @@ def test_password_of_a_bad_target_is_not_echoed() -> None:
         capture_output=True, text=True, cwd=ROOT, timeout=DEADLINE)
     assert done.returncode == 2
     assert "s3cret" not in done.stderr and "user:***@" in done.stderr, done.stderr
+
+
+def test_print_config_masks_the_target_password() -> None:
+    done = subprocess.run(
+        [sys.executable, RUN_CONNECTOR, *_connector("--target", "http://user:s3cret@127.0.0.1:5000"),
+         "--print-config"], capture_output=True, text=True, cwd=ROOT, timeout=DEADLINE)
+    assert done.returncode == 0, done.stderr
+    assert "s3cret" not in done.stdout and '"http://user:***@127.0.0.1:5000"' in done.stdout
