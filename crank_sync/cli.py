@@ -11,6 +11,7 @@ import errno
 import json
 import logging
 import signal
+import socket
 import sys
 import threading
 from collections.abc import Sequence
@@ -132,6 +133,11 @@ def connector_main(argv: Sequence[str] | None = None) -> int:
 
 def _listen_error(resolved: settings.Resolved, err: ListenError) -> str:
     """One line: which port, which setting sets it (flag, variable, file key), what to do."""
+    if err.errno == errno.EADDRNOTAVAIL or isinstance(err.__cause__, socket.gaierror):
+        host = resolved.spec.setting("host")
+        return (f"{resolved.spec.prog}: error: host: cannot listen on {err.host!r}: "
+                f"{err.strerror}: give an address of this machine with {host.flags[0]} or "
+                f"{host.env} (e.g. 127.0.0.1)")
     setting = resolved.spec.setting(err.setting)
     source = resolved.sources.get(err.setting, "default")
     where = f"set by {source}" if source != "default" else "the default"

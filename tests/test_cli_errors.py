@@ -2,6 +2,7 @@
 before anything starts, and never a traceback. The scripts run as real processes."""
 from __future__ import annotations
 
+import errno
 import os
 import socket
 import subprocess
@@ -107,3 +108,22 @@ def test_print_config_masks_the_target_password() -> None:
          "--print-config"], capture_output=True, text=True, cwd=ROOT, timeout=DEADLINE)
     assert done.returncode == 0, done.stderr
     assert "s3cret" not in done.stdout and '"http://user:***@127.0.0.1:5000"' in done.stdout
+
+
+def test_an_address_not_of_this_machine_names_host() -> None:
+    """(Built by hand: the test binds nothing but loopback.)"""
+    from crank_sync import cli, settings
+    from crank_sync.router.server import ListenError
+
+    resolved = settings.parse(settings.ROUTER, [], {})
+    err = ListenError(OSError(errno.EADDRNOTAVAIL, "Cannot assign requested address"),
+                      "http_port", "192.0.2.1", 9000)
+    assert cli._listen_error(resolved, err) == (
+        "crank-router: error: host: cannot listen on '192.0.2.1': Cannot assign requested "
+        "address: give an address of this machine with --host or CRANK_ROUTER_HOST "
+        "(e.g. 127.0.0.1)")
+    busy = ListenError(OSError(errno.EADDRINUSE, "Address already in use"), "http_port",
+                       "127.0.0.1", 9000)
+    assert cli._listen_error(resolved, busy).startswith(
+        "crank-router: error: http_port: port 9000 on 127.0.0.1 is already in use (the default): "
+        "stop what listens there or choose another port with --http-port or CRANK_ROUTER_HTTP_PORT")
