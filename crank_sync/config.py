@@ -6,6 +6,7 @@ import re
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from .protocol.routes import RESOLVERS
 from .protocol.routes import validate_route as _validate_route
@@ -22,6 +23,50 @@ def validate_route(route: str) -> str:
     (the catch-all is asked for as ``*``), and so are ``.``, ``..`` and names ending in a dot
     (:mod:`crank_sync.protocol.routes`)."""
     return _validate_route(route)
+
+
+def redact_url(url: str) -> str:
+    """``url`` without the password of its user info (``http://user:***@host``), for logs and
+    error messages."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparsable URL>"
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username}:***@{parts.netloc.rpartition('@')[2]}"
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def check_url(name: str, url: str, schemes: tuple[str, ...], example: str) -> None:
+    """Raise ValueError, naming setting ``name``, unless ``url`` has one of ``schemes``, a host
+    and (if any) a port in 1..65535: urllib3 and websocket-client would only fail on it later,
+    on a worker thread, with a traceback."""
+    shown = redact_url(url)
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in schemes:
+        raise ValueError(f"{name}: {shown!r} must start with "
+                         f"{' or '.join(s + '://' for s in schemes)}, e.g. {example}")
+    if not parts.hostname:
+        raise ValueError(f"{name}: {shown!r} has no host, e.g. {example}")
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if port == 0:
+        raise ValueError(f"{name}: {shown!r} has an invalid port: give a number in 1..65535, "
+                         f"e.g. {example}")
+
+
+def check_file(name: str, path: str | None) -> None:
+    """Raise ValueError, naming setting ``name`` and the file, unless ``path`` can be read."""
+    if path is None:
+        return
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as err:
+        raise ValueError(f"{name}: cannot read {path!r}: {err.strerror or err}") from None
 
 
 def _positive(name: str, value: float) -> None:
@@ -110,11 +155,15 @@ class RouterConfig:
                 raise ValueError(f"{cert} and {key} must be given together")
         if self.registration_client_ca and not self.registration_tls_cert:
             raise ValueError("registration_client_ca needs registration_tls_cert and _key")
+        for name in ("tls_cert", "tls_key", "registration_tls_cert", "registration_tls_key",
+                     "registration_client_ca", "registration_token_file"):
+            check_file(name, getattr(self, name))
         for network in self.registration_allow:
             try:
                 ipaddress.ip_network(network, strict=False)
             except ValueError as err:
-                raise ValueError(f"registration_allow: {err}") from err
+                raise ValueError(f"registration_allow: {network!r} is not a network: give an "
+                                 f"address or CIDR such as 10.0.0.0/8") from err
         protocols = tuple(p.lower().removeprefix("cranker_") for p in self.protocols)
         if not protocols or any(p not in SUPPORTED_PROTOCOLS for p in protocols):
             raise ValueError(f"protocols must be taken from {SUPPORTED_PROTOCOLS}")
@@ -143,7 +192,6 @@ class RouterConfig:
                              "host[:port]: use letters, digits and -._~ (e.g. router-1)")
         if self.socket_buffer_bytes < 65536:
             raise ValueError("socket_buffer_bytes must be at least 65536")
-
 
 
 @dataclass(frozen=True)
@@ -190,6 +238,10 @@ class ConnectorConfig:
     target_verify: bool = True
 
     def __post_init__(self) -> None:
+        if not isinstance(self.route, str) or not self.route.strip():
+            # an empty route used to become the catch-all without a word
+            raise ValueError("route: must not be empty: give the first path segment to serve, "
+                             "or '*' for the catch-all")
         object.__setattr__(self, "route", validate_route(self.route))
         if isinstance(self.routers, str):
             object.__setattr__(self, "routers", (self.routers,))
@@ -197,14 +249,17 @@ class ConnectorConfig:
         if not self.routers:
             raise ValueError("at least one router URL is needed")
         for url in self.routers:
-            if not url.startswith(("ws://", "wss://")):
-                raise ValueError(f"router URL must start with ws:// or wss://, got {url!r}")
-        if not callable(self.target) and not hasattr(self.target, "send") and not (
-            isinstance(self.target, str) and self.target.startswith(("http://", "https://"))
-        ):
+            check_url("routers", url, ("ws", "wss"), "ws://127.0.0.1:9070")
+        if isinstance(self.target, str):
+            check_url("target", self.target, ("http", "https"), "http://127.0.0.1:5000")
+        elif not callable(self.target) and not hasattr(self.target, "send"):
             raise ValueError(
                 f"target must be an http:// or https:// URL or a WSGI callable, got {self.target!r}"
             )
+        if bool(self.client_cert) != bool(self.client_key):
+            raise ValueError("client_cert and client_key must be given together")
+        for name in ("ca_file", "client_cert", "client_key", "target_ca_file"):
+            check_file(name, getattr(self, name))
         if self.sliding_window < 1:
             raise ValueError("sliding_window must be at least 1")
         protocols = tuple(p.lower().removeprefix("cranker_") for p in self.protocols)

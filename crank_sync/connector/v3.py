@@ -240,7 +240,7 @@ class V3Socket:
                     opcode, payload = reader.recv()
                 except websocket.WebSocketTimeoutException:
                     if time.monotonic() - last_heard > 2 * interval:
-                        log.warning("router %s silent for %.0fs: reconnecting", self.link.url,
+                        log.warning("router %s silent for %.0fs: reconnecting", self.link.shown,
                                     2 * interval)
                         return
                     self.ws.ping()
@@ -252,7 +252,7 @@ class V3Socket:
                     self._dispatch(payload)
         except _WS_ERRORS as err:
             if not self.link.stopping.is_set():
-                log.info("v3 socket to %s lost: %r", self.link.url, err)
+                log.info("v3 socket to %s lost: %r", self.link.shown, err)
         finally:
             with self._lock:
                 streams = list(self._streams.values())
@@ -264,7 +264,7 @@ class V3Socket:
         try:
             frame = v3.decode(message)
         except RemoteProtocolError as err:
-            log.warning("dropping malformed v3 message from %s: %s", self.link.url, err)
+            log.warning("dropping malformed v3 message from %s: %s", self.link.shown, err)
             return
         with self._lock:
             stream = self._streams.get(frame.stream_id)

@@ -159,10 +159,14 @@ class SocketWorker:
                     finally:
                         self.v3 = None
                         self._discard(ws)
+                    if not self.link.stopping.is_set():
+                        self.link.on_socket_lost(self)
                     continue
                 request = self._wait_for_request(ws)
                 if request is None:
                     self._discard(ws)
+                    if not self.link.stopping.is_set():
+                        self.link.on_socket_lost(self)
                     continue
                 self.state = "busy"
                 self.link.on_request(self)
@@ -193,22 +197,17 @@ class SocketWorker:
             )
         except _WS_ERRORS as err:
             self.handshaking = False
-            delay = self.link.next_backoff()
-            refused = isinstance(err, (websocket.WebSocketBadStatusException, ssl.SSLError))
-            log.log(logging.WARNING if refused else logging.INFO,
-                    "cannot register at %s (%s); retrying in %.2fs", self.link.url, err, delay)
-            self.link.stopping.wait(delay)
+            self.link.stopping.wait(self.link.on_connect_failed(self, err))
             return None
         self.handshaking = False
         version = chosen_version(ws, cfg.protocols)
         if version is None:
             delay = self.link.next_backoff()
             log.warning("router %s picked a protocol we did not offer; retrying in %.2fs",
-                        self.link.url, delay)
+                        self.link.shown, delay)
             self._discard(ws)
             self.link.stopping.wait(delay)
             return None
-        self.link.reset_backoff()
         self.ws = ws
         self.message_limit = peer_message_limit(
             (ws.getheaders() or {}).get(MESSAGE_LIMIT_HEADER.lower()))
@@ -237,7 +236,7 @@ class SocketWorker:
                 opcode, frame = ws.recv_data_frame(True)
             except websocket.WebSocketTimeoutException:
                 if time.monotonic() - last_heard > 2 * interval:
-                    log.warning("router %s silent for %.0fs: reconnecting", self.link.url,
+                    log.warning("router %s silent for %.0fs: reconnecting", self.link.shown,
                                 2 * interval)
                     return None
                 try:
@@ -247,7 +246,7 @@ class SocketWorker:
                 continue
             except _WS_ERRORS as err:
                 if not self.link.stopping.is_set():
-                    log.info("idle socket to %s lost: %r", self.link.url, err)
+                    log.info("idle socket to %s lost: %r", self.link.shown, err)
                 return None
             last_heard = time.monotonic()
             if opcode == ABNF.OPCODE_TEXT:
@@ -267,7 +266,7 @@ class SocketWorker:
         try:
             head = parse_request(text)
         except RemoteProtocolError as err:
-            log.warning("bad request from router %s: %s", self.link.url, err)
+            log.warning("bad request from router %s: %s", self.link.shown, err)
             self._close(ws, 1008, "bad request message")
             return
         cancel = Cancel()

@@ -128,6 +128,11 @@ class SocketRegistry:
         self._domains: dict[str, _Route] = {}
         self._dark: frozenset[str] = frozenset()
         self._deregistered: dict[str, float] = {}
+        #: sockets registered per connector instance, and the instances whose registration
+        #: was logged and whose end has not been: a connector is logged when it arrives, not
+        #: for each v1 socket it opens
+        self._members: dict[str, set[ConnectorSocket]] = {}
+        self._announced: set[str] = set()
         self._closed = False
         #: Requests currently waiting for a socket.
         self.waiting = 0
@@ -152,7 +157,18 @@ class SocketRegistry:
                 route.idle.append(sock)
             route.emptied_at = None
             self._hand_over(route)
-            return True
+            instance = sock.connector_instance_id
+            self._members.setdefault(instance, set()).add(sock)
+            arrived = instance not in self._announced
+            if arrived:
+                if len(self._announced) > 10000:  # v1 connectors that vanished mid-request
+                    self._announced &= set(self._members)
+                self._announced.add(instance)
+        if arrived:
+            log.info("connector %s (%s) registered route %r from %s with %s", instance,
+                     sock.component_name or "no component name", sock.route, sock.remote_ip,
+                     sock.protocol)
+        return True
 
     def remove(self, sock: ConnectorSocket) -> None:
         """Forget ``sock`` (it closed). Safe to call more than once."""
@@ -168,6 +184,31 @@ class SocketRegistry:
             route.busy.discard(sock)
             if route.empty and route.emptied_at is None:
                 route.emptied_at = time.monotonic()
+            lost = self._forget(sock)
+        if lost:
+            log.info("connector %s (%s) for route %r from %s is gone without deregistering",
+                     sock.connector_instance_id, sock.component_name or "no component name",
+                     sock.route, sock.remote_ip)
+
+    def _forget(self, sock: ConnectorSocket) -> bool:
+        """``sock`` left (under the lock): True when it was its connector's last and the
+        connector did not say goodbye. A v1 socket that carried a request ends normally, and
+        its replacement may not have registered yet: that is no loss."""
+        instance = sock.connector_instance_id
+        members = self._members.get(instance)
+        if members is None or sock not in members:
+            return False
+        members.discard(sock)
+        if members:
+            return False
+        del self._members[instance]
+        deregistered = instance in self._deregistered
+        if sock.ws.in_use and not sock.is_v3 and not deregistered:
+            return False
+        if instance not in self._announced:
+            return False
+        self._announced.discard(instance)
+        return not self._closed and not deregistered
 
     def _group_of(self, sock: ConnectorSocket, create: bool) -> _Route | None:
         if sock.is_v3 and sock.domain != "*":

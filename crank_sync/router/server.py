@@ -17,8 +17,21 @@ from .pool import SocketRegistry
 from .proxy import ClientHandler
 from .registration import RegistrationHandler
 from .security import PendingLimit, PendingTicket, RegistrationGuard, server_context
+from .tls_probe import start_tls_or_refuse
 
 log = logging.getLogger(__name__)
+
+
+class ListenError(OSError):
+    """A listener could not bind: ``setting`` (``http_port`` or ``registration_port``) names
+    the port, so the command line can say which setting to change."""
+
+    def __init__(self, err: OSError, setting: str, host: str, port: int) -> None:
+        super().__init__(err.errno, err.strerror or str(err))
+        self.setting, self.host, self.port = setting, host, port
+
+    def __str__(self) -> str:
+        return f"cannot listen on {self.host}:{self.port} ({self.setting}): {self.strerror}"
 
 
 class RouterCore:
@@ -104,6 +117,12 @@ class _Server(ThreadingHTTPServer):
         connects and says nothing holds up no one else."""
         assert self.tls is not None
         timeout = self.core.config.header_timeout
+        if not start_tls_or_refuse(request, timeout, self.core.deadlines,
+                                   f"TLS handshake from {client_address}"):
+            with self._lock:
+                self._connections.discard(request)
+            request.close()
+            return None
         try:
             # the TLS socket takes the file descriptor over: track and close it from now on
             tls = self.tls.wrap_socket(request, server_side=True, do_handshake_on_connect=False)
@@ -203,12 +222,13 @@ class Router:
                                    cfg.registration_max_pending)
             self._servers.append(_Server((cfg.host, cfg.registration_port), RegistrationHandler,
                                          self._core, "registration", registration_tls, pending))
-        except OSError:
+        except OSError as err:
+            setting = ("http_port", "registration_port")[len(self._servers)]
             for server in self._servers:
                 server.server_close()
             self._servers.clear()
             self._core.deadlines.stop()
-            raise
+            raise ListenError(err, setting, cfg.host, getattr(cfg, setting)) from err
         host, port = self.config.host, self.http_port
         self._core.by_name = f"{host}:{port}" if cfg.via_name == "crank_sync" else cfg.via_name
         for server in self._servers:

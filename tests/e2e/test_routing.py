@@ -10,12 +10,21 @@ import pytest
 import requests
 from crank_test_support import LOOPBACK, both_protocols, wait_for
 
+import crank_sync
+
 
 def url(router, path: str) -> str:
     return f"http://{LOOPBACK}:{router.http_port}{path}"
 
 
-@pytest.mark.parametrize("catch_all_route", ["*", ""])
+@pytest.mark.parametrize("empty", ["", "  "])
+def test_connector_refuses_an_empty_route(target, empty):
+    """An empty route used to become the catch-all silently: the catch-all is asked for as '*'."""
+    with pytest.raises(ValueError, match=r"route: must not be empty.*'\*' for the catch-all"):
+        crank_sync.ConnectorConfig(target=target.url, route=empty, routers=("ws://127.0.0.1:1",))
+
+
+@pytest.mark.parametrize("catch_all_route", ["*"])
 @both_protocols
 def test_catch_all_receives_unknown_route(
     router, target_factory, connector_factory, session, catch_all_route

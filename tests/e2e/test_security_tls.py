@@ -432,7 +432,9 @@ def _print_config(*flags: str) -> dict[str, Any]:
 
 
 def test_run_connector_tls_and_token_flags(tmp_path):
-    ca = str(tmp_path / "ca.pem")
+    ca = tmp_path / "ca.pem"
+    ca.write_text("checked for readability only; --print-config loads no certificate\n")
+    ca = str(ca)
     printed = _print_config("--ca-file", ca, "--insecure", "--token", "s3cr3t-connector-token")
     assert printed["verify"] is False
     assert printed["ca_file"] == ca
