@@ -188,7 +188,7 @@ class RouterConfig:
         if self.route_keep_time < 0:
             raise ValueError("route_keep_time must be 0 or more seconds")
         if not _VIA_RE.match(self.via_name):
-            raise ValueError(f"via_name {self.via_name!r} is not an HTTP token or a "
+            raise ValueError(f"via_name: {self.via_name!r} is not an HTTP token or a "
                              "host[:port]: use letters, digits and -._~ (e.g. router-1)")
         if self.socket_buffer_bytes < 65536:
             raise ValueError("socket_buffer_bytes must be at least 65536")
