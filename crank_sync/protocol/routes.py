@@ -38,6 +38,8 @@ def validate_route(route: str, *, empty_is_catch_all: bool = False) -> str:
             return CATCH_ALL
         raise ValueError("the route is empty: give a name such as my-service, "
                          "or '*' for the catch-all")
+    if ".." in route:  # PROTOCOL.md: no ".." anywhere in a route
+        raise ValueError(f"invalid route {route!r}: '..' is not allowed in a route")
     for segment in route.split("/"):
         if not segment:
             raise ValueError(f"invalid route {route!r}: empty path segment "

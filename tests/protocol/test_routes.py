@@ -6,7 +6,7 @@ import pytest
 from crank_sync.protocol.routes import candidates, reachable, resolve, validate_route
 
 VALID = ["svc", "my-service", "a_b", "v1.2", "a/b", "a/b/c", "A9", "*", " svc "]
-INVALID = ["", ".", "..", "hello.", "hello/.", "hello/..", "hello./world", "a//b", "/a", "a/",
+INVALID = ["", ".", "..", "a..b", "hello.", "hello/.", "hello/..", "hello./world", "a//b", "/a", "a/",
            "a b", "a%2fb", "caf\u00e9", "a?b", "a#b", "**", "a*"]
 
 
