@@ -7,17 +7,21 @@ signal handling live here only; the library itself never prints.
 """
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import signal
+import socket
 import sys
 import threading
 from collections.abc import Sequence
 from typing import Any
 
 from . import settings
+from .config import redact_url
 from .connector import Connector
 from .router import Router
+from .router.server import ListenError
 
 #: Exit status for invalid settings, as argparse uses.
 EXIT_USAGE = 2
@@ -87,9 +91,13 @@ def router_main(argv: Sequence[str] | None = None) -> int:
     router = Router(config)
     try:
         router.start()
-    except OSError as err:
-        print(f"cannot start router: {err}", file=sys.stderr)
-        return 1
+    except ListenError as err:
+        print(_listen_error(resolved, err), file=sys.stderr)
+        return EXIT_USAGE
+    except (OSError, ValueError) as err:  # e.g. a certificate or key that does not load
+        print(f"{settings.ROUTER.prog}: error: cannot start: {' '.join(str(err).split())}",
+              file=sys.stderr)
+        return EXIT_USAGE
     print(f"router http port: {router.http_port}", flush=True)
     print(f"router registration port: {router.registration_port}", flush=True)
     try:
@@ -104,11 +112,39 @@ def connector_main(argv: Sequence[str] | None = None) -> int:
     if isinstance(prepared, int):
         return prepared
     resolved, config, stop = prepared
-    connector = Connector(config=config).start()
-    print(f"connector {config.connector_instance_id} serving route {config.route} "
-          f"-> {config.target}", flush=True)
     try:
+        connector = Connector(config=config).start()
+    except (OSError, ValueError) as err:  # e.g. a client certificate that does not load
+        print(f"{settings.CONNECTOR.prog}: error: cannot start: {' '.join(str(err).split())}",
+              file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        # "serving" only once a router has the route: until then nothing reaches the target
+        while not stop.is_set() and connector.idle_count() == 0:
+            stop.wait(0.1)
+        if not stop.is_set():
+            print(f"connector {config.connector_instance_id} serving route {config.route} "
+                  f"-> {redact_url(config.target)} via {', '.join(config.routers)}", flush=True)
         _wait(stop)
     finally:
         ok = connector.stop(resolved.values["stop_timeout"])
     return 0 if ok else 1
+
+
+def _listen_error(resolved: settings.Resolved, err: ListenError) -> str:
+    """One line: which port, which setting sets it (flag, variable, file key), what to do."""
+    if err.errno == errno.EADDRNOTAVAIL or isinstance(err.__cause__, socket.gaierror):
+        host = resolved.spec.setting("host")
+        return (f"{resolved.spec.prog}: error: host: cannot listen on {err.host!r}: "
+                f"{err.strerror}: give an address of this machine with {host.flags[0]} or "
+                f"{host.env} (e.g. 127.0.0.1)")
+    setting = resolved.spec.setting(err.setting)
+    source = resolved.sources.get(err.setting, "default")
+    where = f"set by {source}" if source != "default" else "the default"
+    how = f"{setting.flags[0]} or {setting.env}"
+    if err.errno == errno.EADDRINUSE:
+        problem = f"port {err.port} on {err.host} is already in use ({where})"
+    else:
+        problem = f"cannot listen on {err.host}:{err.port} ({where}): {err.strerror}"
+    return (f"{resolved.spec.prog}: error: {err.setting}: {problem}: stop what listens there "
+            f"or choose another port with {how} (0 picks a free one)")

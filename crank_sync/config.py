@@ -6,21 +6,67 @@ import re
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
-_ROUTE_RE = re.compile(r"^[a-zA-Z0-9/_.-]+$")
+from .protocol.routes import RESOLVERS
+from .protocol.routes import validate_route as _validate_route
+
+#: ``Via: 1.1 <name>`` and ``Forwarded: by=<name>`` need an HTTP token or a host[:port].
+_VIA_RE = re.compile(r"^(?:[!#$%&'*+\-.^_`|~0-9A-Za-z]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?$")
 
 #: Cranker protocol versions crank_sync speaks, in order of preference.
 SUPPORTED_PROTOCOLS = ("3.0", "1.0")
 
 
 def validate_route(route: str) -> str:
-    """Return the normalised route (``""`` becomes the catch-all ``*``) or raise ValueError."""
-    route = (route or "").strip()
-    if route in ("", "*"):
-        return "*"
-    if not _ROUTE_RE.match(route) or ".." in route:
-        raise ValueError(f"invalid route {route!r}: must be '*' or match [a-zA-Z0-9/_.-]+")
-    return route
+    """The route a connector serves, stripped, or ValueError: an empty route is a mistake
+    (the catch-all is asked for as ``*``), and so are ``.``, ``..`` and names ending in a dot
+    (:mod:`crank_sync.protocol.routes`)."""
+    return _validate_route(route)
+
+
+def redact_url(url: str) -> str:
+    """``url`` without the password of its user info (``http://user:***@host``), for logs and
+    error messages."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparsable URL>"
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username}:***@{parts.netloc.rpartition('@')[2]}"
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def check_url(name: str, url: str, schemes: tuple[str, ...], example: str) -> None:
+    """Raise ValueError, naming setting ``name``, unless ``url`` has one of ``schemes``, a host
+    and (if any) a port in 1..65535: urllib3 and websocket-client would only fail on it later,
+    on a worker thread, with a traceback."""
+    shown = redact_url(url)
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in schemes:
+        raise ValueError(f"{name}: {shown!r} must start with "
+                         f"{' or '.join(s + '://' for s in schemes)}, e.g. {example}")
+    if not parts.hostname:
+        raise ValueError(f"{name}: {shown!r} has no host, e.g. {example}")
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if port == 0:
+        raise ValueError(f"{name}: {shown!r} has an invalid port: give a number in 1..65535, "
+                         f"e.g. {example}")
+
+
+def check_file(name: str, path: str | None) -> None:
+    """Raise ValueError, naming setting ``name`` and the file, unless ``path`` can be read."""
+    if path is None:
+        return
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as err:
+        raise ValueError(f"{name}: cannot read {path!r}: {err.strerror or err}") from None
 
 
 def _positive(name: str, value: float) -> None:
@@ -53,8 +99,13 @@ class RouterConfig:
     drain_timeout: float = 30.0
     #: Name used in ``Via`` and ``Forwarded: by=``.
     via_name: str = "crank_sync"
-    #: Drop ``Forwarded`` headers the client sent instead of appending to them.
+    #: Drop the forwarding headers the client sent (Forwarded, X-Forwarded-For, -Proto, -Host,
+    #: -Port) instead of appending to them.
     discard_client_forwarded: bool = False
+    #: Send the client's Host to the target; false: the target sees its own authority.
+    proxy_host_header: bool = True
+    #: Pass the target's Server header to the client (dropped by default, as nginx does).
+    proxy_server_header: bool = False
     #: Also send X-Forwarded-For, X-Forwarded-Proto and X-Forwarded-Host.
     x_forwarded_headers: bool = False
     #: A client must send its whole request head within this many seconds of its first byte.
@@ -77,8 +128,20 @@ class RouterConfig:
     registration_allow: tuple[str, ...] = ()
     #: Registrations per second accepted from one IP (bursts of twice that); 0 = no limit.
     registration_rate_limit: float = 0.0
+    #: Registration-port connections from one IP still in their TLS handshake or request head;
+    #: a connection over it is closed at once.
+    registration_max_pending_per_address: int = 16
+    #: Registration-port connections still in their TLS handshake or request head, from all
+    #: addresses; a connection over it is closed at once.
+    registration_max_pending: int = 128
     #: Bearer tokens for the admin endpoints (all but /health); empty = no token needed.
     admin_tokens: tuple[str, ...] = field(default=(), repr=False)
+    #: Seconds a route stays known after its last connector left: requests get 503 (the
+    #: service is known but down), then 404 once it is forgotten. mu-cranker-router's default.
+    route_keep_time: float = 7200.0
+    #: How a request finds its route: first-segment (/a/b/c -> a, every Cranker router) or
+    #: longest-prefix (routes a and a/b: /a/b/c -> a/b).
+    route_resolver: str = "first-segment"
     #: Cranker versions connectors may register with ("1.0" alone makes a v1-only router).
     protocols: tuple[str, ...] = ("3.0", "1.0")
 
@@ -92,11 +155,15 @@ class RouterConfig:
                 raise ValueError(f"{cert} and {key} must be given together")
         if self.registration_client_ca and not self.registration_tls_cert:
             raise ValueError("registration_client_ca needs registration_tls_cert and _key")
+        for name in ("tls_cert", "tls_key", "registration_tls_cert", "registration_tls_key",
+                     "registration_client_ca", "registration_token_file"):
+            check_file(name, getattr(self, name))
         for network in self.registration_allow:
             try:
                 ipaddress.ip_network(network, strict=False)
             except ValueError as err:
-                raise ValueError(f"registration_allow: {err}") from err
+                raise ValueError(f"registration_allow: {network!r} is not a network: give an "
+                                 f"address or CIDR such as 10.0.0.0/8") from err
         protocols = tuple(p.lower().removeprefix("cranker_") for p in self.protocols)
         if not protocols or any(p not in SUPPORTED_PROTOCOLS for p in protocols):
             raise ValueError(f"protocols must be taken from {SUPPORTED_PROTOCOLS}")
@@ -110,11 +177,21 @@ class RouterConfig:
             port = getattr(self, name)
             if not 0 <= port <= 65535:
                 raise ValueError(f"{name} must be 0..65535, got {port!r}")
+        for name in ("registration_max_pending_per_address", "registration_max_pending"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)!r}")
         if self.max_header_bytes < 1024:
             raise ValueError("max_header_bytes must be at least 1024")
+        if self.route_resolver not in RESOLVERS:
+            raise ValueError(f"route_resolver must be one of {', '.join(RESOLVERS)}, "
+                             f"got {self.route_resolver!r}")
+        if self.route_keep_time < 0:
+            raise ValueError("route_keep_time must be 0 or more seconds")
+        if not _VIA_RE.match(self.via_name):
+            raise ValueError(f"via_name: {self.via_name!r} is not an HTTP token or a "
+                             "host[:port]: use letters, digits and -._~ (e.g. router-1)")
         if self.socket_buffer_bytes < 65536:
             raise ValueError("socket_buffer_bytes must be at least 65536")
-
 
 
 @dataclass(frozen=True)
@@ -161,6 +238,10 @@ class ConnectorConfig:
     target_verify: bool = True
 
     def __post_init__(self) -> None:
+        if not isinstance(self.route, str) or not self.route.strip():
+            # an empty route used to become the catch-all without a word
+            raise ValueError("route: must not be empty: give the first path segment to serve, "
+                             "or '*' for the catch-all")
         object.__setattr__(self, "route", validate_route(self.route))
         if isinstance(self.routers, str):
             object.__setattr__(self, "routers", (self.routers,))
@@ -168,14 +249,17 @@ class ConnectorConfig:
         if not self.routers:
             raise ValueError("at least one router URL is needed")
         for url in self.routers:
-            if not url.startswith(("ws://", "wss://")):
-                raise ValueError(f"router URL must start with ws:// or wss://, got {url!r}")
-        if not callable(self.target) and not hasattr(self.target, "send") and not (
-            isinstance(self.target, str) and self.target.startswith(("http://", "https://"))
-        ):
+            check_url("routers", url, ("ws", "wss"), "ws://127.0.0.1:9070")
+        if isinstance(self.target, str):
+            check_url("target", self.target, ("http", "https"), "http://127.0.0.1:5000")
+        elif not callable(self.target) and not hasattr(self.target, "send"):
             raise ValueError(
                 f"target must be an http:// or https:// URL or a WSGI callable, got {self.target!r}"
             )
+        if bool(self.client_cert) != bool(self.client_key):
+            raise ValueError("client_cert and client_key must be given together")
+        for name in ("ca_file", "client_cert", "client_key", "target_ca_file"):
+            check_file(name, getattr(self, name))
         if self.sliding_window < 1:
             raise ValueError("sliding_window must be at least 1")
         protocols = tuple(p.lower().removeprefix("cranker_") for p in self.protocols)

@@ -48,6 +48,12 @@ class UriTooLong(RemoteProtocolError):
     status = 414
 
 
+class HttpVersionNotSupported(RemoteProtocolError):
+    """A request in an HTTP version other than 1.0 and 1.1."""
+
+    status = 505
+
+
 class MethodNotAllowed(RemoteProtocolError):
     """A method the router refuses to tunnel (TRACE, CONNECT)."""
 
@@ -70,6 +76,12 @@ class BadGateway(CrankError):
     """The connector or its target failed before the response started."""
 
     status = 502
+
+
+class SocketClosedBeforeResponse(BadGateway):
+    """A v1 socket closed (or was lost) before any byte of the response, without an error
+    code: a peer closing an idle socket as the request went out. Safe to retry on another
+    socket when the request is idempotent and no body byte was sent."""
 
 
 class ConnectorProtocolError(BadGateway):

@@ -18,17 +18,18 @@ import inspect
 import math
 import os
 import re
+import sys
 import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
-from .config import ConnectorConfig, RouterConfig
+from .config import ConnectorConfig, RouterConfig, redact_url
 
-try:
+if sys.version_info >= (3, 11):
     import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    tomllib = None  # type: ignore[assignment]
+else:  # Python 3.10: the backport setup.cfg installs there
+    import tomli as tomllib
 
 _REQUIRED: Any = object()  #: default of a setting that has none
 _GENERATED: Any = object()  #: default made by a dataclass default_factory
@@ -60,6 +61,8 @@ class SettingError(ValueError):
         self.source = source
         text = " ".join(message.split())
         if setting:
+            # "x: x must be ..." says its name twice: once is enough
+            text = re.sub(rf"^{re.escape(setting)}(:\s*|\s+(?=(must|is|needs)\b))", "", text)
             text = f"{setting}: {text}"
         if source:
             text = f"{text} (from {source})"
@@ -143,6 +146,10 @@ class Resolved:
             value = getattr(config, f.name)
             if "token" in f.name and value and not f.name.endswith("_file"):
                 value = "***" if isinstance(value, str) else ["***"] * len(value)
+            elif isinstance(value, str) and "://" in value:
+                value = redact_url(value)
+            elif isinstance(value, tuple) and all(isinstance(v, str) for v in value):
+                value = tuple(redact_url(v) if "://" in v else v for v in value)
             out[f.name] = list(value) if isinstance(value, tuple) else value
         return out
 
@@ -365,15 +372,13 @@ def build_parser(spec: Spec) -> argparse.ArgumentParser:
                            default=argparse.SUPPRESS,
                            help="do not verify the router's certificate (same as --no-verify)")
     parser.add_argument("--config", metavar="FILE", default=None,
-                        help=f"TOML file with settings (env {spec.config_env}; needs Python 3.11+)")
+                        help=f"TOML file with settings (env {spec.config_env})")
     parser.add_argument("--print-config", action="store_true",
                         help="print the effective settings as JSON and exit")
     return parser
 
 
 def load_toml(path: str) -> dict[str, Any]:
-    if tomllib is None:
-        raise SettingError("config", f"reading {path!r} needs Python 3.11 or newer (tomllib)")
     try:
         with open(path, "rb") as fh:
             return tomllib.load(fh)

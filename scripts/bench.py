@@ -7,7 +7,9 @@ direct to the target and through the tunnel in the same run:
 
 1. small GETs (1 KiB body): requests/s, p50/p99 latency at concurrency 1 and 16, per protocol,
    and through a plain one-process reverse proxy (scripts/plain_proxy.py, ``small_ceiling``):
-   ThreadingHTTPServer and urllib3, the tunnel's parts without the tunnel;
+   ThreadingHTTPServer and urllib3, the tunnel's parts without the tunnel; then the same
+   small GETs beside a slow neighbour (``slow_neighbour``): one client reading a 200 MB
+   download at 200 KB/s on the same route (with v3, over the same connector socket);
 2. a 100 MiB download and a 32 MiB upload: seconds and MB/s (1 MB = 1e6 bytes), the median
    of three runs, for every protocol (``bulk_by_protocol``), and through two bare TCP relay
    processes in a chain (scripts/tcp_relay.py, ``bulk_ceiling``): the least any two-process
@@ -34,6 +36,7 @@ import re
 import resource
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -70,6 +73,10 @@ REQUEST_TIMEOUT = 10.0
 BULK_TIMEOUT = 60.0
 MB = 1e6
 MIB = 1024 * 1024
+#: The slow neighbour: a client reading a large download at about this rate (bytes/s)
+#: while small GETs run on the same route (with v3, over the same connector socket).
+SLOW_READER_RATE = 200 * 1000
+SLOW_READER_SIZE = 200 * 1000 * 1000
 
 
 class BenchError(Exception):
@@ -551,6 +558,50 @@ def error_text(err: BaseException) -> str:
     return str(err) if isinstance(err, BenchError) else f"{type(err).__name__}: {err}"
 
 
+# --------------------------------------------------------------------------- head parsing
+
+#: A typical browser-like request head: a request line and 10 header lines.
+TYPICAL_HEAD = (
+    b"GET /bench/bytes/1024?page=2&sort=name HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n"
+    b"User-Agent: Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0\r\n"
+    b"Accept: text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8\r\n"
+    b"Accept-Language: en-GB,en;q=0.5\r\nAccept-Encoding: gzip, deflate, br\r\n"
+    b"Connection: keep-alive\r\nCookie: session=0123456789abcdef; theme=dark\r\n"
+    b"Cache-Control: max-age=0\r\nX-Request-Id: 0a1b2c3d4e5f\r\nReferer: http://127.0.0.1/\r\n"
+    b"\r\n"
+)
+
+
+def head_parse_cost(rounds: int = 5, number: int = 2000) -> dict[str, Any]:
+    """Microseconds to read and parse TYPICAL_HEAD from a buffered stream, best of ``rounds``:
+    the standard library's way (what the router did before) and the strict parser's."""
+    import io
+    import timeit
+    from http.client import HTTPMessage, parse_headers
+
+    from crank_sync.protocol.http_head import parse_client_head
+    from crank_sync.router.http_io import read_request_head
+
+    def stdlib() -> None:
+        rfile = io.BufferedReader(io.BytesIO(TYPICAL_HEAD))
+        rfile.readline(65537).decode("iso-8859-1").rstrip("\r\n").split()
+        parse_headers(rfile)
+
+    def strict() -> None:
+        raw = read_request_head(io.BufferedReader(io.BytesIO(TYPICAL_HEAD)), 65536)
+        message = HTTPMessage()
+        for name, value in parse_client_head(raw or b"").headers:
+            message[name] = value
+
+    def us(op: Callable[[], None]) -> float:
+        return round(min(timeit.repeat(op, number=number, repeat=rounds)) / number * 1e6, 2)
+
+    result: dict[str, Any] = {"headers": TYPICAL_HEAD.count(b"\n") - 2,
+                              "stdlib_us": us(stdlib), "strict_us": us(strict)}
+    result["ratio"] = rnd(result["strict_us"] / result["stdlib_us"], 3)
+    return result
+
+
 def print_table(result: dict[str, Any], ctx: dict[str, Any]) -> None:
     out: list[str] = []
     mode = "quick mode" if ctx["quick"] else "full mode"
@@ -575,6 +626,20 @@ def print_table(result: dict[str, Any], ctx: dict[str, Any]) -> None:
                                + (f"error: {row['error']}" if row.get("error") else
                                   f"{fmt(row['rps'], 0)} req/s (ratio {fmt(row['ratio'], 0, 3)})")
                                for row in proxy))
+    neighbours = result.get("slow_neighbour") or []
+    if neighbours:
+        out.append(f"  beside a slow neighbour (one client reading a large download at "
+                   f"{SLOW_READER_RATE // 1000} KB/s on the same route):")
+        out.append("  protocol  conc  req/s  p50 ms  p99 ms  alone p50  alone p99  "
+                   "reader KB/s  errors")
+        for row in neighbours:
+            line = (f"  {row['protocol']:<8}  {row['concurrency']:>4}  {fmt(row['rps'], 5, 0)}  "
+                    f"{fmt(row['p50_ms'], 6, 2)}  {fmt(row['p99_ms'], 6, 2)}  "
+                    f"{fmt(row['alone_p50_ms'], 9, 2)}  {fmt(row['alone_p99_ms'], 9, 2)}  "
+                    f"{fmt(row['slow_reader_kbps'], 11, 0)}  {fmt(row['errors'], 6)}")
+            if row.get("error"):
+                line += f"  error: {row['error']}"
+            out.append(line)
     out.append("")
     out.append(f"2. Bulk transfers (protocol {ctx['bulk_protocol'] or '-'}), "
                f"median of {BULK_REPEATS} runs each")
@@ -629,6 +694,10 @@ def print_table(result: dict[str, Any], ctx: dict[str, Any]) -> None:
     if slow.get("error"):
         line += f"  error: {slow['error']}"
     out.append(line)
+    head = result.get("head_parse_us")
+    if head:
+        out.append(f"\n5. Parsing a {head['headers']}-header request head: standard library "
+                   f"{head['stdlib_us']} us, strict parser {head['strict_us']} us")
     print("\n".join(out), flush=True)
 
 
@@ -725,6 +794,7 @@ def run(args: argparse.Namespace, children: list[Child]) -> tuple[dict[str, Any]
     proxy_ceiling = small_ceiling(children, target_port, direct, load, duration, warmup,
                                   progress)
     small_get: list[dict[str, Any]] = []
+    neighbours: list[dict[str, Any]] = []
     by_protocol: dict[str, dict[str, dict[str, Any]]] = {}
     peak: dict[str, Any] = {"router": None, "connector": None}
     slow: dict[str, Any] = {"total": slow_total, "ok": None, "router_threads_peak": None,
@@ -774,6 +844,8 @@ def run(args: argparse.Namespace, children: list[Child]) -> tuple[dict[str, Any]
                 row.update(tunnel_rps=round(t.rps, 1), ratio=ratio(t.rps, row["direct_rps"]),
                            tunnel_p50_ms=rnd(t.p50_ms, 3), tunnel_p99_ms=rnd(t.p99_ms, 3),
                            errors=t.errors)
+            neighbours.extend(slow_neighbour(protocol, router_port, rows, load, duration,
+                                             progress))
             if ctx["bulk_protocol"] is None:
                 ctx["bulk_protocol"] = protocol
                 run_bulk(ctx, bulk, bulk_ops, peak, slow, router, connector, router_port,
@@ -797,6 +869,7 @@ def run(args: argparse.Namespace, children: list[Child]) -> tuple[dict[str, Any]
         "load_generator": args.load_generator,
         "small_get": small_get,
         "small_ceiling": proxy_ceiling,
+        "slow_neighbour": neighbours,
         "download": bulk["download"],
         "upload": bulk["upload"],
         "peak_rss_mib": peak,
@@ -805,6 +878,7 @@ def run(args: argparse.Namespace, children: list[Child]) -> tuple[dict[str, Any]
         "bulk_protocol": ctx["bulk_protocol"],
         "bulk_by_protocol": by_protocol,
         "bulk_ceiling": ceiling,
+        "head_parse_us": head_parse_cost(),
         "notes": [
             "MB/s uses 1 MB = 1e6 bytes; ratio = tunnel/direct",
             f"bulk transfers: median of {BULK_REPEATS} runs each",
@@ -819,6 +893,97 @@ def run(args: argparse.Namespace, children: list[Child]) -> tuple[dict[str, Any]
         ],
     }
     return result, ctx
+
+
+class SlowReader:
+    """A client that downloads SLOW_READER_SIZE bytes through ``port`` and reads them at
+    about SLOW_READER_RATE bytes/s, in a thread, until stopped (bounded by ``max_seconds``)."""
+
+    def __init__(self, port: int, max_seconds: float) -> None:
+        self.port = port
+        self.max_seconds = max_seconds
+        self.received = 0
+        self.error: str | None = None
+        self.started = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="slow-reader", daemon=True)
+        self._began = 0.0
+        self._ended = 0.0
+
+    def __enter__(self) -> SlowReader:
+        self._thread.start()
+        if not self.started.wait(REQUEST_TIMEOUT):
+            self.error = self.error or "no response within the request timeout"
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(REQUEST_TIMEOUT)
+
+    def rate_kbps(self) -> float | None:
+        seconds = self._ended - self._began
+        return round(self.received / seconds / 1000, 1) if seconds > 0 else None
+
+    def _run(self) -> None:
+        step = 0.05
+        piece = int(SLOW_READER_RATE * step)
+        try:
+            with socket.create_connection((HOST, self.port), timeout=REQUEST_TIMEOUT) as sock:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 * 1024)
+                sock.sendall(f"GET /{ROUTE}/bytes/{SLOW_READER_SIZE} HTTP/1.1\r\n"
+                             f"Host: {HOST}\r\n\r\n".encode())
+                self._began = time.monotonic()
+                end = self._began + self.max_seconds
+                while not self._stop.is_set() and time.monotonic() < end:
+                    due = SLOW_READER_RATE * (time.monotonic() - self._began) - self.received
+                    if due < piece and self.received:
+                        self._stop.wait(step)
+                        continue
+                    data = sock.recv(piece)
+                    if not data:
+                        self.error = "the router closed the slow reader's connection"
+                        break
+                    self.received += len(data)
+                    self.started.set()
+        except OSError as err:
+            self.error = error_text(err)
+        finally:
+            self._ended = time.monotonic()
+            self.started.set()
+
+
+def slow_neighbour(protocol: str, router_port: int, rows: list[dict[str, Any]],
+                   load: Callable[[int, str, int, float], Load], duration: float,
+                   progress: Callable[[str], None]) -> list[dict[str, Any]]:
+    """Small GETs at each concurrency beside one client reading a large download slowly,
+    on the same route; the small-GET rows of ``rows`` (same protocol) are the baseline."""
+    out: list[dict[str, Any]] = []
+    progress(f"slow neighbour, protocol {protocol}: small GETs beside a "
+             f"{SLOW_READER_RATE // 1000} KB/s reader")
+    with SlowReader(router_port, max_seconds=duration * len(rows) + 30) as reader:
+        for base in rows:
+            row: dict[str, Any] = {
+                "protocol": protocol, "concurrency": base["concurrency"], "rps": None,
+                "p50_ms": None, "p99_ms": None, "errors": None,
+                "alone_p50_ms": base.get("tunnel_p50_ms"), "alone_p99_ms":
+                base.get("tunnel_p99_ms"), "slow_reader_kbps": None,
+            }
+            out.append(row)
+            if reader.error:
+                row["error"] = "slow reader: " + reader.error
+                continue
+            try:
+                t = load(router_port, SMALL_PATH, base["concurrency"], duration)
+            except Exception as err:  # noqa: BLE001
+                row["error"] = error_text(err)
+                continue
+            row.update(rps=round(t.rps, 1), p50_ms=rnd(t.p50_ms, 3), p99_ms=rnd(t.p99_ms, 3),
+                       errors=t.errors)
+    for row in out:
+        row["slow_reader_kbps"] = reader.rate_kbps()
+        if reader.error and "error" not in row:
+            row["error"] = "slow reader: " + reader.error
+    return out
 
 
 def tunnel_bulk(bulk: dict[str, dict[str, Any]], bulk_ops: dict[str, Callable[[int], float]],

@@ -17,6 +17,7 @@ import http.server
 import json
 import os
 import random
+import select
 import socket
 import struct
 import sys
@@ -276,6 +277,7 @@ class _TargetHTTPServer(http.server.ThreadingHTTPServer):
         self.received: list[Received] = []
         self.endless_aborted = threading.Event()
         self.endless_finished = threading.Event()
+        self.long_poll_abandoned = threading.Event()
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         pass  # connectors going away mid-response are expected in these tests
@@ -487,6 +489,26 @@ class _TargetHandler(http.server.BaseHTTPRequestHandler):
         except OSError:
             pass
 
+    def _ep_long_poll(self, rec: Received, args: list[str], query: dict) -> None:
+        """``/r/long-poll``: a chunked head and one event, then silence until release (at most
+        30 s). Sets ``long_poll_abandoned`` when the peer closes its connection meanwhile."""
+        self._read_body(rec)
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        event = b"data: first\n\n"
+        self.wfile.write(b"%x\r\n%s\r\n" % (len(event), event))
+        self.wfile.flush()
+        self.close_connection = True
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not self.server.release.is_set():
+            readable, _, _ = select.select([self.connection], [], [], 0.05)
+            if readable and self.connection.recv(1, socket.MSG_PEEK) == b"":
+                self.server.long_poll_abandoned.set()
+                return
+        self.wfile.write(b"0\r\n\r\n")
+
     def _ep_endless(self, rec: Received, args: list[str], query: dict) -> None:
         """``/r/endless``: a chunked body that goes on until the peer goes away or release.
 
@@ -539,6 +561,10 @@ class TargetService:
     @property
     def endless_finished(self) -> threading.Event:
         return self.server.endless_finished
+
+    @property
+    def long_poll_abandoned(self) -> threading.Event:
+        return self.server.long_poll_abandoned
 
     @property
     def received(self) -> list[Received]:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import ssl
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -9,15 +10,18 @@ from typing import Any
 
 import websocket
 
-from ..config import ConnectorConfig
+from ..config import ConnectorConfig, redact_url
 from ..threads import ThreadCache
-from .handshake import open_websocket
+from .handshake import open_websocket, refusal_text
 from .target import Target, TargetClient
 from .tls import client_context
 from .watcher import CancelWatcher
 from .worker import CLOSE_TIMEOUT, SocketWorker, endpoint, handshake_headers
 
 log = logging.getLogger(__name__)
+
+#: Failed registration attempts in a row logged at INFO before WARNING (a router restarting).
+QUIET_ATTEMPTS = 3
 
 
 class RouterLink:
@@ -37,10 +41,15 @@ class RouterLink:
         if url.startswith("wss://"):
             self.sslopt = {"context": client_context(config.ca_file, config.verify,
                                                      config.client_cert, config.client_key)}
+        #: ``url`` as logs show it (no password)
+        self.shown = redact_url(url)
         self.stopping = threading.Event()
         self._lock = threading.Lock()
         self._workers: set[SocketWorker] = set()
         self._attempts = 0
+        #: registered here, and not lost since (each change is logged once)
+        self._up = False
+        self._ever_up = False
 
     def start(self) -> None:
         """Open one socket; once the router has said which protocol it speaks, the link tops up
@@ -77,8 +86,48 @@ class RouterLink:
         """``worker`` registered with ``version``: open what the link lacks for it."""
         with self._lock:
             wanted = self._wanted(version)
+            came_up, again, failures = not self._up, self._ever_up, self._attempts
+            self._up = self._ever_up = True
+            self._attempts = 0
+        if came_up:
+            log.info("registered at %s with cranker_%s for route %r%s", self.shown, version,
+                     self.config.route,
+                     f" again, after {failures} failed attempt(s)" if again else "")
         if wanted:
             self._spawn(wanted)
+
+    def on_connect_failed(self, worker: SocketWorker, err: Exception) -> float:
+        """A registration attempt failed: log it (quietly for the first few, unless the
+        router refused), and return how long to wait before the next."""
+        delay = self.next_backoff()
+        with self._lock:
+            attempts = self._attempts
+            lost = self._up and not self._registered(worker)
+            if lost:
+                self._up = False
+        refused = isinstance(err, websocket.WebSocketBadStatusException | ssl.SSLError)
+        text = refusal_text(err) if isinstance(err, websocket.WebSocketBadStatusException) \
+            else str(err) or repr(err)
+        if lost:
+            log.warning("lost registration at %s: %s", self.shown, text)
+        level = logging.WARNING if refused or attempts > QUIET_ATTEMPTS else logging.INFO
+        log.log(level, "cannot register at %s: %s; retrying in %.2fs (attempt %d)", self.shown,
+                text, delay, attempts)
+        return delay
+
+    def on_socket_lost(self, worker: SocketWorker) -> None:
+        """A registered socket closed while the connector was not stopping."""
+        with self._lock:
+            lost = self._up and not self._registered(worker)
+            if lost:
+                self._up = False
+        if lost:
+            log.warning("lost registration at %s: its last socket closed; reconnecting",
+                        self.shown)
+
+    def _registered(self, besides: SocketWorker) -> bool:
+        """Another socket than ``besides`` is registered (under the lock)."""
+        return any(w.state in ("idle", "busy", "v3") for w in self._workers if w is not besides)
 
     def wants_socket(self, worker: SocketWorker) -> bool:
         """False when enough v3 sockets are registered without ``worker``'s: it may end. (A v3
@@ -111,10 +160,6 @@ class RouterLink:
             self._attempts += 1
         return 0.5 + min(10.0, (2 ** min(attempts, 30)) / 1000.0)
 
-    def reset_backoff(self) -> None:
-        with self._lock:
-            self._attempts = 0
-
     # -- inspection and stop -----------------------------------------------------------------
 
     def workers(self) -> list[SocketWorker]:
@@ -140,7 +185,7 @@ class RouterLink:
                 sslopt=self.sslopt,
             )
         except (websocket.WebSocketException, OSError) as err:
-            log.info("deregistration at %s failed: %s", self.url, err)
+            log.info("deregistration at %s failed: %s", self.shown, err)
             return False
         try:
             deadline = time.monotonic() + timeout
@@ -150,7 +195,7 @@ class RouterLink:
                 if opcode == websocket.ABNF.OPCODE_CLOSE:
                     return True
         except (websocket.WebSocketException, OSError) as err:
-            log.info("deregistration at %s got no answer: %r", self.url, err)
+            log.info("deregistration at %s got no answer: %r", self.shown, err)
         finally:
             ws.shutdown()
         return False
@@ -213,9 +258,10 @@ class Connector:
                        for url in self.config.routers]
         for link in self._links:
             link.start()
-        log.info("connector %s for route %r -> %s started (%d router(s))",
-                 self.config.connector_instance_id, self.config.route, self.config.target,
-                 len(self._links))
+        log.info("connector %s for route %r -> %s started, registering at %s",
+                 self.config.connector_instance_id, self.config.route,
+                 redact_url(self.config.target) if isinstance(self.config.target, str)
+                 else self.config.target, ", ".join(link.shown for link in self._links))
         return self
 
     def idle_count(self) -> int:

@@ -22,10 +22,12 @@ from websocket import _handshake, _http
 
 from .frames import mask_keys
 
-__all__ = ["open_websocket"]
+__all__ = ["open_websocket", "refusal_text"]
 
 #: Longest upgrade response head we accept.
 MAX_HEAD = 65536
+#: Longest part of a refusal's body we read (the router's reason is one short line).
+MAX_REFUSAL = 4096
 
 
 def open_websocket(url: str, *, timeout: float, header: list[str],
@@ -47,8 +49,9 @@ def open_websocket(url: str, *, timeout: float, header: list[str],
         sock.sendall("\r\n".join(lines).encode())
         status, headers, reason = read_response_head(sock)
         if status != 101:
+            body = read_refusal(sock, headers)
             raise websocket.WebSocketBadStatusException(
-                f"Handshake status {status} {reason}", status, reason, headers)
+                f"Handshake status {status} {reason}", status, reason, headers, body)
         ok, subprotocol = _handshake._validate(headers, key, None)
         if not ok:
             raise websocket.WebSocketException("Invalid WebSocket Header")
@@ -68,6 +71,41 @@ def read_response_head(sock: socket.socket) -> tuple[int, dict[str, str], str]:
         return int(status), headers, reason or ""
     head = _read_head(sock)
     return parse_response_head(head)
+
+
+def read_refusal(sock: socket.socket, headers: dict[str, str]) -> bytes:
+    """The body of a refused upgrade (a router says why in it), at most :data:`MAX_REFUSAL`
+    bytes; empty when it has none or it does not arrive within the socket's timeout."""
+    try:
+        length = min(int(headers.get("content-length", "0")), MAX_REFUSAL)
+    except ValueError:
+        return b""
+    body = b""
+    try:
+        while len(body) < length:
+            data = sock.recv(length - len(body))
+            if not data:
+                break
+            body += data
+    except OSError:  # a timeout or a reset: the status alone has to do
+        pass
+    return body
+
+
+def refusal_text(err: websocket.WebSocketBadStatusException) -> str:
+    """One line saying why a router refused a registration: its status and reason, and the
+    first line of what it said, with a hint where the status suggests a wrong port."""
+    reason = getattr(err, "resp_body", None) or b""
+    said = reason.decode("utf-8", "replace").strip().splitlines()
+    status = getattr(err, "status_code", 0)
+    text = f"router answered {status} {getattr(err, 'status_message', '') or ''}".rstrip()
+    first = said[0].removeprefix(text.removeprefix("router answered ")).lstrip(": ") \
+        if said else ""
+    if first:
+        text += f": {first[:300]}"
+    if status == 404:
+        text += " (is this the router's registration port?)"
+    return text
 
 
 def _read_head(sock: socket.socket) -> bytes:

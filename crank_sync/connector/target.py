@@ -27,6 +27,33 @@ log = logging.getLogger(__name__)
 _current = threading.local()
 
 
+def failure_reason(err: BaseException) -> str:
+    """What went wrong with the target, in a few words, for the close reason or RST_STREAM
+    message the router shows its client (``connection refused``, ``timed out``). urllib3
+    wraps the socket's error (its NewConnectionError is even a timeout), so the innermost
+    known cause along the exception's chain wins."""
+    chain: list[BaseException] = []
+    cause: BaseException | None = err
+    while cause is not None and cause not in chain and len(chain) < 10:
+        chain.append(cause)
+        cause = cause.__cause__ or cause.__context__
+    for cause in reversed(chain):
+        for kinds, words in _FAILURE_WORDS:
+            if isinstance(cause, kinds):
+                return words
+    return type(err).__name__
+
+
+_FAILURE_WORDS: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], str], ...] = (
+    (ConnectionRefusedError, "connection refused"),
+    (ConnectionResetError, "connection reset"),
+    ((TimeoutError, urllib3.exceptions.TimeoutError), "timed out"),
+    (socket.gaierror, "name resolution failed"),
+    (ssl.SSLError, "TLS error"),
+    (urllib3.exceptions.ProtocolError, "connection closed"),
+)
+
+
 class Cancel:
     """Lets another thread abort a request that is blocked on the target.
 
@@ -73,6 +100,9 @@ class _Replay:
         cancel = getattr(_current, "cancel", None)
         if cancel is not None:
             cancel.attach(self)
+        # urllib3's pool percent-encodes the target (and upper-cases %2f): the request line
+        # must be the one the client sent, byte for byte
+        url = getattr(_current, "target", None) or url
         headers = headers or {}
         self._crank_given = frozenset(k.lower() for k in headers)
         if "accept-encoding" not in self._crank_given:
@@ -176,10 +206,11 @@ class TargetClient:
             headers.add(name, value)
         has_length = "content-length" in headers
         _current.cancel = cancel
+        _current.target = self.base_path + head.target
         try:
             return self._urlopen(head, body, headers, has_length)
         finally:
-            _current.cancel = None
+            _current.cancel = _current.target = None
 
     def _urlopen(self, head: RequestHead, body: Iterable[bytes] | None,
                  headers: urllib3.HTTPHeaderDict, has_length: bool) -> urllib3.BaseHTTPResponse:

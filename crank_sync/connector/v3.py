@@ -20,8 +20,9 @@ from websocket import ABNF
 
 from ..errors import RemoteProtocolError
 from ..protocol import ResponseHead, encode_response_head, parse_request_text, v3
+from ..protocol.limits import DEFAULT_MESSAGE_LIMIT, V3_OVERHEAD
 from .frames import FrameReader
-from .target import Cancel, iter_response
+from .target import Cancel, failure_reason, iter_response
 from .wsio import body_complete, send_frames, small_body
 
 if TYPE_CHECKING:
@@ -124,7 +125,8 @@ class ConnectorStream:
     def serve(self, text: str, has_body: bool) -> None:
         cfg = self.sock.link.config
         try:
-            self._serve(text, has_body, cfg.idle_timeout, cfg.chunk_size)
+            self._serve(text, has_body, cfg.idle_timeout,
+                        min(cfg.chunk_size, self.sock.message_limit - V3_OVERHEAD))
         except _Cancelled:
             log.debug("stream %d cancelled", self.id)
         except _WS_ERRORS as err:
@@ -156,7 +158,7 @@ class ConnectorStream:
             if self.cancelled:
                 return
             log.warning("target failed for %s: %r", head.label, err)
-            self._reset(v3.RST_TARGET_FAILED, "target failed")
+            self._reset(v3.RST_TARGET_FAILED, f"target failed: {failure_reason(err)}")
             return
         complete = False
         try:
@@ -183,7 +185,8 @@ class ConnectorStream:
                         raise _Cancelled() from err
                     log.warning("target failed mid-body for %s: %r", head.label, err)
                     self._send_all(pending)
-                    self._reset(v3.RST_TARGET_FAILED, "target failed mid-body")
+                    self._reset(v3.RST_TARGET_FAILED,
+                                f"target failed mid-body: {failure_reason(err)}")
                     return
                 if chunk is None:
                     break
@@ -205,8 +208,11 @@ class ConnectorStream:
 class V3Socket:
     """Reads one v3 websocket until it ends; streams run on the connector's pool."""
 
-    def __init__(self, link: RouterLink, ws: websocket.WebSocket, pool: ThreadPoolExecutor) -> None:
+    def __init__(self, link: RouterLink, ws: websocket.WebSocket, pool: ThreadPoolExecutor,
+                 message_limit: int = DEFAULT_MESSAGE_LIMIT) -> None:
         self.link = link
+        #: The largest message the router takes: DATA payloads stay 6 bytes under it.
+        self.message_limit = message_limit
         self.ws = ws
         self.pool = pool
         self._lock = threading.Lock()
@@ -234,7 +240,7 @@ class V3Socket:
                     opcode, payload = reader.recv()
                 except websocket.WebSocketTimeoutException:
                     if time.monotonic() - last_heard > 2 * interval:
-                        log.warning("router %s silent for %.0fs: reconnecting", self.link.url,
+                        log.warning("router %s silent for %.0fs: reconnecting", self.link.shown,
                                     2 * interval)
                         return
                     self.ws.ping()
@@ -246,7 +252,7 @@ class V3Socket:
                     self._dispatch(payload)
         except _WS_ERRORS as err:
             if not self.link.stopping.is_set():
-                log.info("v3 socket to %s lost: %r", self.link.url, err)
+                log.info("v3 socket to %s lost: %r", self.link.shown, err)
         finally:
             with self._lock:
                 streams = list(self._streams.values())
@@ -258,7 +264,7 @@ class V3Socket:
         try:
             frame = v3.decode(message)
         except RemoteProtocolError as err:
-            log.warning("dropping malformed v3 message from %s: %s", self.link.url, err)
+            log.warning("dropping malformed v3 message from %s: %s", self.link.shown, err)
             return
         with self._lock:
             stream = self._streams.get(frame.stream_id)

@@ -27,9 +27,10 @@ from ..protocol import (
     encode_response_head,
     parse_request,
 )
-from .frames import FrameReader
+from ..protocol.limits import DEFAULT_MESSAGE_LIMIT, MESSAGE_LIMIT_HEADER, peer_message_limit
+from .frames import MAX_MESSAGE, FrameReader
 from .handshake import open_websocket
-from .target import Cancel, TargetResponse, iter_response
+from .target import Cancel, TargetResponse, failure_reason, iter_response
 from .v3 import V3Socket
 from .wsio import send_frames, small_body
 
@@ -74,6 +75,7 @@ def handshake_headers(route: str, protocols: tuple[str, ...], domain: str = "*",
     if "1.0" in protocols:
         headers.append("CrankerProtocol: 1.0")
     headers.append("Sec-WebSocket-Protocol: " + ", ".join(f"cranker_{p}" for p in protocols))
+    headers.append(f"{MESSAGE_LIMIT_HEADER}: {MAX_MESSAGE}")
     if domain != "*" and "3.0" in protocols:
         headers.append(f"Domain: {domain}")
     return headers
@@ -104,6 +106,8 @@ class SocketWorker:
         self.state = "connecting"
         self.ws: websocket.WebSocket | None = None
         self.v3: V3Socket | None = None
+        #: The largest message the router takes (announced in its 101, else 16 KiB).
+        self.message_limit = DEFAULT_MESSAGE_LIMIT
         #: True while a registration handshake is under way (stop() waits for those).
         self.handshaking = False
         #: The thread running this worker, once it runs.
@@ -155,10 +159,14 @@ class SocketWorker:
                     finally:
                         self.v3 = None
                         self._discard(ws)
+                    if not self.link.stopping.is_set():
+                        self.link.on_socket_lost(self)
                     continue
                 request = self._wait_for_request(ws)
                 if request is None:
                     self._discard(ws)
+                    if not self.link.stopping.is_set():
+                        self.link.on_socket_lost(self)
                     continue
                 self.state = "busy"
                 self.link.on_request(self)
@@ -189,27 +197,24 @@ class SocketWorker:
             )
         except _WS_ERRORS as err:
             self.handshaking = False
-            delay = self.link.next_backoff()
-            refused = isinstance(err, (websocket.WebSocketBadStatusException, ssl.SSLError))
-            log.log(logging.WARNING if refused else logging.INFO,
-                    "cannot register at %s (%s); retrying in %.2fs", self.link.url, err, delay)
-            self.link.stopping.wait(delay)
+            self.link.stopping.wait(self.link.on_connect_failed(self, err))
             return None
         self.handshaking = False
         version = chosen_version(ws, cfg.protocols)
         if version is None:
             delay = self.link.next_backoff()
             log.warning("router %s picked a protocol we did not offer; retrying in %.2fs",
-                        self.link.url, delay)
+                        self.link.shown, delay)
             self._discard(ws)
             self.link.stopping.wait(delay)
             return None
-        self.link.reset_backoff()
         self.ws = ws
+        self.message_limit = peer_message_limit(
+            (ws.getheaders() or {}).get(MESSAGE_LIMIT_HEADER.lower()))
         # registered even if stop() began meanwhile: stop() waits for handshakes to finish
         # before it deregisters, so the router closes this socket with the others
         if version == "3.0":
-            self.v3 = V3Socket(self.link, ws, self.link.pool)
+            self.v3 = V3Socket(self.link, ws, self.link.pool, self.message_limit)
             self.state = "v3"
         else:
             self.state = "idle"
@@ -231,7 +236,7 @@ class SocketWorker:
                 opcode, frame = ws.recv_data_frame(True)
             except websocket.WebSocketTimeoutException:
                 if time.monotonic() - last_heard > 2 * interval:
-                    log.warning("router %s silent for %.0fs: reconnecting", self.link.url,
+                    log.warning("router %s silent for %.0fs: reconnecting", self.link.shown,
                                 2 * interval)
                     return None
                 try:
@@ -241,7 +246,7 @@ class SocketWorker:
                 continue
             except _WS_ERRORS as err:
                 if not self.link.stopping.is_set():
-                    log.info("idle socket to %s lost: %r", self.link.url, err)
+                    log.info("idle socket to %s lost: %r", self.link.shown, err)
                 return None
             last_heard = time.monotonic()
             if opcode == ABNF.OPCODE_TEXT:
@@ -261,7 +266,7 @@ class SocketWorker:
         try:
             head = parse_request(text)
         except RemoteProtocolError as err:
-            log.warning("bad request from router %s: %s", self.link.url, err)
+            log.warning("bad request from router %s: %s", self.link.shown, err)
             self._close(ws, 1008, "bad request message")
             return
         cancel = Cancel()
@@ -279,7 +284,7 @@ class SocketWorker:
                 log.info("request %s cancelled: the client went away", head.label)
                 return
             log.warning("target failed for %s: %r", head.label, err)
-            self._close(ws, 1011, "target failed")
+            self._close(ws, 1011, f"target failed: {failure_reason(err)}")
             return
         finally:
             watcher.unwatch(ws)
@@ -326,19 +331,30 @@ class SocketWorker:
                 return
             # the head goes out with the first body chunk (or alone if the body is empty or slow)
             pending = [(ABNF.OPCODE_TEXT, encode_response_head(response_head).encode())]
-            chunks = iter_response(resp, self.link.config.chunk_size)
+            chunk_size = min(self.link.config.chunk_size, self.message_limit)
+            chunks = iter_response(resp, chunk_size)
             next_check = 0.0
-            if not small_body(resp, self.link.config.chunk_size):
+            # a target silent mid-response (a long poll, server-sent events) blocks this thread
+            # in the target's read: the watcher notices the router's close meanwhile. On plain
+            # TCP only: a TLS socket must not be read while this thread writes to it, so there
+            # the socket is polled between chunks instead
+            watched = not isinstance(ws.sock, ssl.SSLSocket)
+            if watched:
+                self.link.watcher.watch(ws, cancel.cancel)
+            if not small_body(resp, chunk_size):
                 send_frames(ws, pending)
                 pending = []
             while True:
                 try:
                     chunk = next(chunks, None)
                 except _TARGET_ERRORS as err:
+                    if cancel.cancelled:
+                        log.info("request %s cancelled: the client went away", head.label)
+                        return
                     log.warning("target failed mid-body for %s: %r", head.label, err)
                     if pending:
                         send_frames(ws, pending)
-                    self._close(ws, 1011, "target failed mid-body")
+                    self._close(ws, 1011, f"target failed mid-body: {failure_reason(err)}")
                     return
                 if chunk is None:
                     break
@@ -346,7 +362,7 @@ class SocketWorker:
                     log.info("request %s cancelled", head.label)
                     return
                 now = time.monotonic()
-                if now >= next_check:
+                if not watched and now >= next_check:
                     if self._router_cancelled(ws):
                         log.info("request %s cancelled by the router", head.label)
                         return
@@ -357,12 +373,14 @@ class SocketWorker:
             if pending:
                 send_frames(ws, pending)
             complete = True
+            self.link.watcher.unwatch(ws)
             self._close(ws, 1000, "")
         except Cancelled:
             log.info("request %s cancelled by the router", head.label)
         except _WS_ERRORS as err:
             log.info("router socket lost while responding to %s: %r", head.label, err)
         finally:
+            self.link.watcher.unwatch(ws)
             if not complete:
                 resp.close()
             resp.release_conn()

@@ -1,6 +1,7 @@
 """Header rules for a proxy (PROTOCOL.md, "Router behaviour around the protocol")."""
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterable
 
 HOP_BY_HOP = frozenset(
@@ -64,6 +65,38 @@ def forwarded_element(client_ip: str, host: str | None, proto: str, by: str) -> 
     return ";".join(parts)
 
 
+def _node(value: str) -> str:
+    """An address from X-Forwarded-For as a Forwarded node: IPv6 bracketed and quoted,
+    anything that is not a plain token quoted."""
+    value = value.strip()
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return _quote_value(value)
+    return _quote_node(value)
+
+
+def x_forwarded_elements(headers: HeaderList) -> list[str]:
+    """``Forwarded`` elements for the hops an ``X-Forwarded-For`` describes (a load balancer in
+    front of the router sends it): one ``for=`` each, the first with the X-Forwarded-Host and
+    -Proto it saw. Empty when the request carries ``Forwarded`` already (that chain wins)."""
+    if any(n.lower() == "forwarded" for n, _ in headers):
+        return []
+    hops = [a for n, v in headers if n.lower() == "x-forwarded-for" for a in v.split(",")
+            if a.strip()]
+    if not hops:
+        return []
+    first = [f"for={_node(hops[0])}"]
+    host = next((v.strip() for n, v in headers if n.lower() == "x-forwarded-host"), "")
+    proto = next((v.strip().lower() for n, v in headers if n.lower() == "x-forwarded-proto"),
+                 "")
+    if host:
+        first.append(f"host={_quote_value(host)}")
+    if proto in ("http", "https"):
+        first.append(f"proto={proto}")
+    return [";".join(first)] + [f"for={_node(a)}" for a in hops[1:]]
+
+
 def filter_request_headers(
     headers: Iterable[tuple[str, str]],
     *,
@@ -73,15 +106,23 @@ def filter_request_headers(
     via_name: str,
     discard_client_forwarded: bool = False,
     x_forwarded: bool = False,
+    proxy_host: bool = True,
 ) -> HeaderList:
     """Headers to send to the target: hop-by-hop and ``Expect`` removed, Forwarded and Via added.
 
-    Duplicates and order are kept; ``Host`` is kept.
+    Duplicates and order are kept; ``Host`` is kept unless ``proxy_host`` is False (the
+    target then sees its own authority). ``discard_client_forwarded`` drops every forwarding
+    header the client sent (``Forwarded`` and ``X-Forwarded-*``); otherwise an
+    ``X-Forwarded-For`` becomes Forwarded elements before the router's own.
     """
-    extra = frozenset({"expect", "forwarded"} if discard_client_forwarded else {"expect"})
+    extra = frozenset({"expect"} | (_CLIENT_FORWARDED if discard_client_forwarded else set()))
     out = _drop_hop_by_hop(headers, extra)
     host = next((v for n, v in out if n.lower() == "host"), None)
+    for element in x_forwarded_elements(out):
+        out.append(("Forwarded", element))
     out.append(("Forwarded", forwarded_element(client_ip, host, proto, by)))
+    if not proxy_host:
+        out = [(n, v) for n, v in out if n.lower() != "host"]
     out.append(("Via", f"1.1 {via_name}"))
     if x_forwarded:
         previous = [v for n, v in out if n.lower() == "x-forwarded-for"]
@@ -94,8 +135,11 @@ def filter_request_headers(
 
 
 _X_FORWARDED = frozenset({"x-forwarded-for", "x-forwarded-proto", "x-forwarded-host"})
+_CLIENT_FORWARDED = frozenset({"forwarded", "x-forwarded-port"} | _X_FORWARDED)
 
 
-def filter_response_headers(headers: Iterable[tuple[str, str]]) -> HeaderList:
-    """Headers to send to the client: hop-by-hop removed; duplicates and encodings kept."""
-    return _drop_hop_by_hop(headers, frozenset())
+def filter_response_headers(headers: Iterable[tuple[str, str]],
+                            keep_server: bool = False) -> HeaderList:
+    """Headers to send to the client: hop-by-hop removed; duplicates and encodings kept. The
+    target's ``Server`` is dropped unless ``keep_server`` (nginx hides it too)."""
+    return _drop_hop_by_hop(headers, frozenset() if keep_server else frozenset({"server"}))

@@ -79,14 +79,32 @@ def data_frame(stream_id: int, data: bytes = b"", end_stream: bool = False) -> b
 
 
 def header_frames(stream_id: int, text: str, end_stream: bool) -> list[bytes]:
-    """HEADER frames carrying ``text``, split at 16,000 characters; only the last has END_HEADER."""
+    """HEADER frames carrying ``text``, split at 16,000 characters (and at 16,000 bytes of
+    UTF-8, so no message exceeds a peer's 16 KiB limit); only the last has END_HEADER."""
     pieces = [text[i:i + MAX_HEADER_CHARS] for i in range(0, len(text), MAX_HEADER_CHARS)] or [""]
+    encoded = [p.encode("utf-8") for p in pieces]
+    if any(len(e) > MAX_HEADER_CHARS for e in encoded):
+        encoded = _split_encoded(text)  # non-ASCII: keep every message within 16 KiB too
     frames = []
-    for index, piece in enumerate(pieces):
-        last = index == len(pieces) - 1
+    for index, piece in enumerate(encoded):
+        last = index == len(encoded) - 1
         flags = (END_HEADER | (END_STREAM if end_stream else 0)) if last else 0
-        frames.append(_prefix(HEADER, flags, stream_id) + piece.encode("utf-8"))
+        frames.append(_prefix(HEADER, flags, stream_id) + piece)
     return frames
+
+
+def _split_encoded(text: str) -> list[bytes]:
+    """``text`` as UTF-8 pieces of at most MAX_HEADER_CHARS bytes, cut between characters."""
+    out: list[bytes] = []
+    piece = bytearray()
+    for char in text:
+        data = char.encode("utf-8")
+        if len(piece) + len(data) > MAX_HEADER_CHARS:
+            out.append(bytes(piece))
+            piece.clear()
+        piece += data
+    out.append(bytes(piece))
+    return out
 
 
 def rst_frame(stream_id: int, code: int, message: str = "") -> bytes:

@@ -1,8 +1,9 @@
 """Admin endpoints, served on the registration port only (never the client port).
 
 ``GET /health``, ``/health/connectors``, ``/api/registrations``, ``/api/dark-mode``,
-``/api/stats``, ``/metrics`` and ``/`` (the dashboard); ``PUT``/``DELETE
-/api/dark-mode/<ip>``.
+``/api/stats``, ``/api/timeseries``, ``/metrics`` and ``/`` (the dashboard); ``PUT``/``DELETE
+/api/dark-mode/<ip>``. All but ``/health`` and the dashboard page itself (which holds no
+data: it asks for the admin token and sends it on its requests) need the admin token.
 """
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import ipaddress
 import json
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +19,7 @@ from .._version import __version__
 from .metrics import socket_counts
 
 if TYPE_CHECKING:
+    from .pool import ConnectorSocket
     from .server import RouterCore
 
 Response = tuple[int, str, bytes]
@@ -45,14 +48,24 @@ def connectors(core: RouterCore) -> Response:
     """Registrations in the shape mu-cranker-router's users know."""
     dark = set(core.registry.dark_ips())
     services: dict[str, Any] = {}
-    for route, groups in core.registry.snapshot().items():
+    by_route: dict[str, list[ConnectorSocket]] = defaultdict(list)
+    for key, groups in core.registry.snapshot().items():
+        # sockets registered for a Domain are listed under their route, as mu-cranker-router
+        # lists them (the registry groups them by domain for routing)
+        sockets = (*groups["idle"], *groups["busy"], *groups["v3"])
+        if not key.startswith("domain:"):
+            by_route.setdefault(key, [])  # a route kept without sockets is listed, empty
+        for sock in sockets:
+            by_route[sock.route].append(sock)
+    for route, route_sockets in by_route.items():
         by_instance: dict[str, dict[str, Any]] = {}
-        for sock in (*groups["idle"], *groups["busy"], *groups["v3"]):
+        for sock in route_sockets:
             entry = by_instance.setdefault(sock.connector_instance_id, {
                 "connectorInstanceID": sock.connector_instance_id,
                 "ip": sock.remote_ip,
                 "componentName": sock.component_name,
                 "darkMode": sock.remote_ip in dark,
+                "registeredSince": _since(core, sock),
                 "connections": [],
             })
             entry["connections"].append({
@@ -69,6 +82,12 @@ def connectors(core: RouterCore) -> Response:
             "connectors": list(by_instance.values()),
         }
     return _json(200, {"services": services})
+
+
+def _since(core: RouterCore, sock: ConnectorSocket) -> float:
+    """When the socket's connector instance first registered for its route (epoch seconds)."""
+    since = core.metrics.recent.since(sock.route, sock.connector_instance_id)
+    return round(sock.registered_at if since is None else since, 3)
 
 
 def registrations(core: RouterCore) -> Response:
@@ -122,6 +141,34 @@ def stats(core: RouterCore) -> Response:
     })
 
 
+def route_states(core: RouterCore) -> dict[str, dict[str, Any]]:
+    """``{route: {"state": "up"|"down", "sockets": n, "lastSeen": epoch s or None}}``.
+
+    A route is down while the registry keeps it without a socket (``route_keep_time`` after
+    its last connector left); then it is gone from here too.
+    """
+    recent = core.metrics.recent.routes()
+    out: dict[str, dict[str, Any]] = {}
+    for route, groups in core.registry.snapshot().items():
+        sockets = sum(len(g) for g in groups.values())
+        out[route] = {"state": "up" if sockets else "down", "sockets": sockets,
+                      "lastSeen": recent.get(route)}
+    return dict(sorted(out.items()))
+
+
+def timeseries(core: RouterCore, query: dict[str, str]) -> Response:
+    """The dashboard's charts: ``?minutes=`` (default and at most 15) of per-route buckets."""
+    try:
+        minutes = float(query.get("minutes", "15"))
+        if not 0 < minutes <= 15:
+            raise ValueError
+    except ValueError:
+        return _json(400, {"error": "minutes must be a number in (0, 15]"})
+    body = core.metrics.timeseries.series(minutes)
+    body["states"] = route_states(core)
+    return _json(200, body)
+
+
 def metrics(core: RouterCore) -> Response:
     body, content_type = core.metrics.render()
     return 200, content_type, body
@@ -132,7 +179,10 @@ def dashboard(core: RouterCore) -> Response:
     return 200, "text/html; charset=utf-8", page
 
 
-GET_ROUTES = {
+#: Served without the admin token.
+PUBLIC = frozenset({"/", "/health"})
+
+GET_ROUTES: dict[str, Callable[[RouterCore], Response]] = {
     "/": dashboard,
     "/health": health,
     "/health/connectors": connectors,
@@ -140,4 +190,8 @@ GET_ROUTES = {
     "/api/dark-mode": dark_mode,
     "/api/stats": stats,
     "/metrics": metrics,
+}
+
+GET_QUERY_ROUTES: dict[str, Callable[[RouterCore, dict[str, str]], Response]] = {
+    "/api/timeseries": timeseries,
 }

@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import re
+import select
 import socket
 from collections.abc import Iterator
 from email.message import Message
 from typing import Any, Protocol
 
-from ..errors import BadRequest, ClientGone
+from ..errors import BadRequest, ClientGone, HeadersTooLarge, UriTooLong
 
 
 class Reader(Protocol):
@@ -26,6 +27,47 @@ _MAX_CHUNK_LINE = 4096
 _MAX_TRAILERS = 100
 _HEX_RE = re.compile(rb"^[0-9a-fA-F]{1,16}$")
 _DIGITS_RE = re.compile(r"^[0-9]{1,19}$")
+#: The largest body length or chunk size accepted (what a signed 64-bit length can hold; a
+#: larger one is refused before a connector sees it, not waited for).
+MAX_BODY_SIZE = 2**63 - 1
+#: As many header lines as the standard library's server allows.
+MAX_HEADER_LINES = 100
+
+
+def read_request_head(rfile: Reader, limit: int) -> bytes | None:
+    """The raw bytes of one request head, up to and including its blank line; ``None`` when
+    the connection ended (or the head deadline cut it) before the blank line.
+
+    One empty line before the request line is skipped (RFC 9112, section 2.2). A request line
+    over ``limit`` bytes is :class:`UriTooLong`; a head over ``limit`` bytes, or with more than
+    :data:`MAX_HEADER_LINES` header lines, is :class:`HeadersTooLarge`.
+    """
+    line = rfile.readline(limit + 1)
+    if line in (b"\r\n", b"\n"):
+        line = rfile.readline(limit + 1)
+    if len(line) > limit:
+        raise UriTooLong(f"request line over {limit} bytes: {line[:60]!r}...")
+    head = bytearray(line)
+    if not line.endswith(b"\n"):
+        return None
+    for _ in range(MAX_HEADER_LINES + 1):
+        line = rfile.readline(limit + 1 - len(head))
+        head += line
+        if len(head) > limit:
+            raise HeadersTooLarge(f"request head over {limit} bytes")
+        if not line.endswith(b"\n"):
+            return None
+        if line in (b"\r\n", b"\n"):
+            return bytes(head)
+    raise HeadersTooLarge(f"more than {MAX_HEADER_LINES} header lines")
+
+
+def writable_now(sock: socket.socket) -> bool:
+    """Would a send on ``sock`` take at least one byte without waiting? (An error or hang-up
+    counts as writable: the send then raises.)"""
+    poller = select.poll()
+    poller.register(sock, select.POLLOUT)
+    return bool(poller.poll(0))
 
 
 def request_framing(headers: Message) -> int | None:
@@ -48,7 +90,7 @@ def request_framing(headers: Message) -> int | None:
         if len(values) != 1:
             raise BadRequest("differing Content-Length values")
         value = values.pop()
-        if not _DIGITS_RE.match(value):
+        if not _DIGITS_RE.match(value) or int(value) > MAX_BODY_SIZE:
             raise BadRequest(f"invalid Content-Length {value[:40]!r}")
         return int(value)
     return 0
@@ -93,6 +135,8 @@ def iter_body(rfile: Reader, length: int | None, chunk: int = CHUNK) -> Iterator
         if not _HEX_RE.match(size_text):
             raise BadRequest(f"invalid chunk size {line[:40]!r}")
         size = int(size_text, 16)
+        if size > MAX_BODY_SIZE:
+            raise BadRequest(f"chunk size {size_text[:40]!r} is too large")
         if size == 0:
             break
         while size > 0:
@@ -175,7 +219,9 @@ class ClientWriter:
         else:
             parts.append(data)
         try:
-            sent = sock.sendmsg(parts, (), socket.MSG_DONTWAIT)
+            # On a socket with a timeout, sendmsg first waits for writability for the whole
+            # timeout, whatever the flags: only send when poll says it will not wait.
+            sent = sock.sendmsg(parts, (), socket.MSG_DONTWAIT) if writable_now(sock) else 0
         except BlockingIOError:
             sent = 0
         except OSError as err:

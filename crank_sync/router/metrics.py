@@ -15,7 +15,8 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from .pool import SocketRegistry
+from .pool import ConnectorSocket, SocketRegistry
+from .timeseries import RouteMemory, TimeSeries
 
 _BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
@@ -73,14 +74,32 @@ class RouterMetrics:
         self.deregistrations = Counter("crank_deregistrations",
                                        "Deregistration requests from connectors", registry=r)
         self.errors = Counter("crank_errors", "Failed requests by kind", ["kind"], registry=r)
+        self.retries = Counter("crank_retries", "Requests retried on another v1 socket after "
+                               "theirs closed unanswered", ["route"], registry=r)
+        self.aborted = Counter("crank_requests_aborted",
+                               "Requests cut short (client gone, connector lost, idle timeout)",
+                               ["route", "reason"], registry=r)
         r.register(_SocketCollector(sockets))
         self._lock = threading.Lock()
         self._by_route: dict[str, int] = defaultdict(int)
         self._failed = 0
+        #: The last 15 minutes per route, and the routes seen lately: for the dashboard.
+        self.timeseries = TimeSeries()
+        self.recent = RouteMemory()
+
+    def connector_seen(self, sock: ConnectorSocket) -> None:
+        """A connector socket was registered, or has just closed."""
+        self.recent.seen(sock.route, sock.connector_instance_id)
 
     def observe(self, route: str, status: int, seconds: float, bytes_in: int,
-                bytes_out: int, error: str | None) -> None:
-        self.requests.labels(route, f"{status // 100}xx" if status else "none").inc()
+                bytes_out: int, error: str | None, aborted: str | None = None) -> None:
+        """Count one request; an ``aborted`` one (the reason) has status class ``aborted``,
+        whatever status had gone out."""
+        if aborted:
+            self.requests.labels(route, "aborted").inc()
+            self.aborted.labels(route, aborted).inc()
+        else:
+            self.requests.labels(route, f"{status // 100}xx" if status else "none").inc()
         self.duration.labels(route).observe(seconds)
         if bytes_in:
             self.body_bytes.labels(route, "in").inc(bytes_in)
@@ -88,6 +107,7 @@ class RouterMetrics:
             self.body_bytes.labels(route, "out").inc(bytes_out)
         if error:
             self.errors.labels(error).inc()
+        self.timeseries.record(route, status, seconds, bytes_in, bytes_out)
         with self._lock:
             self._by_route[route] += 1
             if error:

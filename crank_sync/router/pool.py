@@ -7,6 +7,11 @@ alternates between them. v3 sockets registered for a ``Domain`` serve requests w
 matches it, before path routing. A route stays known while it has sockets,
 and for ``grace`` seconds after its last one closed, so a request arriving between a v1
 socket's end and its replacement's registration waits instead of getting 404.
+
+Requests that find no socket wait in arrival order: each waiter has its own slot, and a socket
+that turns up is handed to the oldest waiter directly, so a request arriving later cannot take
+it first (with a plain condition variable, one waiter in a few thousand was overtaken until its
+``connector_max_wait`` ran out).
 """
 from __future__ import annotations
 
@@ -16,10 +21,13 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from ..errors import NoConnectorAvailable, NoRoute
+from ..errors import ClientGone, NoConnectorAvailable, NoRoute
+from ..protocol.limits import DEFAULT_MESSAGE_LIMIT
+from ..protocol.routes import CATCH_ALL, candidates, resolve
 from .websocket import RouterWebSocket
 
 if TYPE_CHECKING:
@@ -27,7 +35,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-CATCH_ALL = "*"
 _BOOT = uuid.uuid4().hex[:8]
 _socket_ids = itertools.count(1)
 
@@ -45,6 +52,8 @@ class ConnectorSocket:
     domain: str = "*"
     session: V3Session | None = None
     remote_port: int = 0
+    #: The largest websocket message this connector accepts (its announced limit, or 16 KiB).
+    message_limit: int = DEFAULT_MESSAGE_LIMIT
     registered_at: float = field(default_factory=time.time)
     socket_id: str = field(default_factory=lambda: f"{_BOOT}-{next(_socket_ids)}")
 
@@ -60,10 +69,18 @@ class ConnectorSocket:
 
 
 @dataclass(eq=False)
+class _Waiter:
+    """A request waiting for a socket: the registry puts the socket in ``sock``, then sets
+    ``ready``. Only the registry's lock guards ``sock``."""
+
+    ready: threading.Event = field(default_factory=threading.Event)
+    sock: ConnectorSocket | None = None
+
+
+@dataclass(eq=False)
 class _Route:
-    #: Requests waiting for this route's sockets wait here (sharing the registry's lock), so
-    #: a new socket wakes one of them, not every waiter of every route.
-    cond: threading.Condition
+    #: Requests waiting for this route's sockets, oldest first.
+    waiters: collections.deque[_Waiter] = field(default_factory=collections.deque)
     idle: collections.deque[ConnectorSocket] = field(default_factory=collections.deque)
     busy: set[ConnectorSocket] = field(default_factory=set)
     v3: list[ConnectorSocket] = field(default_factory=list)
@@ -101,14 +118,21 @@ class _Route:
 class SocketRegistry:
     """All connector sockets of one router, grouped by route."""
 
-    def __init__(self, grace: float) -> None:
+    def __init__(self, grace: float, resolver: str = "first-segment") -> None:
+        #: How long a route whose last socket left stays known (requests get 503, not 404).
         self._grace = grace
+        self._resolver = resolver
+        self._swept = float("-inf")
         self._lock = threading.Lock()
-        self._cond = threading.Condition(self._lock)
         self._routes: dict[str, _Route] = {}
         self._domains: dict[str, _Route] = {}
         self._dark: frozenset[str] = frozenset()
         self._deregistered: dict[str, float] = {}
+        #: sockets registered per connector instance, and the instances whose registration
+        #: was logged and whose end has not been: a connector is logged when it arrives, not
+        #: for each v1 socket it opens
+        self._members: dict[str, set[ConnectorSocket]] = {}
+        self._announced: set[str] = set()
         self._closed = False
         #: Requests currently waiting for a socket.
         self.waiting = 0
@@ -120,7 +144,7 @@ class SocketRegistry:
         connector deregistered after this socket's handshake ``began`` (time.monotonic()): the
         upgrade answer goes out before the socket is added, so a deregistration can slip in
         between, and the socket must not outlive it."""
-        with self._cond:
+        with self._lock:
             if self._closed:
                 return False
             if self._deregistered.get(sock.connector_instance_id, -1.0) >= began:
@@ -129,16 +153,26 @@ class SocketRegistry:
             assert route is not None
             if sock.is_v3:
                 route.v3.append(sock)
-                route.cond.notify_all()  # a v3 socket serves every waiter
             else:
                 route.idle.append(sock)
-                route.cond.notify()  # one socket, one request
             route.emptied_at = None
-            return True
+            self._hand_over(route)
+            instance = sock.connector_instance_id
+            self._members.setdefault(instance, set()).add(sock)
+            arrived = instance not in self._announced
+            if arrived:
+                if len(self._announced) > 10000:  # v1 connectors that vanished mid-request
+                    self._announced &= set(self._members)
+                self._announced.add(instance)
+        if arrived:
+            log.info("connector %s (%s) registered route %r from %s with %s", instance,
+                     sock.component_name or "no component name", sock.route, sock.remote_ip,
+                     sock.protocol)
+        return True
 
     def remove(self, sock: ConnectorSocket) -> None:
         """Forget ``sock`` (it closed). Safe to call more than once."""
-        with self._cond:
+        with self._lock:
             route = self._group_of(sock, create=False)
             if route is None:
                 return
@@ -150,6 +184,31 @@ class SocketRegistry:
             route.busy.discard(sock)
             if route.empty and route.emptied_at is None:
                 route.emptied_at = time.monotonic()
+            lost = self._forget(sock)
+        if lost:
+            log.info("connector %s (%s) for route %r from %s is gone without deregistering",
+                     sock.connector_instance_id, sock.component_name or "no component name",
+                     sock.route, sock.remote_ip)
+
+    def _forget(self, sock: ConnectorSocket) -> bool:
+        """``sock`` left (under the lock): True when it was its connector's last and the
+        connector did not say goodbye. A v1 socket that carried a request ends normally, and
+        its replacement may not have registered yet: that is no loss."""
+        instance = sock.connector_instance_id
+        members = self._members.get(instance)
+        if members is None or sock not in members:
+            return False
+        members.discard(sock)
+        if members:
+            return False
+        del self._members[instance]
+        deregistered = instance in self._deregistered
+        if sock.ws.in_use and not sock.is_v3 and not deregistered:
+            return False
+        if instance not in self._announced:
+            return False
+        self._announced.discard(instance)
+        return not self._closed and not deregistered
 
     def _group_of(self, sock: ConnectorSocket, create: bool) -> _Route | None:
         if sock.is_v3 and sock.domain != "*":
@@ -158,12 +217,34 @@ class SocketRegistry:
             table, key = self._routes, sock.route
         route = table.get(key)
         if route is None and create:
-            route = table[key] = _Route(threading.Condition(self._lock))
+            route = table[key] = _Route()
         return route
+
+    def _hand_over(self, route: _Route) -> None:
+        """Give the route's available sockets to its waiters, oldest first (lock held)."""
+        while route.waiters:
+            sock = route.pick(self._dark)
+            if sock is None:
+                return
+            waiter = route.waiters.popleft()
+            waiter.sock = sock
+            waiter.ready.set()
+
+    def _give_back(self, sock: ConnectorSocket) -> None:
+        """A socket handed to a request whose client left before using it: to the next
+        waiter, or idle again (lock held)."""
+        route = self._group_of(sock, create=False)
+        if route is None or sock.is_v3:
+            return  # a v3 socket never left the pool
+        route.busy.discard(sock)
+        sock.ws.in_use = False
+        if sock.ws.connected and not sock.ws.finished and not self._closed:
+            route.idle.appendleft(sock)
+            self._hand_over(route)
 
     def take_idle_of(self, connector_instance_id: str) -> list[ConnectorSocket]:
         """Remove and return the idle sockets of a connector instance (deregistration)."""
-        with self._cond:
+        with self._lock:
             now = time.monotonic()
             if len(self._deregistered) > 1000:  # keep only recent ones: memory stays bounded
                 self._deregistered = {k: t for k, t in self._deregistered.items()
@@ -181,89 +262,137 @@ class SocketRegistry:
 
     def close(self) -> list[ConnectorSocket]:
         """Refuse new registrations and return every socket, idle or busy."""
-        with self._cond:
+        with self._lock:
             self._closed = True
             groups = (*self._routes.values(), *self._domains.values())
             everything = [s for r in groups for s in (*r.idle, *r.busy, *r.v3)]
-            self._wake_all()
+            for route in groups:
+                for waiter in route.waiters:
+                    waiter.ready.set()  # with no socket: the registry is closed
             return everything
-
-    def _wake_all(self) -> None:
-        for route in (*self._routes.values(), *self._domains.values()):
-            route.cond.notify_all()
 
     # -- requests ----------------------------------------------------------------------------
 
-    def _resolve(self, name: str, now: float) -> _Route | None:
-        for key in (name, CATCH_ALL):
-            route = self._routes.get(key)
-            if route is None:
-                continue
-            expired = route.emptied_at is not None and now - route.emptied_at > self._grace
-            if route.empty and expired:
-                del self._routes[key]
-                continue
-            return route
-        return None
+    def _shown(self, path: str) -> str:
+        """The route a request for ``path`` looked for, as error messages name it."""
+        return next(candidates(path, self._resolver), path)
 
-    def acquire(self, name: str, timeout: float, host: str | None = None) -> ConnectorSocket:
+    def _expired(self, route: _Route, now: float) -> bool:
+        return (route.empty and route.emptied_at is not None and not route.waiters
+                and now - route.emptied_at > self._grace)
+
+    def _sweep(self, now: float) -> None:
+        """Forget routes that have been empty for longer than the keep time (lock held); at
+        most once a second, so a request does not pay for looking at every route."""
+        if now - self._swept < 1.0:
+            return
+        self._swept = now
+        for table in (self._routes, self._domains):
+            for key in [k for k, r in table.items() if self._expired(r, now)]:
+                del table[key]
+
+    def _resolve(self, path: str, now: float) -> _Route | None:
+        """The route for request ``path`` (or a bare route name) under the resolver, else the
+        catch-all, else None."""
+        self._sweep(now)
+        key = resolve(path, self._resolver, self._routes.__contains__)
+        route = self._routes.get(key) if key is not None else None
+        return route if route is not None else self._routes.get(CATCH_ALL)
+
+    def acquire(self, name: str, timeout: float, host: str | None = None,
+                gone: Callable[[], bool] | None = None,
+                check_every: float = 0.25) -> ConnectorSocket:
         """A socket for route ``name`` (or the catch-all), waiting up to ``timeout``.
 
         A v1 socket is taken out of the pool; a v3 socket stays in it. When ``host`` matches
-        a registered v3 domain, that domain's sockets are used first.
+        a registered v3 domain, that domain's sockets are used first. Waiting requests are
+        served in arrival order; ``gone()`` is asked every ``check_every`` seconds while
+        waiting, and True (the client left) ends the wait.
 
-        Raises NoRoute when neither the route nor a catch-all is registered, and
-        NoConnectorAvailable when no idle socket turned up in time.
+        Raises NoRoute when neither the route nor a catch-all is registered,
+        NoConnectorAvailable when no idle socket turned up in time, and ClientGone.
         """
         deadline = time.monotonic() + timeout
-        with self._cond:
+        with self._lock:
+            route, sock = self._available(name, host)
+            if sock is not None:
+                return sock
+            waiter = _Waiter()
+            route.waiters.append(waiter)
             self.waiting += 1
-            try:
-                while True:
-                    now = time.monotonic()
-                    if host and not self._closed and self._domains:
-                        domain = self._domains.get(_hostname(host))
-                        sock = domain.pick(self._dark) if domain is not None else None
-                        if sock is not None:
-                            return sock
-                    route = None if self._closed else self._resolve(name, now)
-                    if route is None:
-                        raise NoRoute(f"no connector registered for route {name!r}")
-                    sock = route.pick(self._dark)
-                    if sock is not None:
-                        return sock
-                    if now >= deadline:
-                        if route.idle:  # a wake-up meant for us may be owed to another waiter
-                            route.cond.notify()
-                        raise NoConnectorAvailable(
-                            f"no idle connector socket for route {name!r} within {timeout:.1f}s"
-                        )
-                    route.cond.wait(deadline - now)
-            finally:
+        client_left = False
+        keep = False  # a socket handed over while this wait failed goes back, never astray
+        try:
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or waiter.ready.wait(min(remaining, check_every)):
+                    break
+                if gone is not None and gone():
+                    client_left = True
+                    break
+            keep = not client_left
+        finally:
+            with self._lock:
                 self.waiting -= 1
+                sock, waiter.sock = waiter.sock, None
+                if sock is None:
+                    try:
+                        route.waiters.remove(waiter)
+                    except ValueError:
+                        pass
+                elif not keep:
+                    self._give_back(sock)
+                    sock = None
+                closed = self._closed
+        if sock is not None:
+            return sock
+        if client_left:
+            raise ClientGone("client disconnected while waiting for a connector socket")
+        if closed:
+            raise NoRoute(f"no connector registered for route {self._shown(name)!r}")
+        raise NoConnectorAvailable(
+            f"no idle connector socket for route {self._shown(name)!r} within {timeout:.1f}s")
+
+    def _available(self, name: str, host: str | None) -> tuple[_Route, ConnectorSocket | None]:
+        """The route for ``name`` and a socket from it, unless earlier requests are waiting
+        for one (lock held). Raises NoRoute."""
+        if host and not self._closed and self._domains:
+            domain = self._domains.get(_hostname(host))
+            if domain is not None:
+                sock = domain.pick(self._dark)
+                if sock is not None:
+                    return domain, sock
+        route = None if self._closed else self._resolve(name, time.monotonic())
+        if route is None:
+            raise NoRoute(f"no connector registered for route {self._shown(name)!r}")
+        if route.waiters:  # first come, first served: join the queue
+            return route, None
+        return route, route.pick(self._dark)
 
     # -- dark mode ---------------------------------------------------------------------------
 
     def set_dark(self, ip: str, dark: bool) -> None:
         """Take every connector from ``ip`` out of rotation (or put it back)."""
-        with self._cond:
+        with self._lock:
             self._dark = self._dark | {ip} if dark else self._dark - {ip}
-            self._wake_all()
+            for route in (*self._routes.values(), *self._domains.values()):
+                self._hand_over(route)
 
     def dark_ips(self) -> list[str]:
-        with self._cond:
+        with self._lock:
             return sorted(self._dark)
 
     # -- inspection --------------------------------------------------------------------------
 
     def idle_count(self, name: str) -> int:
-        with self._cond:
+        with self._lock:
             route = self._routes.get(name)
             return len(route.idle) + len(route.v3) if route else 0
 
     def snapshot(self) -> dict[str, dict[str, list[ConnectorSocket]]]:
         """Sockets by route (domain groups as ``domain:<host>``): idle v1, busy v1, v3."""
-        with self._cond:
+        with self._lock:
+            self._sweep(time.monotonic())
             groups = {**self._routes, **{f"domain:{d}": r for d, r in self._domains.items()}}
             return {
                 name: {"idle": list(r.idle), "busy": list(r.busy), "v3": list(r.v3)}

@@ -6,7 +6,6 @@ response has started, a failure can only abort the client connection.
 """
 from __future__ import annotations
 
-import email.errors
 import itertools
 import logging
 import random
@@ -14,6 +13,7 @@ import re
 import socket
 import time
 from collections.abc import Iterator
+from http.client import HTTPMessage
 from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING
 
@@ -25,7 +25,10 @@ from ..errors import (
     CrankError,
     HeadersTooLarge,
     MethodNotAllowed,
+    NoConnectorAvailable,
+    NoRoute,
     RemoteProtocolError,
+    SocketClosedBeforeResponse,
     UriTooLong,
 )
 from ..protocol import (
@@ -36,12 +39,13 @@ from ..protocol import (
     filter_request_headers,
     parse_response_head,
     request_text,
-    route_of,
 )
+from ..protocol.headers import connection_tokens
+from ..protocol.http_head import ClientHead, parse_client_head
 from . import v1, v3
-from .http_io import ClientWriter, iter_body, request_framing
+from .http_io import ClientWriter, iter_body, read_request_head, request_framing
 from .pool import ConnectorSocket
-from .response import Aborted, HeadReader, ResponseState, phrase, readable_now
+from .response import Aborted, ResponseState, phrase, readable_now
 from .websocket import ConnectionClosed, RouterWebSocket
 
 if TYPE_CHECKING:
@@ -51,16 +55,14 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("crank_sync.access")
 
-#: The email parser complains about a multipart body it was not given: not a header defect.
-_BODY_DEFECTS = (email.errors.StartBoundaryNotFoundDefect,
-                 email.errors.MultipartInvariantViolationDefect,
-                 email.errors.NoBoundaryInMultipartDefect)
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:/+=@-]+$")
 #: Request ids name a request in logs and headers; they are not secrets, so no system call
 #: for each one (uuid4 reads os.urandom).
 _request_ids = random.Random()
 #: How many dead sockets a request may skip before giving up with 502.
 _MAX_SEND_ATTEMPTS = 5
+#: Requests retried on another v1 socket when theirs closed unanswered (nginx's rule).
+_IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 
 
 def status_for(err: CrankError) -> int:
@@ -75,7 +77,6 @@ class ClientHandler(BaseHTTPRequestHandler):
     _response_started = False
     _body_pending = False
     _status = 0
-    _head_ok = False
 
     def setup(self) -> None:
         self.core = self.server.core  # type: ignore[attr-defined]
@@ -86,7 +87,8 @@ class ClientHandler(BaseHTTPRequestHandler):
 
     def handle_one_request(self) -> None:
         cfg = self.core.config
-        limit = cfg.max_header_bytes
+        error: CrankError | None = None
+        raw: bytes | None = b""
         try:
             # wait (up to client_timeout) for the first byte, then the whole head must arrive
             # within header_timeout however slowly it trickles
@@ -95,39 +97,42 @@ class ClientHandler(BaseHTTPRequestHandler):
                 return
             key = self.core.deadlines.add(self.connection, cfg.header_timeout,
                                           f"request head from {self.client_address[0]}")
-            rfile = self.rfile
-            self.rfile = reader = HeadReader(rfile)  # type: ignore[assignment]
             try:
-                self.raw_requestline = reader.readline(limit + 1)
-                if self.raw_requestline and len(self.raw_requestline) <= limit:
-                    self._head_ok = self.parse_request()
+                raw = read_request_head(self.rfile, cfg.max_header_bytes)
+            except (UriTooLong, HeadersTooLarge) as err:
+                error = err
             finally:
-                self.rfile = rfile
                 self.core.deadlines.cancel(key)
-            if self._head_ok and reader.last not in (b"\r\n", b"\n"):
-                # the head ended at end-of-file (client gone or deadline), not at a blank line
-                log.info("incomplete request head from %s: dropped", self.client_address[0])
-                self.close_connection = True
-                return
         except (TimeoutError, OSError, ValueError):
             self.close_connection = True
             return
-        if not self.raw_requestline:
+        if raw is None:
+            # the head ended at end-of-file (client gone or deadline), not at a blank line
+            log.info("incomplete request head from %s: dropped", self.client_address[0])
             self.close_connection = True
             return
         self.core.busy_connections.add(self.connection)  # from here on, a stop waits for us
         try:
-            self._handle_request(limit)
+            self._handle_request(raw, error)
         finally:
             self.core.busy_connections.discard(self.connection)
 
-    def _handle_request(self, limit: int) -> None:
-        if len(self.raw_requestline) > limit:
-            self.requestline = self.request_version = self.command = ""
-            self._reject(UriTooLong("request line too long"))
-            return
-        if not self._head_ok:  # the standard library has answered 400/431/505
+    def _handle_request(self, raw: bytes, error: CrankError | None) -> None:
+        self.requestline = self.request_version = self.command = self.path = ""
+        try:
+            if error is not None:
+                raise error
+            self._take_head(parse_client_head(raw))
+        except CrankError as err:  # nothing of it is sent on: the connection is not reused
+            line = raw.split(b"\n", 1)[0].rstrip(b"\r\n")[:200]
+            log.info("%d for request line %r from %s: %s", err.status, line,
+                     self.client_address[0], err)
+            self._status = err.status
+            self.core.metrics.observe("(none)", err.status, 0.0, 0, 0, type(err).__name__)
             self.close_connection = True
+            self._write_error(err.status, str(err))
+            return
+        if self._expects_continue() and not self.handle_expect_100():
             return
         self._handle()
         if self.close_connection:
@@ -137,10 +142,22 @@ class ClientHandler(BaseHTTPRequestHandler):
         except OSError:
             self.close_connection = True
 
-    def _head_size(self) -> int:
-        return len(self.raw_requestline) + sum(
-            len(k) + len(v) + 4 for k, v in self.headers.items()
-        )
+    def _take_head(self, head: ClientHead) -> None:
+        """Set what BaseHTTPRequestHandler.parse_request would, from a head checked strictly."""
+        self.command, self.path, self.request_version = head.method, head.target, head.version
+        self.requestline = head.request_line
+        self.headers = message = HTTPMessage()
+        for name, value in head.headers:
+            message[name] = value  # appends: duplicates are kept, in order
+        tokens = connection_tokens(head.headers)
+        if "close" in tokens:
+            self.close_connection = True
+        else:
+            self.close_connection = head.version == "HTTP/1.0" and "keep-alive" not in tokens
+
+    def _expects_continue(self) -> bool:
+        return (self.request_version == "HTTP/1.1"
+                and self.headers.get("Expect", "").lower() == "100-continue")
 
     def _raw_target(self) -> str:
         parts = self.requestline.split(" ")
@@ -162,18 +179,20 @@ class ClientHandler(BaseHTTPRequestHandler):
         self._route = "(none)"
         self._connector = "-"
         self._protocol = "-"
+        self._retries = 0
         self.request_id = self._request_id()
         self._writer = ClientWriter(self.wfile)
         error: str | None = None
+        aborted: str | None = None
         try:
             self._proxy()
         except ClientGone as err:
-            error = "ClientGone"
+            error, aborted = "ClientGone", "client_gone"
             log.debug("client %s went away [%s]: %s", self.client_address[0], self.request_id,
                       err)
             self.close_connection = True
         except Aborted as err:
-            error = "Aborted"
+            error, aborted = "Aborted", err.kind
             try:
                 self._writer.flush()  # what arrived goes out; the close then marks it short
             except ClientGone:
@@ -183,11 +202,13 @@ class ClientHandler(BaseHTTPRequestHandler):
             self.close_connection = True
         except CrankError as err:
             error = type(err).__name__
+            if self._response_started:  # too late for its status: the response is cut short
+                aborted = "bad_response"
             self._reject(err)
         finally:
             if self.core.draining:
                 self.close_connection = True
-            self._log_access(started, error)
+            self._log_access(started, error, aborted)
 
     def _request_id(self) -> str:
         """The client's X-Request-Id when it is sane, otherwise a new one."""
@@ -196,18 +217,23 @@ class ClientHandler(BaseHTTPRequestHandler):
             return rid
         return f"{_request_ids.getrandbits(128):032x}"
 
-    def _log_access(self, started: float, error: str | None) -> None:
+    def _log_access(self, started: float, error: str | None, aborted: str | None) -> None:
+        """One access line and the metrics. An exchange cut short (client gone, connector
+        lost, idle timeout) is ``outcome=aborted`` with its reason, whatever status had
+        gone out: a 200 whose body was cut off is no success."""
         seconds = time.monotonic() - started
         out = self._writer.bytes_written
-        self.core.metrics.observe(self._route, self._status, seconds, self._bytes_in, out, error)
+        self.core.metrics.observe(self._route, self._status, seconds, self._bytes_in, out, error,
+                                  aborted)
         if access_log.isEnabledFor(logging.INFO):
+            outcome = f"aborted:{aborted}" if aborted else "error" if error else "ok"
             access_log.info(
-                '%s %s "%s %s" route=%s status=%s in=%d out=%d %.1fms connector=%s protocol=%s'
-                " request_id=%s",
+                '%s %s "%s %s" route=%s status=%s outcome=%s in=%d out=%d %.1fms connector=%s'
+                " protocol=%s request_id=%s retries=%d",
                 time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - seconds)),
                 self.client_address[0], self.command, self.path[:500], self._route,
-                self._status or "-", self._bytes_in, out, seconds * 1000, self._connector,
-                self._protocol, self.request_id,
+                self._status or "-", outcome, self._bytes_in, out, seconds * 1000,
+                self._connector, self._protocol, self.request_id, self._retries,
             )
 
     def body_chunks(self, length: int | None) -> Iterator[bytes]:
@@ -226,13 +252,6 @@ class ClientHandler(BaseHTTPRequestHandler):
 
     def _proxy(self) -> None:
         cfg = self.core.config
-        if self._head_size() > cfg.max_header_bytes:
-            raise HeadersTooLarge(f"request head over {cfg.max_header_bytes} bytes")
-        defects = [d for d in self.headers.defects if not isinstance(d, _BODY_DEFECTS)]
-        if defects:
-            raise BadRequest(f"malformed request headers: {defects[0]!r}")
-        if self.request_version == "HTTP/0.9":
-            raise BadRequest("HTTP/0.9 is not supported")
         if self.command in ("TRACE", "CONNECT"):
             raise MethodNotAllowed(f"{self.command} is not allowed")
         target = self._raw_target()
@@ -247,6 +266,7 @@ class ClientHandler(BaseHTTPRequestHandler):
             via_name=cfg.via_name,
             discard_client_forwarded=cfg.discard_client_forwarded,
             x_forwarded=cfg.x_forwarded_headers,
+            proxy_host=cfg.proxy_host_header,
         )
         if self.headers.get("X-Request-Id") != self.request_id:
             headers = [(n, v) for n, v in headers if n.lower() != "x-request-id"]
@@ -266,22 +286,47 @@ class ClientHandler(BaseHTTPRequestHandler):
         except CrankError as err:
             raise BadRequest(str(err)) from err
         self.request_body = self.body_chunks(length) if has_body else iter(())
-        sock, stream = self._borrow(route_of(target), head)
-        if stream is not None:
-            v3.exchange(self, sock, stream, length)
-            return
-        v1.exchange(self, sock, length)
+        deadline = time.monotonic() + cfg.connector_max_wait
+        unanswered: SocketClosedBeforeResponse | None = None
+        while True:
+            try:
+                sock, stream = self._borrow(target.split("?", 1)[0], head, deadline)
+            except (NoConnectorAvailable, NoRoute):
+                if unanswered is None:
+                    raise
+                raise unanswered from None  # no other socket in time: the first failure counts
+            if stream is not None:
+                v3.exchange(self, sock, stream, length)
+                return
+            try:
+                v1.exchange(self, sock, length)
+                return
+            except SocketClosedBeforeResponse as err:
+                if not self._may_retry(has_body, deadline):
+                    raise
+                unanswered = err
+                self._retries += 1
+                self.core.metrics.retries.labels(self._route).inc()
+                log.info("retrying %s %s [%s] on another socket: %s", self.command,
+                         self.path[:200], self.request_id, err)
 
-    def _borrow(self, route: str, head: RequestHead) -> tuple[ConnectorSocket, RouterStream | None]:
+    def _may_retry(self, has_body: bool, deadline: float) -> bool:
+        """Idempotent, nothing of the body sent, time left, nothing written to the client
+        (nginx's proxy_next_upstream rule)."""
+        return (self.command in _IDEMPOTENT and not has_body and not self._response_started
+                and time.monotonic() < deadline and self._retries < _MAX_SEND_ATTEMPTS)
+
+    def _borrow(self, route: str, head: RequestHead,
+                deadline: float) -> tuple[ConnectorSocket, RouterStream | None]:
         """Borrow a socket and send the request head, skipping sockets that died while idle.
 
         Returns the socket, and the stream when it is a v3 socket.
         """
         registry = self.core.registry
-        deadline = time.monotonic() + self.core.config.connector_max_wait
         host = self.headers.get("Host")
         for _ in range(_MAX_SEND_ATTEMPTS):
-            sock = registry.acquire(route, max(0.0, deadline - time.monotonic()), host)
+            sock = registry.acquire(route, max(0.0, deadline - time.monotonic()), host,
+                                    gone=self.client_gone)
             self._route = sock.route
             self._connector = sock.connector_instance_id
             self._protocol = sock.protocol
@@ -313,9 +358,9 @@ class ClientHandler(BaseHTTPRequestHandler):
         except (OSError, ValueError):
             return True
 
-    def aborted(self, reason: str) -> Exception:
+    def aborted(self, reason: str, kind: str = "connector_lost") -> Exception:
         """The exception that drops the client connection mid-response."""
-        return Aborted(reason)
+        return Aborted(reason, kind)
 
     def start_response(self, text: str, ws: RouterWebSocket | None = None) -> ResponseState:
         """Parse the connector's response head and write it to the client."""
@@ -352,16 +397,6 @@ class ClientHandler(BaseHTTPRequestHandler):
         if status in (400, 414, 431) or self._body_pending:
             self.close_connection = True
         self._write_error(status, str(err))
-
-    def send_error(self, code: int, message: str | None = None,
-                   explain: str | None = None) -> None:
-        """Errors found by the standard library's parser (400, 431, 505): always a full
-        HTTP/1.1 status line (the library omits it for what it takes as HTTP/0.9)."""
-        log.info("%d for %r from %s: %s", code, self.requestline[:200], self.client_address[0],
-                 message)
-        self._status = code
-        self.close_connection = True
-        self._write_error(code, message or phrase(code))
 
     def _write_error(self, status: int, text: str) -> None:
         reason = phrase(status)

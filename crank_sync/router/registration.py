@@ -11,11 +11,11 @@ from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from ..config import validate_route
 from ..errors import BadRequest
+from ..protocol.limits import MESSAGE_LIMIT_HEADER, peer_message_limit
+from ..protocol.routes import reachable, validate_route
 from . import admin
 from .pool import ConnectorSocket
-from .response import HeadReader
 from .v3 import V3Session
 from .websocket import LockedSocket, RouterWebSocket
 
@@ -53,12 +53,29 @@ def negotiate(offered_subprotocols: list[str], legacy: str | None,
     raise BadRequest("no Sec-WebSocket-Protocol or CrankerProtocol header: cannot pick a version")
 
 
+
+class HeadReader:
+    """Wraps rfile while the head is read, to tell a blank line from end-of-file: the
+    standard parser takes both as the end of the headers."""
+
+    def __init__(self, rfile: Any) -> None:
+        self._rfile = rfile
+        self.last = b""
+
+    def readline(self, size: int = -1) -> bytes:
+        self.last = self._rfile.readline(size)
+        return self.last
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._rfile, name)
+
 class RegistrationHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True
     server_version = "crank_sync"
     core: RouterCore
-    _head_deadline = 0
+    #: Deadline of the request head being read (None when no head is being read).
+    _head_key: int | None = None
 
     def setup(self) -> None:
         self.core = self.server.core  # type: ignore[attr-defined]
@@ -66,40 +83,49 @@ class RegistrationHandler(BaseHTTPRequestHandler):
         super().setup()
 
     def handle_one_request(self) -> None:
-        """As on the client port, the whole head must arrive within ``header_timeout`` of its
-        first byte: a socket timeout bounds each read, so a connection trickling its head
-        would otherwise hold this thread for as long as it likes."""
-        try:
-            if not self.rfile.peek(1):  # type: ignore[attr-defined]
-                self.close_connection = True
-                return
-        except (TimeoutError, OSError):
-            self.close_connection = True
-            return
-        self._head_deadline = self.core.deadlines.add(
+        """The standard handling, with the whole request head due within ``header_timeout``
+        of the start of the wait for it. A connection that says nothing or trickles is closed
+        (and counts as pending until its first head is in); so is a keep-alive connection
+        left idle that long, so an idle admin connection holds no thread for long either."""
+        self._plain_rfile = self.rfile
+        self._head_key = self.core.deadlines.add(
             self.connection, self.core.config.header_timeout,
             f"registration request head from {self.client_address[0]}")
+        self.rfile = self._head_reader = HeadReader(self.rfile)  # type: ignore[assignment]
         try:
             super().handle_one_request()
+        except OSError as err:
+            if self._head_key is None:  # failed after the head: as any other error
+                raise
+            log.debug("registration connection from %s failed during its head: %r",
+                      self.client_address[0], err)
+            self.close_connection = True
         finally:
-            self.core.deadlines.cancel(self._head_deadline)
+            self._head_read()
+
+    def _head_read(self) -> None:
+        """The head is in (or never will be): end its deadline; no longer pending."""
+        if self._head_key is None:
+            return
+        self.core.deadlines.cancel(self._head_key)
+        self._head_key = None
+        self.rfile = self._plain_rfile
+        self.server.head_done(self.request)  # type: ignore[attr-defined]
 
     def parse_request(self) -> bool:
-        """The standard parse of a head that ended in a blank line (not cut off by its
-        deadline or end-of-file), then the network allow-list, which covers the whole port."""
-        rfile = self.rfile
-        self.rfile = reader = HeadReader(rfile)  # type: ignore[assignment]
+        """The standard parse, then the network allow-list, which covers the whole port."""
         try:
-            parsed = super().parse_request()
+            ok = super().parse_request()
+            complete = self._head_reader.last in (b"\r\n", b"\n")
         finally:
-            self.rfile = rfile
-            self.core.deadlines.cancel(self._head_deadline)
-        if parsed and reader.last not in (b"\r\n", b"\n"):
-            log.info("incomplete request head on the registration port from %s: dropped",
+            self._head_read()
+        if not ok:
+            return False
+        if not complete:
+            # the head ended at end-of-file (client gone or deadline), not at a blank line
+            log.info("incomplete registration request head from %s: dropped",
                      self.client_address[0])
             self.close_connection = True
-            return False
-        if not parsed:
             return False
         if not self.core.guard.ip_allowed(self.client_address[0]):
             self._refuse(403, "this address may not use the registration port")
@@ -122,8 +148,11 @@ class RegistrationHandler(BaseHTTPRequestHandler):
         elif path.rstrip("/") == "/deregister":
             self._upgrade(deregister=True)
         elif path in admin.GET_ROUTES:
-            if path == "/health" or self._admin_allowed():
+            if path in admin.PUBLIC or self._admin_allowed():
                 self._send(*admin.GET_ROUTES[path](self.core))
+        elif path in admin.GET_QUERY_ROUTES:
+            if self._admin_allowed():
+                self._send(*admin.GET_QUERY_ROUTES[path](self.core, self._query()))
         else:
             self._plain(404, "not found\n")
 
@@ -196,7 +225,8 @@ class RegistrationHandler(BaseHTTPRequestHandler):
         try:
             version, echo = negotiate(offered, headers.get("CrankerProtocol"),
                                       self.core.config.protocols)
-            route = validate_route(headers.get("Route") or "")
+            # a missing or empty Route header is the catch-all (PROTOCOL.md)
+            route = validate_route(headers.get("Route") or "", empty_is_catch_all=True)
         except (BadRequest, ValueError) as err:
             return self._refuse(400, str(err))
         query = self._query()
@@ -211,6 +241,14 @@ class RegistrationHandler(BaseHTTPRequestHandler):
         if deregister:
             self._deregister(ws, instance)
             return
+        resolver = self.core.config.route_resolver
+        if not reachable(route, resolver):
+            reason = (f"route {route!r} cannot be reached: this router routes by the first "
+                      "path segment (see route_resolver)")
+            log.warning("refused a connector from %s (%s): %s", ip, instance or "-", reason)
+            ws.close(1008, reason[:123])  # a close reason is at most 123 bytes
+            self._wait(ws)
+            return
         sock = ConnectorSocket(
             ws=ws,
             route=route,
@@ -221,7 +259,9 @@ class RegistrationHandler(BaseHTTPRequestHandler):
             remote_port=int(self.client_address[1]),
             domain=(headers.get("Domain") or "*").strip() if session else "*",
             session=session,
+            message_limit=peer_message_limit(headers.get(MESSAGE_LIMIT_HEADER)),
         )
+        self.core.metrics.connector_seen(sock)  # first, so the dashboard knows it when listed
         if not self.core.registry.add(sock, began):
             ws.close(1001, "deregistered or router stopping")
         else:
@@ -230,6 +270,7 @@ class RegistrationHandler(BaseHTTPRequestHandler):
                   sock.connector_instance_id)
         self._wait(ws)
         self.core.registry.remove(sock)
+        self.core.metrics.connector_seen(sock)
 
     def _accept(self, subprotocol: str | None, version: str,
                 session: V3Session | None) -> RouterWebSocket | None:
@@ -237,8 +278,9 @@ class RegistrationHandler(BaseHTTPRequestHandler):
         for name in set(self.headers.keys()):
             key = "HTTP_" + name.upper().replace("-", "_")
             environ[key] = ", ".join(self.headers.get_all(name) or [])
-        extra = [(b"CrankerProtocol", version.encode())] if version == "1.0" else []
         cfg = self.core.config
+        extra = [(b"CrankerProtocol", version.encode())] if version == "1.0" else []
+        extra.append((MESSAGE_LIMIT_HEADER.encode(), str(cfg.max_message_bytes).encode()))
         try:
             ws = RouterWebSocket(
                 environ,

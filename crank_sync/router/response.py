@@ -17,7 +17,16 @@ CLIENT_CHECK_INTERVAL = 0.25
 
 
 class Aborted(Exception):
-    """The response had started when the exchange failed: the client connection is dropped."""
+    """The response had started when the exchange failed: the client connection is dropped.
+
+    ``kind`` says why, for the access log and ``crank_requests_aborted_total``:
+    ``connector_lost``, ``idle_timeout`` or ``bad_response`` (``client_gone`` is
+    :class:`~crank_sync.errors.ClientGone`'s).
+    """
+
+    def __init__(self, message: str, kind: str = "connector_lost") -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 def readable_now(sock: Any) -> bool:
@@ -28,29 +37,14 @@ def readable_now(sock: Any) -> bool:
     return bool(poller.poll(0))
 
 
-class HeadReader:
-    """Wraps rfile while the head is read, to tell a blank line from end-of-file: the
-    standard parser takes both as the end of the headers."""
-
-    def __init__(self, rfile: Any) -> None:
-        self._rfile = rfile
-        self.last = b""
-
-    def readline(self, size: int = -1) -> bytes:
-        self.last = self._rfile.readline(size)
-        return self.last
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._rfile, name)
-
-
 class ResponseState:
     """Framing of one response to the client: Content-Length kept, otherwise chunked."""
 
     def __init__(self, handler: ClientHandler, head: ResponseHead) -> None:
         self.handler = handler
         self.writer = handler._writer
-        headers = filter_response_headers(head.headers)
+        headers = filter_response_headers(head.headers,
+                                          keep_server=handler.core.config.proxy_server_header)
         lengths = {v.strip() for n, v in headers if n.lower() == "content-length"}
         if len(lengths) > 1 or (lengths and not next(iter(lengths)).isdigit()):
             raise ConnectorProtocolError(f"invalid Content-Length from connector: {lengths}")
@@ -70,7 +64,9 @@ class ResponseState:
             headers.append(("X-Request-Id", handler.request_id))
         if handler.close_connection or handler.core.draining:
             headers.append(("Connection", "close"))
-        reason = head.reason if head.reason and head.reason.isascii() else phrase(head.status)
+        reason = head.reason.strip()
+        if not reason or not reason.isascii() or reason.isdigit():  # crank4go: "200 200"
+            reason = phrase(head.status)
         lines = [f"HTTP/1.1 {head.status} {reason}"]
         lines.extend(f"{n}: {v}" for n, v in headers)
         try:
@@ -89,7 +85,7 @@ class ResponseState:
 
     def _count(self, data: bytes) -> None:
         if self.expected is not None and self.sent + len(data) > self.expected:
-            raise Aborted("connector sent more bytes than its Content-Length")
+            raise Aborted("connector sent more bytes than its Content-Length", "bad_response")
         self.sent += len(data)
 
     def try_write(self, sock: socket.socket, data: bytes) -> bytes:
@@ -101,7 +97,7 @@ class ResponseState:
 
     def finish(self) -> None:
         if self.body_allowed and self.expected is not None and self.sent != self.expected:
-            raise Aborted(f"connector sent {self.sent} of {self.expected} bytes")
+            raise Aborted(f"connector sent {self.sent} of {self.expected} bytes", "bad_response")
         if self.body_allowed:
             self.writer.finish()
         else:

@@ -103,3 +103,73 @@ class RegistrationGuard:
 
     def rate_ok(self, ip: str) -> bool:
         return self.limiter.allow(ip)
+
+
+class PendingTicket:
+    """One admitted connection's place under :class:`PendingLimit`; released once."""
+
+    __slots__ = ("_limit", "_ip", "_released")
+
+    def __init__(self, limit: PendingLimit, ip: str) -> None:
+        self._limit = limit
+        self._ip = ip
+        self._released = False
+
+    def release(self) -> None:
+        self._limit._release(self)
+
+
+class PendingLimit:
+    """Caps connections that have not finished their TLS handshake and request head, per
+    address and in all. The listener thread asks :meth:`admit` before a worker thread takes a
+    connection, so a flood of silent or trickling connections costs no threads beyond the cap.
+
+    Refusals are logged at most once per ``log_every`` seconds, with a count, so a flood does
+    not become a flood of log lines.
+    """
+
+    def __init__(self, per_address: int, total: int, log_every: float = 10.0) -> None:
+        self.per_address = per_address
+        self.total = total
+        self._log_every = log_every
+        self._lock = threading.Lock()
+        self._by_ip: dict[str, int] = {}
+        self._count = 0
+        self._refused = 0
+        self._logged_at: float | None = None
+
+    def admit(self, ip: str) -> PendingTicket | None:
+        """A ticket to release once the head is read (or the connection ends), or None when
+        ``ip`` or everyone is over the cap: the caller closes the connection."""
+        with self._lock:
+            mine = self._by_ip.get(ip, 0)
+            if mine < self.per_address and self._count < self.total:
+                self._by_ip[ip] = mine + 1
+                self._count += 1
+                return PendingTicket(self, ip)
+            self._refused += 1
+            now = time.monotonic()
+            if self._logged_at is not None and now - self._logged_at < self._log_every:
+                return None
+            self._logged_at = now
+            refused, self._refused = self._refused, 0
+            over_address = mine >= self.per_address
+        log.warning(
+            "registration port: closed %d connection(s) over the cap of pending connections "
+            "(last from %s: %s); see registration_max_pending%s", refused, ip,
+            f"{mine} pending from that address" if over_address
+            else f"{self.total} pending in all",
+            "_per_address" if over_address else "")
+        return None
+
+    def _release(self, ticket: PendingTicket) -> None:
+        with self._lock:
+            if ticket._released:
+                return
+            ticket._released = True
+            self._count -= 1
+            left = self._by_ip[ticket._ip] - 1
+            if left:
+                self._by_ip[ticket._ip] = left
+            else:
+                del self._by_ip[ticket._ip]

@@ -16,9 +16,22 @@ from .metrics import RouterMetrics
 from .pool import SocketRegistry
 from .proxy import ClientHandler
 from .registration import RegistrationHandler
-from .security import RegistrationGuard, server_context
+from .security import PendingLimit, PendingTicket, RegistrationGuard, server_context
+from .tls_probe import start_tls_or_refuse
 
 log = logging.getLogger(__name__)
+
+
+class ListenError(OSError):
+    """A listener could not bind: ``setting`` (``http_port`` or ``registration_port``) names
+    the port, so the command line can say which setting to change."""
+
+    def __init__(self, err: OSError, setting: str, host: str, port: int) -> None:
+        super().__init__(err.errno, err.strerror or str(err))
+        self.setting, self.host, self.port = setting, host, port
+
+    def __str__(self) -> str:
+        return f"cannot listen on {self.host}:{self.port} ({self.setting}): {self.strerror}"
 
 
 class RouterCore:
@@ -26,7 +39,8 @@ class RouterCore:
 
     def __init__(self, config: RouterConfig) -> None:
         self.config = config
-        self.registry = SocketRegistry(grace=config.connector_max_wait)
+        self.registry = SocketRegistry(grace=config.route_keep_time,
+                                       resolver=config.route_resolver)
         self.busy_connections: set[Any] = set()
         self.by_name = config.via_name
         self.metrics = RouterMetrics(self.registry)
@@ -45,24 +59,45 @@ class _Server(ThreadingHTTPServer):
     request_queue_size = 1024
 
     def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler],
-                 core: RouterCore, name: str, tls: ssl.SSLContext | None = None) -> None:
+                 core: RouterCore, name: str, tls: ssl.SSLContext | None = None,
+                 pending: PendingLimit | None = None) -> None:
         self.core = core
         self.tls = tls
+        self.pending = pending
         self._name = name
         self._lock = threading.Lock()
         self.workers = ThreadCache(f"crank-router-{name}")
         self._connections: set[socket.socket] = set()
+        #: Connections admitted under ``pending`` whose head has not been read yet.
+        self._tickets: dict[Any, PendingTicket] = {}
         super().__init__(address, handler)
 
     def process_request(self, request: Any, client_address: Any) -> None:
+        ticket = None
+        if self.pending is not None:
+            ticket = self.pending.admit(client_address[0])
+            if ticket is None:  # over the cap: closed here, before a thread waits on it
+                request.close()
+                return
         with self._lock:
             self._connections.add(request)
+            if ticket is not None:
+                self._tickets[request] = ticket
         try:
             self.workers.submit(self._work, request, client_address)
         except RuntimeError:  # stopping: no thread for this connection
             with self._lock:
                 self._connections.discard(request)
+            self.head_done(request)
             self.shutdown_request(request)
+
+    def head_done(self, request: Any) -> None:
+        """The connection's request head has been read (or it ended): it is no longer
+        pending. Safe to call more than once."""
+        with self._lock:
+            ticket = self._tickets.pop(request, None)
+        if ticket is not None:
+            ticket.release()
 
     def _work(self, request: Any, client_address: Any) -> None:
         try:
@@ -73,6 +108,7 @@ class _Server(ThreadingHTTPServer):
             self.process_request_thread(request, client_address)
         finally:
             if request is not None:
+                self.head_done(request)
                 with self._lock:
                     self._connections.discard(request)
 
@@ -81,16 +117,28 @@ class _Server(ThreadingHTTPServer):
         connects and says nothing holds up no one else."""
         assert self.tls is not None
         timeout = self.core.config.header_timeout
+        if not start_tls_or_refuse(request, timeout, self.core.deadlines,
+                                   f"TLS handshake from {client_address}"):
+            with self._lock:
+                self._connections.discard(request)
+            request.close()
+            return None
         try:
             # the TLS socket takes the file descriptor over: track and close it from now on
             tls = self.tls.wrap_socket(request, server_side=True, do_handshake_on_connect=False)
         except (ssl.SSLError, OSError) as err:
             log.info("TLS set-up with %s failed: %s", client_address, err)
+            self.head_done(request)
+            with self._lock:
+                self._connections.discard(request)
             request.close()
             return None
         with self._lock:
             self._connections.discard(request)
             self._connections.add(tls)
+            ticket = self._tickets.pop(request, None)
+            if ticket is not None:
+                self._tickets[tls] = ticket
         key = self.core.deadlines.add(tls, timeout, f"TLS handshake from {client_address}")
         try:
             tls.settimeout(timeout)
@@ -99,6 +147,7 @@ class _Server(ThreadingHTTPServer):
         except (ssl.SSLError, OSError) as err:
             log.info("TLS handshake with %s on the %s port failed: %s", client_address,
                      self._name, err)
+            self.head_done(tls)
             with self._lock:
                 self._connections.discard(tls)
             tls.close()
@@ -169,14 +218,17 @@ class Router:
         try:
             self._servers.append(_Server((cfg.host, cfg.http_port), ClientHandler, self._core,
                                          "client", client_tls))
+            pending = PendingLimit(cfg.registration_max_pending_per_address,
+                                   cfg.registration_max_pending)
             self._servers.append(_Server((cfg.host, cfg.registration_port), RegistrationHandler,
-                                         self._core, "registration", registration_tls))
-        except OSError:
+                                         self._core, "registration", registration_tls, pending))
+        except OSError as err:
+            setting = ("http_port", "registration_port")[len(self._servers)]
             for server in self._servers:
                 server.server_close()
             self._servers.clear()
             self._core.deadlines.stop()
-            raise
+            raise ListenError(err, setting, cfg.host, getattr(cfg, setting)) from err
         host, port = self.config.host, self.http_port
         self._core.by_name = f"{host}:{port}" if cfg.via_name == "crank_sync" else cfg.via_name
         for server in self._servers:

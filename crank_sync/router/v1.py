@@ -5,11 +5,19 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from ..errors import BadGateway, BadRequest, ClientGone, ConnectorProtocolError, GatewayTimeout
+from ..errors import (
+    BadGateway,
+    BadRequest,
+    ClientGone,
+    ConnectorProtocolError,
+    GatewayTimeout,
+    SocketClosedBeforeResponse,
+)
 from ..protocol import MARKER_BODY_ENDED
+from ..protocol.limits import pieces
 from .pool import ConnectorSocket
 from .response import CLIENT_CHECK_INTERVAL, Aborted, ResponseState
-from .websocket import ConnectionClosed
+from .websocket import ConnectionClosed, RouterWebSocket
 
 if TYPE_CHECKING:
     from .proxy import ClientHandler
@@ -18,6 +26,9 @@ log = logging.getLogger(__name__)
 
 #: Close codes a connector uses for "response complete" (1005: a close frame without a code).
 _NORMAL_CLOSE = (1000, 1005)
+#: Before a response, these (or a socket lost without a close frame) mean the peer closed the
+#: socket as the request went out, not that the request failed: it may be retried.
+_CLOSED_UNANSWERED = (None, 1000, 1001, 1005, 1006)
 
 
 def exchange(handler: ClientHandler, sock: ConnectorSocket, length: int | None) -> None:
@@ -37,7 +48,8 @@ def exchange(handler: ClientHandler, sock: ConnectorSocket, length: int | None) 
 def _send_body(handler: ClientHandler, sock: ConnectorSocket) -> None:
     try:
         for data in handler.request_body:
-            sock.ws.send(data)
+            for piece in pieces(data, sock.message_limit):
+                sock.ws.send(piece)
         sock.ws.send(MARKER_BODY_ENDED)
     except (ConnectionClosed, OSError) as err:
         # the connector gave up mid-upload; its close code tells the client why
@@ -66,7 +78,7 @@ def _relay(handler: ClientHandler, sock: ConnectorSocket) -> bool:
             ws.close(1001, "idle timeout")
             if response is None:
                 raise GatewayTimeout(f"no response from connector in {cfg.idle_timeout:.0f}s")
-            raise Aborted(f"no data from connector in {cfg.idle_timeout:.0f}s")
+            raise Aborted(f"no data from connector in {cfg.idle_timeout:.0f}s", "idle_timeout")
         if isinstance(msg, str):
             if response is None:
                 response = handler.start_response(msg, ws)
@@ -81,12 +93,29 @@ def _relay(handler: ClientHandler, sock: ConnectorSocket) -> bool:
     code = ws.close_reason if ws.close_received else None
     if response is None:
         if code == 1008:
-            raise BadRequest("connector closed with 1008 (policy violation)")
-        raise BadGateway(f"connector closed with {code or 'no close frame'} before responding")
+            raise BadRequest(f"connector closed with 1008 (policy violation){_said(ws)}")
+        if code in _CLOSED_UNANSWERED:
+            raise SocketClosedBeforeResponse(
+                f"connector closed with {_closed_with(ws)} before responding")
+        raise BadGateway(f"connector closed with {_closed_with(ws)} before responding")
     if code not in _NORMAL_CLOSE:
-        raise Aborted(f"connector closed with {code or 'no close frame'} mid-response")
+        raise Aborted(f"connector closed with {_closed_with(ws)} mid-response")
     response.finish()
     return True
+
+
+def _closed_with(ws: RouterWebSocket) -> str:
+    """The connector's close code and reason (``1011: target failed: connection refused``)."""
+    if not ws.close_received:
+        return "no close frame"
+    return f"{ws.close_reason}{_said(ws)}"
+
+
+def _said(ws: RouterWebSocket) -> str:
+    message = (ws.close_message or "").strip() if ws.close_received else ""
+    # the reason reaches the client's 502 body and the log: printable text only
+    message = "".join(c if c.isprintable() else "?" for c in message[:123])
+    return f": {message}" if message else ""
 
 
 def _relay_body(handler: ClientHandler, sock: ConnectorSocket, response: ResponseState) -> bool:
@@ -108,13 +137,13 @@ def _relay_body(handler: ClientHandler, sock: ConnectorSocket, response: Respons
             # a write to a slow client is bounded by the client socket's own timeout
             if not ws.sink_busy and time.monotonic() - ws.last_delivery >= cfg.idle_timeout:
                 ws.close(1001, "idle timeout")
-                raise Aborted(f"no data from connector in {cfg.idle_timeout:.0f}s")
+                raise Aborted(f"no data from connector in {cfg.idle_timeout:.0f}s", "idle_timeout")
     finally:
         ws.detach()  # from here on only this thread writes to the client
     if ws.sink_error is not None:
         raise ws.sink_error
     code = ws.close_reason if ws.close_received else None
     if code not in _NORMAL_CLOSE:
-        raise Aborted(f"connector closed with {code or 'no close frame'} mid-response")
+        raise Aborted(f"connector closed with {_closed_with(ws)} mid-response")
     response.finish()
     return True

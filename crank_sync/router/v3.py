@@ -24,6 +24,7 @@ from ..errors import (
     RemoteProtocolError,
 )
 from ..protocol import v3
+from ..protocol.limits import V3_OVERHEAD, pieces
 from .response import CLIENT_CHECK_INTERVAL
 from .websocket import ConnectionClosed, RouterWebSocket
 
@@ -270,7 +271,7 @@ def exchange(handler: ClientHandler, sock: ConnectorSocket, stream: RouterStream
     completed = False
     try:
         if length != 0:
-            _send_body(handler, stream, idle)
+            _send_body(handler, stream, idle, sock.message_limit)
         _relay(handler, stream, idle)
         completed = True
     except (ConnectionClosed, OSError) as err:
@@ -290,13 +291,16 @@ def _reset(stream: RouterStream, code: int, message: str) -> None:
         pass
 
 
-def _send_body(handler: ClientHandler, stream: RouterStream, idle: float) -> None:
-    for data in handler.request_body:
-        if not stream.wait_writable(idle):
-            raise GatewayTimeout("connector sent no WINDOW_UPDATE for the request body")
-        if stream.has_events():
-            return  # the connector answered (or reset) early: stop uploading
-        stream.send(v3.data_frame(stream.id, data), len(data))
+def _send_body(handler: ClientHandler, stream: RouterStream, idle: float,
+               message_limit: int) -> None:
+    size = message_limit - V3_OVERHEAD
+    for chunk in handler.request_body:
+        for data in pieces(chunk, size):
+            if not stream.wait_writable(idle):
+                raise GatewayTimeout("connector sent no WINDOW_UPDATE for the request body")
+            if stream.has_events():
+                return  # the connector answered (or reset) early: stop uploading
+            stream.send(v3.data_frame(stream.id, data), len(data))
     stream.send(v3.data_frame(stream.id, b"", end_stream=True), 0)
     handler.close_connection = not handler._keep_alive
 
@@ -340,7 +344,7 @@ def _relay_events(handler: ClientHandler, stream: RouterStream, idle: float) -> 
                 continue
             if response is None:
                 raise GatewayTimeout(f"no response from connector in {idle:.0f}s")
-            raise handler.aborted(f"no data from connector in {idle:.0f}s")
+            raise handler.aborted(f"no data from connector in {idle:.0f}s", "idle_timeout")
         last_data = time.monotonic()
         if isinstance(event, _DirectFailed):
             raise event.error
@@ -374,7 +378,7 @@ def _relay_events(handler: ClientHandler, stream: RouterStream, idle: float) -> 
                 direct = _direct_writer(handler, response)
             if event.end_stream and response is not None:
                 response.finish()
-                stream.session.send_many(acks)
+                _last_acks(stream, acks)
                 return
             continue
         if event.type == v3.DATA:
@@ -390,9 +394,20 @@ def _relay_events(handler: ClientHandler, stream: RouterStream, idle: float) -> 
                     acks = []
             if event.end_stream:
                 response.finish()
-                if acks:
-                    stream.session.send_many(acks)
+                _last_acks(stream, acks)
                 return
+
+
+def _last_acks(stream: RouterStream, acks: list[bytes]) -> None:
+    """Acknowledge the frames that completed a response. A connector may close its socket
+    right after its last frame (asgi-cc does on shutdown): the response is complete all the
+    same, so a socket closed by then is no failure."""
+    if not acks:
+        return
+    try:
+        stream.session.send_many(acks)
+    except (ConnectionClosed, OSError) as err:
+        log.debug("stream %d complete; its last WINDOW_UPDATE not sent: %r", stream.id, err)
 
 
 def _fail(response: object, handler: ClientHandler, reason: str) -> Exception:

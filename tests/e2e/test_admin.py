@@ -466,9 +466,9 @@ def test_dark_mode_invalid_ip_is_400(router, http, bad):
 
 ACCESS_RE = re.compile(
     r'^(?P<time>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ) (?P<client>\S+) "(?P<method>\S+) (?P<path>\S+)"'
-    r" route=(?P<route>\S+) status=(?P<status>\S+) in=(?P<bytes_in>\d+) out=(?P<bytes_out>\d+)"
+    r" route=(?P<route>\S+) status=(?P<status>\S+) outcome=(?P<outcome>\S+) in=(?P<bytes_in>\d+) out=(?P<bytes_out>\d+)"
     r" (?P<ms>[\d.]+)ms connector=(?P<connector>\S+) protocol=(?P<protocol>\S+)"
-    r" request_id=(?P<request_id>\S+)$"
+    r" request_id=(?P<request_id>\S+) retries=(?P<retries>\d+)$"
 )
 
 
@@ -500,12 +500,13 @@ def test_access_log_line_per_request(router, target, connector_factory, http, ca
     assert line["method"] == "POST"
     assert line["path"] == "/svc/echo?x=1"
     assert line["route"] == "svc"
-    assert line["status"] == "200"
+    assert line["status"] == "200" and line["outcome"] == "ok"
     assert line["bytes_in"] == "1234"
     assert line["bytes_out"] == "1234"
     assert float(line["ms"]) >= 0
     assert line["connector"] == conn.connector_instance_id
     assert line["protocol"] == expected_protocol(cranker_protocols)
+    assert line["retries"] == "0"
 
 
 def test_access_log_line_for_unrouted_request(router, http, caplog):
@@ -516,6 +517,7 @@ def test_access_log_line_for_unrouted_request(router, http, caplog):
     lines = wait_for(lambda: access_lines(caplog, "no-route-1"), what="access log line")
     assert len(lines) == 1
     assert lines[0]["status"] == "404" and lines[0]["path"] == "/nowhere/a"
+    assert lines[0]["outcome"] == "error"
     assert lines[0]["connector"] == "-" and lines[0]["protocol"] == "-"
 
 

@@ -166,3 +166,25 @@ def test_a_stalled_client_is_not_taken_for_an_idle_connector(router, target, con
         assert _rest_digest(resp, first) == _digest(deterministic_bytes(_BIG, 3))
     finally:
         sock.close()
+
+
+@pytest.mark.parametrize("protocol", ["1.0", "3.0"])
+def test_a_stopped_reader_of_a_200_mb_download_stalls_no_other_request(
+        router_factory, target, connector_factory, protocol):
+    """One client stops reading a 200 MB download; with v3 the other requests share its
+    connector socket, and its reader thread must never wait on that client."""
+    router = router_factory(client_timeout=120.0)  # longer than any wait below
+    connector_factory(target, route="svc", routers=[router],
+                      sliding_window=2 if protocol == "1.0" else 1, protocols=(protocol,),
+                      v3_sockets=1)
+    sock = socket.create_connection((LOOPBACK, router.http_port), timeout=20)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.sendall(f"GET /svc/bytes/{200 * 1024 * 1024}?seed=1 HTTP/1.1\r\n"
+                     "Host: 127.0.0.1\r\n\r\n".encode())
+        wait_for(_stalled_for(sock, 1.0), timeout=60,
+                 what="the stopped client's receive queue full and unchanged for 1 s")
+        for _ in range(5):
+            _serves(router)
+    finally:
+        sock.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import logging
 import socket
 import threading
 
@@ -113,11 +114,34 @@ def test_504_when_connector_never_answers(router, fake_connector_factory):
     assert resp.status_code == 504
 
 
+def router_logged(caplog, *words: str) -> bool:
+    return any(r.name.startswith("crank_sync.router") and all(w in r.getMessage() for w in words)
+               for r in caplog.records)
+
+
 @both_protocols
-def test_502_when_target_unreachable(router, connector_factory, session):
+def test_502_when_target_unreachable(router, connector_factory, session, caplog):
+    caplog.set_level(logging.INFO, logger="crank_sync")
     connector_factory(f"http://{LOOPBACK}:{closed_port()}", route="deadtarget")
     resp = session.get(url(router, "/deadtarget/x"), timeout=20)
     assert resp.status_code == 502
+    # the connector's reason reaches the client and the router's log line about the request
+    assert "target failed: connection refused" in resp.text, resp.text
+    rid = resp.headers["X-Request-Id"]
+    assert router_logged(caplog, "502", rid, "target failed: connection refused")
+
+
+def test_v1_close_reason_reaches_the_502_body_and_the_log(router, fake_connector_factory,
+                                                         caplog):
+    caplog.set_level(logging.INFO, logger="crank_sync")
+    fake = fake_connector_factory(router, "closer")
+    bg = BackgroundRequest(router, "GET", "/closer/x")
+    fake.recv_request()
+    fake.close(1011, "database on fire")
+    resp = bg.response()
+    assert resp.status_code == 502
+    assert "1011: database on fire" in resp.text, resp.text
+    assert router_logged(caplog, "502", resp.headers["X-Request-Id"], "database on fire")
 
 
 @pytest.mark.parametrize(

@@ -45,9 +45,10 @@ def test_v3_only_connector_is_refused_by_a_v1_only_router(target, caplog):
         wait_for(lambda: any("is supported" in r.getMessage() for r in caplog.records
                              if r.name == "crank_sync.router.registration"),
                  what="the router refusing the v3-only registration")
-        wait_for(lambda: any("cannot register" in r.getMessage() for r in caplog.records
-                             if r.name == "crank_sync.connector.worker"),
-                 what="the connector logging the refusal as a warning")
+        wait_for(lambda: any("cannot register" in r.getMessage()
+                             and "this router speaks cranker_1.0" in r.getMessage()
+                             for r in caplog.records if r.name.startswith("crank_sync.connector")),
+                 what="the connector logging the refusal, with the router's reason")
         assert router.idle_sockets("svc") == 0
         assert conn.idle_count() == 0
     finally:

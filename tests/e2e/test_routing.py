@@ -3,18 +3,28 @@
 from __future__ import annotations
 
 import json
+import socket
 import threading
 
 import pytest
 import requests
 from crank_test_support import LOOPBACK, both_protocols, wait_for
 
+import crank_sync
+
 
 def url(router, path: str) -> str:
     return f"http://{LOOPBACK}:{router.http_port}{path}"
 
 
-@pytest.mark.parametrize("catch_all_route", ["*", ""])
+@pytest.mark.parametrize("empty", ["", "  "])
+def test_connector_refuses_an_empty_route(target, empty):
+    """An empty route used to become the catch-all silently: the catch-all is asked for as '*'."""
+    with pytest.raises(ValueError, match=r"route: must not be empty.*'\*' for the catch-all"):
+        crank_sync.ConnectorConfig(target=target.url, route=empty, routers=("ws://127.0.0.1:1",))
+
+
+@pytest.mark.parametrize("catch_all_route", ["*"])
 @both_protocols
 def test_catch_all_receives_unknown_route(
     router, target_factory, connector_factory, session, catch_all_route
@@ -115,3 +125,78 @@ def test_route_names_with_dots_dashes_underscores_and_case(
     resp = session.get(url(router, f"/{route}/headers/x"), timeout=10)
     assert resp.status_code == 200
     assert resp.json()["path"] == f"/{route}/headers/x"
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("router", [{"connector_max_wait": 60.0}], indirect=True)
+def test_v1_burst_waits_in_arrival_order_and_none_gets_503(router, target, connector_factory):
+    """200 requests at once through two v1 sockets: most wait for a replacement socket. They
+    are served in arrival order, so with a generous connector_max_wait none gets 503."""
+    connector_factory(target, route="svc", sliding_window=2, protocols=("1.0",))
+    statuses: list[int | str] = []
+    lock = threading.Lock()
+    go = threading.Event()
+
+    def one(i: int) -> None:
+        go.wait(30)
+        try:
+            with requests.Session() as s:
+                s.trust_env = False
+                status: int | str = s.get(url(router, f"/svc/slow?seconds=0.02&n={i}"),
+                                          timeout=120).status_code
+        except requests.RequestException as err:
+            status = repr(err)
+        with lock:
+            statuses.append(status)
+
+    threads = [threading.Thread(target=one, args=(i,), name=f"test-burst-{i}")
+               for i in range(200)]
+    for t in threads:
+        t.start()
+    go.set()
+    for t in threads:
+        t.join(150)
+    assert not any(t.is_alive() for t in threads)
+    failed = [s for s in statuses if s != 200]
+    assert len(statuses) == 200 and not failed, failed[:10]
+    # no socket was lost on the way: the window is whole again and no one is left waiting
+    wait_for(lambda: router.idle_sockets("svc") >= 2, what="the v1 window restored")
+    assert router.registry.waiting == 0
+
+
+@pytest.mark.parametrize("router", [{"connector_max_wait": 60.0}], indirect=True)
+def test_a_waiting_client_that_leaves_gives_up_its_place(router, fake_connector_factory):
+    busy = fake_connector_factory(router, "queue")
+    holder = socket.create_connection((LOOPBACK, router.http_port), timeout=10)
+    leaver = socket.create_connection((LOOPBACK, router.http_port), timeout=10)
+    third: dict[str, object] = {}
+
+    def third_request() -> None:
+        with requests.Session() as s:
+            s.trust_env = False
+            third["resp"] = s.get(url(router, "/queue/three"), timeout=30)
+
+    t = threading.Thread(target=third_request, name="test-third-request")
+    try:
+        holder.sendall(b"GET /queue/one HTTP/1.1\r\nHost: x\r\n\r\n")
+        busy.recv_request()  # the only socket is taken: the next request waits
+        leaver.sendall(b"GET /queue/two HTTP/1.1\r\nHost: x\r\n\r\n")
+        wait_for(lambda: router.registry.waiting == 1, what="the second request waiting")
+        leaver.close()
+        # it stops waiting when its client leaves, not when connector_max_wait runs out
+        wait_for(lambda: router.registry.waiting == 0, what="the waiter to give up")
+        fresh = fake_connector_factory(router, "queue")
+        t.start()
+        head, _ = fresh.recv_request()  # the new socket serves the next request, not the gone one
+        assert head.startswith("GET /queue/three HTTP/1.1\n"), head
+        fresh.send_head(200, "OK", (("Content-Length", "2"),))
+        fresh.send_body(b"ok")
+        fresh.close(1000)
+        t.join(30)
+        assert not t.is_alive() and third["resp"].status_code == 200  # type: ignore[union-attr]
+    finally:
+        busy.close(1011)
+        holder.close()
+        leaver.close()
+        if t.is_alive():
+            t.join(30)

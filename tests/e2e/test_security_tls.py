@@ -214,6 +214,64 @@ def test_silent_tls_client_blocks_no_one(router_factory, pki, target, connector_
             s.close()
 
 
+def _client_hello(pki: Pki) -> bytes:
+    """The bytes a TLS client opens with, made in memory."""
+    ctx = ssl.create_default_context(cafile=pki.ca_file)
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = ctx.wrap_bio(incoming, outgoing, server_hostname=LOOPBACK)
+    with pytest.raises(ssl.SSLWantReadError):
+        tls.do_handshake()
+    return outgoing.read()
+
+
+def _trickle_handshake(port: int, hello: bytes, stop: threading.Event,
+                       closed: threading.Event) -> None:
+    """A ClientHello sent one byte every 0.1 s (a bounded loop): no single read waits long."""
+    try:
+        with socket.create_connection((LOOPBACK, port), timeout=10) as sock:
+            for byte in hello[:-1]:
+                if stop.wait(0.1):
+                    return
+                if is_closed(sock):
+                    break
+                sock.sendall(bytes([byte]))
+            else:
+                return
+    except OSError:
+        pass
+    closed.set()
+
+
+@single_protocols
+@pytest.mark.timeout(120)
+def test_registration_tls_handshake_has_a_deadline(router_factory, pki, target,
+                                                   wss_connectors):
+    router = router_factory(registration_tls_cert=pki.server_cert,
+                            registration_tls_key=pki.server_key, header_timeout=0.5)
+    hello = _client_hello(pki)
+    assert len(hello) > 100  # long enough to outlast header_timeout at 10 bytes a second
+    stop = threading.Event()
+    closed = [threading.Event() for _ in range(5)]
+    threads = [threading.Thread(target=_trickle_handshake,
+                                args=(router.registration_port, hello, stop, c),
+                                name=f"test-tls-trickle-{i}", daemon=True)
+               for i, c in enumerate(closed)]
+    silent = socket.create_connection((LOOPBACK, router.registration_port), timeout=10)
+    try:
+        for t in threads:
+            t.start()
+        wait_for(lambda: all(c.is_set() for c in closed) and is_closed(silent), timeout=30,
+                 what="trickling and silent TLS handshakes closed after header_timeout")
+        conn = wss_connectors(wss_url(router), target.url, ca_file=pki.ca_file)
+        registered(router, conn)
+        assert http_get(router, "/svc/bytes/10").status_code == 200
+    finally:
+        stop.set()
+        silent.close()
+        for t in threads:
+            t.join(10)
+
+
 # --------------------------------------------------------------------------- connector verification
 
 
@@ -374,7 +432,9 @@ def _print_config(*flags: str) -> dict[str, Any]:
 
 
 def test_run_connector_tls_and_token_flags(tmp_path):
-    ca = str(tmp_path / "ca.pem")
+    ca = tmp_path / "ca.pem"
+    ca.write_text("checked for readability only; --print-config loads no certificate\n")
+    ca = str(ca)
     printed = _print_config("--ca-file", ca, "--insecure", "--token", "s3cr3t-connector-token")
     assert printed["verify"] is False
     assert printed["ca_file"] == ca

@@ -161,6 +161,9 @@ REQUEST_ROWS = [
         {"x_forwarded": True},
         [
             ("Host", "example.com"),
+            ("Forwarded", "for=192.0.2.1;host=evil;proto=http"),
+            ("Forwarded", "for=192.0.2.2"),
+            ("Forwarded", "for=192.0.2.3"),
             ("Forwarded", FWD),
             VIA,
             ("X-Forwarded-For", "192.0.2.1, 192.0.2.2, 192.0.2.3, 10.0.0.7"),
@@ -172,8 +175,41 @@ REQUEST_ROWS = [
     pytest.param(
         [("Host", "example.com"), ("X-Forwarded-For", "192.0.2.1")],
         {},
-        [("Host", "example.com"), ("X-Forwarded-For", "192.0.2.1"), ("Forwarded", FWD), VIA],
-        id="x-forwarded-off-leaves-client-values",
+        [("Host", "example.com"), ("X-Forwarded-For", "192.0.2.1"),
+         ("Forwarded", "for=192.0.2.1"), ("Forwarded", FWD), VIA],
+        id="x-forwarded-off-leaves-client-values-and-becomes-forwarded",
+    ),
+    pytest.param(
+        [("Host", "example.com"), ("X-Forwarded-For", "2001:db8::9, unknown, _hidden, a b"),
+         ("X-Forwarded-Proto", "HTTPS"), ("X-Forwarded-Host", "shop.example:8443")],
+        {},
+        [("Host", "example.com"), ("X-Forwarded-For", "2001:db8::9, unknown, _hidden, a b"),
+         ("X-Forwarded-Proto", "HTTPS"), ("X-Forwarded-Host", "shop.example:8443"),
+         ("Forwarded", 'for="[2001:db8::9]";host="shop.example:8443";proto=https'),
+         ("Forwarded", "for=unknown"), ("Forwarded", "for=_hidden"), ("Forwarded", 'for="a b"'),
+         ("Forwarded", FWD), VIA],
+        id="x-forwarded-for-from-a-load-balancer-becomes-forwarded-elements",
+    ),
+    pytest.param(
+        [("Host", "example.com"), ("Forwarded", "for=192.0.2.9"), ("X-Forwarded-For", "192.0.2.1")],
+        {},
+        [("Host", "example.com"), ("Forwarded", "for=192.0.2.9"), ("X-Forwarded-For", "192.0.2.1"),
+         ("Forwarded", FWD), VIA],
+        id="a-forwarded-chain-wins-over-x-forwarded-for",
+    ),
+    pytest.param(
+        [("Host", "example.com"), ("Forwarded", "for=192.0.2.9"), ("X-Forwarded-For", "192.0.2.1"),
+         ("X-Forwarded-Proto", "http"), ("X-Forwarded-Host", "evil"), ("X-Forwarded-Port", "1"),
+         ("X-Real-IP", "192.0.2.1")],
+        {"discard_client_forwarded": True},
+        [("Host", "example.com"), ("X-Real-IP", "192.0.2.1"), ("Forwarded", FWD), VIA],
+        id="discard-client-forwarded-drops-every-forwarding-header",
+    ),
+    pytest.param(
+        [("Host", "example.com"), ("Accept", "*/*")],
+        {"proxy_host": False},
+        [("Accept", "*/*"), ("Forwarded", FWD), VIA],
+        id="proxy-host-off-drops-host-but-forwarded-keeps-it",
     ),
 ]
 
@@ -268,8 +304,6 @@ VALID_ROUTES = [
     ("A9", "A9"),
     ("api/v1", "api/v1"),
     ("*", "*"),
-    ("", "*"),
-    ("  ", "*"),
     (" svc ", "svc"),
 ]
 
@@ -280,6 +314,8 @@ def test_validate_route(route: str, expected: str) -> None:
 
 
 INVALID_ROUTES = [
+    "",  # the catch-all is asked for as "*"
+    "  ",
     "..",
     "a/../b",
     "../etc",

@@ -8,8 +8,14 @@ from typing import BinaryIO, cast
 
 import pytest
 
-from crank_sync.errors import BadRequest, ClientGone
-from crank_sync.router.http_io import ClientWriter, iter_body, request_framing
+from crank_sync.errors import BadRequest, ClientGone, HeadersTooLarge, UriTooLong
+from crank_sync.router.http_io import (
+    MAX_BODY_SIZE,
+    ClientWriter,
+    iter_body,
+    read_request_head,
+    request_framing,
+)
 
 
 def parse_headers(raw: bytes) -> http.client.HTTPMessage:
@@ -91,6 +97,57 @@ def test_request_framing_rejects(raw: bytes) -> None:
         request_framing(parse_headers(raw))
 
 
+def test_request_framing_bound() -> None:
+    assert request_framing(parse_headers(b"Content-Length: %d\r\n" % MAX_BODY_SIZE)) == (
+        MAX_BODY_SIZE)
+    with pytest.raises(BadRequest):
+        request_framing(parse_headers(b"Content-Length: %d\r\n" % (MAX_BODY_SIZE + 1)))
+
+
+# --------------------------------------------------------------------------- read_request_head
+
+HEAD = b"GET / HTTP/1.1\r\nHost: a\r\nX-A: 1\r\n\r\n"
+
+READ_HEAD_ROWS = [
+    pytest.param(HEAD + b"5\r\nhello", HEAD, id="stops-at-blank-line"),
+    pytest.param(b"GET / HTTP/1.1\nHost: a\n\n", b"GET / HTTP/1.1\nHost: a\n\n", id="bare-lf"),
+    pytest.param(b"\r\n" + HEAD, HEAD, id="one-empty-line-skipped"),
+    pytest.param(b"GET / HTTP/1.1\r\nX-A: a\rB: 1\r\n\r\n",
+                 b"GET / HTTP/1.1\r\nX-A: a\rB: 1\r\n\r\n", id="bare-cr-left-to-the-parser"),
+    pytest.param(b"GET / HTTP/1.1\r\nX-A: 1\r\n\r\r\n\r\n",
+                 b"GET / HTTP/1.1\r\nX-A: 1\r\n\r\r\n\r\n", id="cr-cr-lf-is-not-the-end"),
+    pytest.param(b"GET / HTTP/1.1\r\n" + b"X: 1\r\n" * 100 + b"\r\n",
+                 b"GET / HTTP/1.1\r\n" + b"X: 1\r\n" * 100 + b"\r\n", id="100-header-lines"),
+    pytest.param(b"GET / HTTP/1.1\r\nX: " + b"v" * (1024 - 23) + b"\r\n\r\n",
+                 b"GET / HTTP/1.1\r\nX: " + b"v" * (1024 - 23) + b"\r\n\r\n", id="at-the-limit"),
+    pytest.param(b"GET / HTTP/1.1\r\nHost: a\r\nX-Cut: shor", None, id="cut-in-a-line"),
+    pytest.param(b"GET / HTTP/1.1\r\nHost: a\r\n", None, id="cut-before-blank-line"),
+    pytest.param(b"GET / HTT", None, id="cut-in-request-line"),
+]
+
+
+@pytest.mark.parametrize(("wire", "expected"), READ_HEAD_ROWS)
+def test_read_request_head(wire: bytes, expected: bytes | None) -> None:
+    assert read_request_head(reader(wire), 1024) == expected
+
+
+READ_HEAD_TOO_BIG = [
+    pytest.param(b"GET /" + b"a" * 1100 + b" HTTP/1.1\r\n\r\n", UriTooLong, id="request-line"),
+    pytest.param(b"GET / HTTP/1.1\r\nX: " + b"v" * 1100 + b"\r\n\r\n", HeadersTooLarge,
+                 id="one-header"),
+    pytest.param(b"GET / HTTP/1.1\r\nX: " + b"v" * (1024 - 22) + b"\r\n\r\n", HeadersTooLarge,
+                 id="one-byte-over"),
+    pytest.param(b"GET / HTTP/1.1\r\n" + b"X: 1\r\n" * 101 + b"\r\n", HeadersTooLarge,
+                 id="101-header-lines"),
+]
+
+
+@pytest.mark.parametrize(("wire", "error"), READ_HEAD_TOO_BIG)
+def test_read_request_head_too_big(wire: bytes, error: type[Exception]) -> None:
+    with pytest.raises(error):
+        read_request_head(reader(wire), 1024)
+
+
 # --------------------------------------------------------------------------- iter_body
 
 BODY_ROWS = [
@@ -167,6 +224,10 @@ BODY_BAD_REQUEST = [
     pytest.param(b";ext\r\nhello\r\n0\r\n\r\n", id="size-only-extension"),
     pytest.param(b"5 5\r\nhello\r\n0\r\n\r\n", id="size-space-inside"),
     pytest.param(b"1" * 17 + b"\r\n", id="size-too-many-digits"),
+    pytest.param(b"f" * 16 + b"\r\nhello\r\n0\r\n\r\n", id="size-over-2-63"),
+    pytest.param(b"8000000000000000\r\nhello\r\n0\r\n\r\n", id="size-2-63"),
+    pytest.param(b"5\r\nhello\r\n" + b"f" * 16 + b"\r\nhello\r\n0\r\n\r\n",
+                 id="second-size-over-2-63"),
     pytest.param(b"5" + b" " * 5000 + b"\r\nhello\r\n0\r\n\r\n", id="size-line-too-long"),
     pytest.param(b"5\r\nhelloXX\r\n0\r\n\r\n", id="data-longer-than-size"),
     pytest.param(b"5\r\nhello0\r\n\r\n", id="missing-crlf-after-data"),
