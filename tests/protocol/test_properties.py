@@ -16,7 +16,6 @@ that ``tests/conftest.py`` loads.
 from __future__ import annotations
 
 import email.message
-import http.client
 import io
 import itertools
 from collections.abc import Callable
@@ -27,6 +26,7 @@ from hypothesis import strategies as st
 
 from crank_sync.errors import BadRequest, ClientGone, RemoteProtocolError
 from crank_sync.protocol import v3
+from crank_sync.protocol.http_head import ClientHead, parse_client_head
 from crank_sync.protocol.v1 import (
     MARKER_BODY_FOLLOWS,
     MARKER_NO_BODY,
@@ -369,38 +369,18 @@ def test_request_framing_raises_only_bad_request(fields: list[tuple[str, str]]) 
 
 # --------------------------------------------------------------------------- the request head
 
+#: the router's strict head parser: one whole head in, a ClientHead or a protocol error out
+HEAD_PARSER: Callable[[bytes], ClientHead] = parse_client_head
+HEAD_ERRORS = (RemoteProtocolError,)  # BadRequest and HttpVersionNotSupported included
 
-def current_head_parser(head: bytes) -> tuple[str, str, list[tuple[str, str]], int | None]:
-    """Stand-in for the strict head parser, until ``crank_sync.protocol`` has one.
-
-    Parses a request head (request line, header lines, blank line) the way the router does
-    today: the standard library's header parser, then :func:`request_framing`. Errors of the
-    standard library become :class:`BadRequest`, as the router answers them with 400/431.
-    Returns method, target, headers and the body length (None = chunked). Point
-    :data:`HEAD_PARSER` at the new parser (and adapt its result) once it lands.
-    """
-    line, _, rest = head.partition(b"\n")
-    parts = line.rstrip(b"\r").decode("latin-1").split(" ")
-    if len(parts) != 3 or not parts[2].startswith("HTTP/"):
-        raise BadRequest(f"bad request line {line[:80]!r}")
-    try:
-        headers = http.client.parse_headers(io.BytesIO(rest))
-    except http.client.HTTPException as err:
-        raise BadRequest(str(err)) from err
-    return parts[0], parts[1], list(headers.items()), request_framing(headers)
-
-
-HEAD_PARSER: Callable[[bytes], tuple[str, str, list[tuple[str, str]], int | None]] = (
-    current_head_parser)
-HEAD_ERRORS = (RemoteProtocolError,)  # BadRequest, HeadersTooLarge and UriTooLong included
-
-HEAD_ALPHABET = b"GET POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nTransfer-Encoding:, \t\x00"
+HEAD_ALPHABET = b"GET POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nTransfer-Encoding:, \t\x00.%2e"
 heads = st.one_of(
     st.binary(max_size=400),
     st.lists(st.sampled_from(list(HEAD_ALPHABET)), max_size=300).map(bytes),
     st.lists(st.sampled_from([b"GET /svc/x HTTP/1.1\r\n", b"Host: h\r\n", b"Content-Length: 3\r\n",
                               b"Content-Length: x\r\n", b"Transfer-Encoding: chunked\r\n",
-                              b" folded\r\n", b"\r\n", b"\n", b"X:\xff\xfe\r\n", b"NoColon\r\n"]),
+                              b" folded\r\n", b"\r\n", b"\n", b"X:\xff\xfe\r\n", b"NoColon\r\n",
+                              b"GET /a/%2E%2e/b HTTP/1.0\n", b"X: a\rb\r\n", b"HTTP/2.0\r\n"]),
              max_size=12).map(b"".join),
 )
 
@@ -414,18 +394,21 @@ def test_head_parser_raises_only_protocol_errors(head: bytes) -> None:
         pass
 
 
-@given(tokens, st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789/-._~%;=&?", max_size=40),
-       st.lists(st.tuples(tokens.filter(lambda n: n.lower() not in ("content-length",
-                                                                     "transfer-encoding")),
-                          st.text(alphabet=TOKEN_CHARS + " /:;=,", max_size=30).map(str.strip)),
-                max_size=8),
-       st.one_of(st.none(), st.integers(0, 10**12)))
-def test_head_parser_round_trip(method: str, path: str, headers: list[tuple[str, str]],
-                                length: int | None) -> None:
-    framing = [] if length == 0 else [("Transfer-Encoding", "chunked")] if length is None else [
-        ("Content-Length", str(length))]
-    fields = headers + framing
-    wire = f"{method} /{path} HTTP/1.1\r\n".encode() + b"".join(
-        f"{n}: {v}\r\n".encode() for n, v in fields) + b"\r\n"
-    parsed = HEAD_PARSER(wire)
-    assert parsed == (method, "/" + path, fields, length)
+path_segments = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-._~%;=&", min_size=1,
+                        max_size=10).filter(lambda seg: seg.strip(".") != "" and "%" not in seg)
+field_names = tokens.filter(lambda n: n.lower() != "host")
+field_values = st.text(alphabet=TOKEN_CHARS + " /:;=,\t\x80\xe9", max_size=30).map(
+    lambda v: v.strip(" \t"))
+
+
+@given(tokens, st.lists(path_segments, max_size=5), st.sampled_from(["HTTP/1.1", "HTTP/1.0"]),
+       st.lists(st.tuples(field_names, field_values), max_size=8),
+       st.sampled_from(["\r\n", "\n"]), st.sampled_from([":", ": ", ":\t"]))
+def test_head_parser_round_trip(method: str, segments: list[str], version: str,
+                                fields: list[tuple[str, str]], eol: str, colon: str) -> None:
+    target = "/" + "/".join(segments)
+    fields = [("Host", "example.com"), *fields]
+    wire = (f"{method} {target} {version}{eol}" +
+            "".join(f"{n}{colon}{v}{eol}" for n, v in fields) + eol).encode("latin-1")
+    assert HEAD_PARSER(wire) == ClientHead(method=method, target=target, version=version,
+                                           headers=tuple(fields))
