@@ -15,6 +15,7 @@ import hashlib
 import http.client
 import http.server
 import json
+import os
 import random
 import select
 import socket
@@ -29,9 +30,18 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
+from hypothesis import settings
 
 DEFAULT_TIMEOUT_SECONDS = 60
 LOOPBACK = "127.0.0.1"
+
+# Property tests (hypothesis) run a bounded, fixed budget: under CI (``CI`` set) the examples
+# are derived from the test itself, so every run checks the same inputs and none writes an
+# example database into the checkout.
+settings.register_profile("crank", max_examples=200, deadline=None)
+settings.register_profile("crank-ci", max_examples=200, deadline=None, derandomize=True,
+                          database=None, print_blob=True)
+settings.load_profile("crank-ci" if os.environ.get("CI") else "crank")
 
 # Test modules import the helpers below as ``crank_test_support``: a stable name that does not
 # depend on pytest's import mode or on other ``conftest`` modules in sibling directories.
