@@ -32,6 +32,8 @@ LOW_WATER = 16 * 1024
 #: RST_STREAM codes.
 RST_CLIENT_GONE = 1
 RST_TARGET_FAILED = 1011
+#: Sent by the router to a connector that ignored the stream's flow control.
+RST_PROTOCOL_ERROR = 1002
 
 _PREFIX = struct.Struct(">BBi")
 _INT = struct.Struct(">i")

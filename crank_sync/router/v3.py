@@ -96,8 +96,11 @@ class RouterStream:
     # reader thread side
     def put(self, event: v3.Frame | _Closed) -> None:
         ack = 0
+        reset = False
         with self._cond:
             direct = self._direct
+            if self.overflowed and isinstance(event, v3.Frame):
+                return  # reset for ignoring flow control: what it still sends is dropped
             if (direct is not None and not self._events and isinstance(event, v3.Frame)
                     and event.type == v3.DATA and event.payload and not event.end_stream):
                 ack = self._write_directly(direct, event.payload)
@@ -105,9 +108,15 @@ class RouterStream:
                 if isinstance(event, v3.Frame):
                     self._buffered += len(event.payload)
                     if self._buffered > STREAM_BUFFER_LIMIT:
-                        self.overflowed = True
+                        # the connector sent far past its window: reset the stream and drop
+                        # the rest, so memory stays bounded and the other streams go on
+                        self.overflowed = reset = True
                 self._events.append(event)
                 self._cond.notify_all()
+        if reset:
+            log.warning("stream %d: the connector ignored flow control (%d bytes unread); "
+                        "resetting the stream", self.id, STREAM_BUFFER_LIMIT)
+            _reset(self, v3.RST_PROTOCOL_ERROR, "flow control ignored")
         if ack:
             try:
                 self.session.send(v3.window_update_frame(self.id, ack))
