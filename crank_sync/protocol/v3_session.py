@@ -219,15 +219,17 @@ class Session:
         return frame
 
     def ack(self, stream_id: int, n: int | None = None) -> bytes:
-        """A WINDOW_UPDATE for ``n`` received bytes (all unacknowledged ones by default)."""
+        """A WINDOW_UPDATE for ``n`` received bytes (all unacknowledged ones by default).
+        A stream already forgotten has nothing left to count: the frame is made all the same
+        (the peer drops it if it is done too)."""
         stream = self.streams.get(stream_id)
-        pending = 0 if stream is None else stream.unacked
-        n = pending if n is None else n
-        if n > pending:
+        if stream is None:
+            return v3.window_update_frame(stream_id, n or 0)
+        n = stream.unacked if n is None else n
+        if n > stream.unacked:
             raise LocalProtocolError(f"stream {stream_id}: acknowledging {n} bytes, "
-                                     f"{pending} received")
-        if stream is not None:
-            stream.unacked -= n
+                                     f"{stream.unacked} received")
+        stream.unacked -= n
         return v3.window_update_frame(stream_id, n)
 
     def paused(self, stream_id: int) -> bool:
