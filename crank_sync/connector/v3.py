@@ -322,9 +322,9 @@ class V3Socket:
         with self.lock:
             stream = ConnectorStream(self, self.session.streams[event.stream_id])
             self._streams[event.stream_id] = stream
-            ack = self.session.ack(event.stream_id)
-        if event.end_stream:
-            stream.deferred_ack = ack  # a whole bodiless request: see ConnectorStream
-        else:
+            acks = [self.session.ack(event.stream_id, n) for n in event.frame_sizes]
+        if event.end_stream:  # a bodiless request: its last ack waits, see ConnectorStream
+            *acks, stream.deferred_ack = acks
+        for ack in acks:
             self.ws.send_binary(ack)
         self.pool.submit(stream.serve, event.text, not event.end_stream)

@@ -76,9 +76,11 @@ class Event:
 
 @dataclass(frozen=True, kw_only=True)
 class HeadReceived(Event):
-    """A whole head (its HEADER frames joined); ``end_stream``: no body follows."""
+    """A whole head (its HEADER frames joined); ``end_stream``: no body follows.
+    ``frame_sizes``: the payload size of each HEADER frame, each owed its own WINDOW_UPDATE."""
 
     text: str
+    frame_sizes: tuple[int, ...]
     end_stream: bool = False
 
 
@@ -118,7 +120,7 @@ class StreamError(Event):
 class Stream:
     """One stream's state: plain data, changed only by its :class:`Session`."""
 
-    __slots__ = ("id", "state", "window", "unacked", "head_done", "headers")
+    __slots__ = ("id", "state", "window", "unacked", "head_done", "headers", "head_sizes")
 
     def __init__(self, stream_id: int, header_limit: int) -> None:
         self.id = stream_id
@@ -128,6 +130,7 @@ class Stream:
         self.unacked = 0
         self.head_done = False
         self.headers = v3.HeaderAssembler(header_limit)
+        self.head_sizes: list[int] = []
 
 
 class Session:
@@ -282,12 +285,15 @@ class Session:
             text = stream.headers.feed(frame)
         except RemoteProtocolError as err:
             return self._error(stream, f"bad head: {err}")
+        stream.head_sizes.append(len(frame.payload))
         if text is None:
             return []
+        sizes, stream.head_sizes = tuple(stream.head_sizes), []
         stream.head_done = True
         if frame.end_stream:
             stream.state = TRANSITIONS[stream.state, Move.RECV_END]
-        return [HeadReceived(stream_id=stream.id, text=text, end_stream=frame.end_stream)]
+        return [HeadReceived(stream_id=stream.id, text=text, frame_sizes=sizes,
+                             end_stream=frame.end_stream)]
 
     def _error(self, stream: Stream, reason: str) -> list[Event]:
         stream.state = StreamState.RESET

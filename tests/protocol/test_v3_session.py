@@ -56,7 +56,8 @@ def test_request_and_response(request_body: list[bytes], response_body: list[byt
     assert sid == 1
     head = router.send_head(sid, HEAD, end_stream=not request_body)
     events = deliver(connector, head)
-    assert events == [HeadReceived(stream_id=sid, text=HEAD, end_stream=not request_body)]
+    assert events == [HeadReceived(stream_id=sid, text=HEAD, frame_sizes=(len(HEAD),),
+                           end_stream=not request_body)]
     for index, chunk in enumerate(request_body):
         last = index == len(request_body) - 1
         events = deliver(connector, router.send_data(sid, chunk, end_stream=last))
@@ -65,7 +66,7 @@ def test_request_and_response(request_body: list[bytes], response_body: list[byt
     assert router.state(sid) is StreamState.HALF_CLOSED_LOCAL
 
     events = deliver(router, connector.send_head(sid, RESPONSE, end_stream=not response_body))
-    assert events == [HeadReceived(stream_id=sid, text=RESPONSE,
+    assert events == [HeadReceived(stream_id=sid, text=RESPONSE, frame_sizes=(len(RESPONSE),),
                                    end_stream=not response_body)]
     for index, chunk in enumerate(response_body):
         last = index == len(response_body) - 1
@@ -92,7 +93,8 @@ def test_head_split_over_several_frames_is_one_event(chars: int) -> None:
     assert len(frames) > 1
     assert [deliver(connector, f) for f in frames[:-1]] == [[]] * (len(frames) - 1)
     assert deliver(connector, frames[-1]) == [
-        HeadReceived(stream_id=sid, text=text, end_stream=True)]
+        HeadReceived(stream_id=sid, text=text, end_stream=True,
+                     frame_sizes=tuple(len(f) - 6 for f in frames))]
     # every HEADER byte is owed an acknowledgement, and counts in the sender's window
     assert connector.ack(sid) == v3.window_update_frame(sid, len(text))
     assert router.streams[sid].window.unacked == len(text)
@@ -262,7 +264,7 @@ UNKNOWN_ROWS = [
     pytest.param(Role.CONNECTOR, v3.rst_frame(9, 1), [], id="connector-rst"),
     pytest.param(Role.CONNECTOR, v3.window_update_frame(9, 1), [], id="connector-window"),
     pytest.param(Role.CONNECTOR, v3.header_frames(9, HEAD, True)[0],
-                 [HeadReceived(stream_id=9, text=HEAD, end_stream=True)],
+                 [HeadReceived(stream_id=9, text=HEAD, frame_sizes=(len(HEAD),), end_stream=True)],
                  id="connector-header-opens"),
     pytest.param(Role.ROUTER, bytes([42, 0]) + (9).to_bytes(4, "big"), [], id="unknown-type"),
 ]
