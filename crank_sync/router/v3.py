@@ -120,7 +120,7 @@ class RouterStream:
         if reset:
             log.warning("stream %d: the connector ignored flow control (%d bytes unread); "
                         "resetting the stream", self.id, STREAM_BUFFER_LIMIT)
-            _reset(self, v3.RST_PROTOCOL_ERROR, "flow control ignored")
+            self.session.reset(self, v3.RST_PROTOCOL_ERROR, "flow control ignored")
         if ack:
             try:
                 self.session.send(v3.window_update_frame(self.id, ack))

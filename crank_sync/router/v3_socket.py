@@ -45,6 +45,15 @@ class V3Session:
         assert self.ws is not None
         self.ws.send_many(frames)
 
+    def reset(self, stream: RouterStream, code: int, message: str) -> None:
+        """Reset ``stream`` from our side: the session drops whatever it still receives."""
+        with self.lock:
+            frame = self.core.reset(stream.id, code, message)
+        try:
+            self.send(frame)
+        except (ConnectionClosed, OSError) as err:
+            log.debug("stream %d: sending RST_STREAM %d: %r", stream.id, code, err)
+
     def open_stream(self) -> RouterStream:
         with self.lock:
             if self._closed or self._draining:

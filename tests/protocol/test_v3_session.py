@@ -343,3 +343,31 @@ def test_transition_table_rows() -> None:
     assert all(TRANSITIONS[state, m.SEND_RESET] in (s.RESET, s.CLOSED) for state in s)
     assert (s.CLOSED, m.RECV_RESET) not in TRANSITIONS
     assert (s.HALF_CLOSED_LOCAL, m.SEND_END) not in TRANSITIONS
+
+
+# --------------------------------------------------------------------------- flow control, as the
+# fake-peer tests exercise it through sockets (tests/e2e/test_v3_fake_peers.py)
+
+
+def test_an_unacknowledged_stream_pauses_alone() -> None:
+    router, connector = pair()
+    stalled, other = router.open_stream(), router.open_stream()
+    for sid in (stalled, other):
+        deliver(connector, router.send_head(sid, "POST /x HTTP/1.1\r\n\r\n"))
+    while not router.paused(stalled):
+        deliver(connector, router.send_data(stalled, b"x" * 8192))
+    deliver(connector, router.send_data(other, b"y" * 8192))
+    assert not router.paused(other)
+    assert connector.streams[stalled].unacked > v3.HIGH_WATER
+
+
+def test_a_body_acknowledged_as_it_arrives_never_pauses() -> None:
+    router, connector = pair()
+    sid = router.open_stream()
+    deliver(connector, router.send_head(sid, HEAD))
+    deliver(router, connector.ack(sid))  # the head
+    for _ in range(256):  # 2 MiB in 8 KiB pieces, each acknowledged once written onward
+        deliver(connector, router.send_data(sid, b"x" * 8192))
+        deliver(router, connector.ack(sid))
+        assert not router.paused(sid)
+    assert router.streams[sid].window.unacked == 0
