@@ -27,6 +27,8 @@ class Role(enum.Enum):
 
 
 class StreamState(enum.Enum):
+    __hash__ = object.__hash__  # members are singletons; Enum's own hash is slow Python code
+
     OPEN = "open"
     HALF_CLOSED_LOCAL = "half-closed (local)"  # we sent END_STREAM
     HALF_CLOSED_REMOTE = "half-closed (remote)"  # the peer sent END_STREAM
@@ -35,6 +37,8 @@ class StreamState(enum.Enum):
 
 
 class Move(enum.Enum):
+    __hash__ = object.__hash__  # as StreamState: the table is looked up per frame
+
     SEND_END = "send END_STREAM"
     RECV_END = "receive END_STREAM"
     SEND_RESET = "send RST_STREAM"
@@ -69,12 +73,12 @@ SENDING = frozenset({_S.OPEN, _S.HALF_CLOSED_REMOTE, _S.RESET})
 # -- events ------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Event:
     stream_id: int
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class HeadReceived(Event):
     """A whole head (its HEADER frames joined); ``end_stream``: no body follows.
     ``frame_sizes``: the payload size of each HEADER frame, each owed its own WINDOW_UPDATE."""
@@ -84,7 +88,7 @@ class HeadReceived(Event):
     end_stream: bool = False
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class DataReceived(Event):
     """A DATA payload; ``end_stream``: the last of the body (``data`` may be empty then)."""
 
@@ -92,13 +96,13 @@ class DataReceived(Event):
     end_stream: bool = False
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class StreamReset(Event):
     code: int
     message: str = ""
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class WindowUpdated(Event):
     """The peer acknowledged ``increment`` bytes; ``resumed``: a paused sender may go on."""
 
@@ -106,7 +110,7 @@ class WindowUpdated(Event):
     resumed: bool = False
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class StreamError(Event):
     """The peer broke the protocol on one stream (bad head); the stream is reset locally and
     the runner decides what to tell whom."""

@@ -86,11 +86,12 @@ class V3Session:
         try:
             with self.lock:
                 events = self.core.receive(msg)  # unknown ids and types: no events
-                streams = [self._streams.get(event.stream_id) for event in events]
         except RemoteProtocolError as err:
             log.warning("dropping malformed v3 message: %s", err)
             return
-        for event, stream in zip(events, streams, strict=True):
+        for event in events:
+            # one dict lookup, atomic without the lock: a stream ending meanwhile ignores it
+            stream = self._streams.get(event.stream_id)
             if stream is None:
                 continue
             if isinstance(event, core.WindowUpdated):
