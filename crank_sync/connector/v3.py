@@ -4,7 +4,7 @@ The reader (the socket's own thread) feeds each message to the socket's sans-IO
 :class:`~crank_sync.protocol.v3_session.Session` and hands the events to the streams; it never
 waits for a target. Each stream replays its request on a pool thread and writes the frames the
 session encodes to the socket (websocket-client serialises sends), honouring the router's
-WINDOW_UPDATEs. The session is used under the socket's ``_lock``, held only around its calls;
+WINDOW_UPDATEs. The session is used under the socket's ``lock``, held only around its calls;
 each stream has its own condition, notified after the session changed.
 """
 from __future__ import annotations
