@@ -1,8 +1,11 @@
 """The connector's side of Cranker v3: one reader thread per socket, streams on a worker pool.
 
-The reader (the socket's own thread) decodes frames and hands them to streams; it never waits
-for a target. Each stream replays its request on a pool thread and writes its frames to the
-socket (websocket-client serialises sends), honouring the router's WINDOW_UPDATEs.
+The reader (the socket's own thread) feeds each message to the socket's sans-IO
+:class:`~crank_sync.protocol.v3_session.Session` and hands the events to the streams; it never
+waits for a target. Each stream replays its request on a pool thread and writes the frames the
+session encodes to the socket (websocket-client serialises sends), honouring the router's
+WINDOW_UPDATEs. The session is used under the socket's ``lock``, held only around its calls;
+each stream has its own condition, notified after the session changed.
 """
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ from websocket import ABNF
 
 from ..errors import RemoteProtocolError
 from ..protocol import ResponseHead, encode_response_head, parse_request_text, v3
+from ..protocol import v3_session as core
 from ..protocol.limits import DEFAULT_MESSAGE_LIMIT, V3_OVERHEAD
 from .frames import FrameReader
 from .target import Cancel, failure_reason, iter_response
@@ -42,11 +46,11 @@ class _Cancelled(Exception):
 class ConnectorStream:
     """One request on a v3 socket, as the connector serves it."""
 
-    def __init__(self, sock: V3Socket, stream_id: int) -> None:
+    def __init__(self, sock: V3Socket, state: core.Stream) -> None:
         self.sock = sock
-        self.id = stream_id
-        self.headers = v3.HeaderAssembler()
-        self.window = v3.SendWindow()
+        self.id = state.id
+        #: The session's send window of this stream (changed under the socket's lock).
+        self.window = state.window
         self._cond = threading.Condition()
         self._body: collections.deque[object] = collections.deque()
         self.cancelled = False
@@ -64,10 +68,10 @@ class ConnectorStream:
                 self._body.append(_END)
             self._cond.notify_all()
 
-    def acked(self, n: int) -> None:
+    def resumed(self) -> None:
+        """The session let this stream's paused sender go on."""
         with self._cond:
-            if self.window.acked(n):  # only a resumed sender needs waking
-                self._cond.notify_all()
+            self._cond.notify_all()
 
     def cancel(self) -> None:
         with self._cond:
@@ -80,6 +84,21 @@ class ConnectorStream:
         if self.cancelled:
             raise _Cancelled()
         self.sock.ws.send_binary(frame)
+
+    def _head(self, text: str, end_stream: bool) -> list[bytes]:
+        with self.sock.lock:
+            self._check_open()
+            return self.sock.session.send_head(self.id, text, end_stream)
+
+    def _data(self, data: bytes, end_stream: bool = False) -> bytes:
+        with self.sock.lock:
+            self._check_open()
+            return self.sock.session.send_data(self.id, data, end_stream)
+
+    def _check_open(self) -> None:
+        """Under the socket's lock: a stream reset or cut off by the socket's end is done."""
+        if self.cancelled or self.id not in self.sock.session.streams:
+            raise _Cancelled()
 
     def _request_body(self, timeout: float) -> Iterator[bytes]:
         while True:
@@ -94,7 +113,9 @@ class ConnectorStream:
             assert isinstance(item, bytes)
             yield item
             # urllib3 asks for the next chunk only once this one is written to the target
-            self._send(v3.window_update_frame(self.id, len(item)))
+            with self.sock.lock:
+                ack = self.sock.session.ack(self.id, len(item))
+            self._send(ack)
 
     def _wait_window(self, timeout: float) -> None:
         with self._cond:
@@ -104,16 +125,10 @@ class ConnectorStream:
             if self.cancelled:
                 raise _Cancelled()
 
-    def _count(self, payload: int) -> None:
-        with self._cond:
-            self.window.sent(payload)
-
-    def _send_all(self, frames: list[bytes], counted: bool = False) -> None:
-        """Send v3 messages with one write (payloads counted by the caller unless told)."""
+    def _send_all(self, frames: list[bytes]) -> None:
+        """Send v3 messages (encoded by the session) with one write."""
         if self.cancelled:
             raise _Cancelled()
-        if counted:
-            self._count(sum(len(f) - 6 for f in frames))
         frames = self._with_deferred_ack(frames)
         if frames:
             send_frames(self.sock.ws, [(ABNF.OPCODE_BINARY, f) for f in frames])
@@ -138,7 +153,9 @@ class ConnectorStream:
             self.sock.end_stream(self)
 
     def _reset(self, code: int, message: str) -> None:
-        frames = self._with_deferred_ack([v3.rst_frame(self.id, code, message)])
+        with self.sock.lock:
+            rst = self.sock.session.reset(self.id, code, message)
+        frames = self._with_deferred_ack([rst])
         try:
             send_frames(self.sock.ws, [(ABNF.OPCODE_BINARY, f) for f in frames])
         except _WS_ERRORS:
@@ -166,12 +183,11 @@ class ConnectorStream:
                                          headers=tuple(resp.headers.items()))
             text = encode_response_head(response_head)
             if body_complete(resp):  # no body at all: one HEADER with END_STREAM
-                self._send_all(v3.header_frames(self.id, text, True), counted=True)
+                self._send_all(self._head(text, True))
                 complete = True
                 return
             # frames wait in ``pending`` only while more are certain to follow at once
-            pending = v3.header_frames(self.id, text, False)
-            self._count(sum(len(f) - 6 for f in pending))
+            pending = self._head(text, False)
             if not small_body(resp, chunk_size):
                 self._send_all(pending)
                 pending = []
@@ -190,13 +206,12 @@ class ConnectorStream:
                     return
                 if chunk is None:
                     break
-                pending.append(v3.data_frame(self.id, chunk))
-                self._count(len(chunk))
+                pending.append(self._data(chunk))
                 if body_complete(resp):
                     break  # the end marker goes out with this last chunk, window or not
                 self._send_all(pending)
                 pending = []
-            pending.append(v3.data_frame(self.id, b"", end_stream=True))
+            pending.append(self._data(b"", end_stream=True))
             self._send_all(pending)
             complete = True
         finally:
@@ -215,18 +230,21 @@ class V3Socket:
         self.message_limit = message_limit
         self.ws = ws
         self.pool = pool
-        self._lock = threading.Lock()
+        #: Guards ``session`` and ``_streams``; held only around their calls, never over I/O.
+        self.lock = threading.Lock()
+        self.session = core.Session(core.Role.CONNECTOR)
         self._streams: dict[int, ConnectorStream] = {}
 
     @property
     def inflight(self) -> int:
-        with self._lock:
+        with self.lock:
             return len(self._streams)
 
     def end_stream(self, stream: ConnectorStream) -> None:
-        with self._lock:
+        with self.lock:
             if self._streams.get(stream.id) is stream:
                 del self._streams[stream.id]
+                self.session.forget(stream.id)
 
     def run(self) -> None:
         """Read frames until the socket closes; then cancel what is still in flight."""
@@ -254,47 +272,59 @@ class V3Socket:
             if not self.link.stopping.is_set():
                 log.info("v3 socket to %s lost: %r", self.link.shown, err)
         finally:
-            with self._lock:
+            with self.lock:
                 streams = list(self._streams.values())
                 self._streams.clear()
+                for stream in streams:
+                    self.session.forget(stream.id)
             for stream in streams:
                 stream.cancel()
 
     def _dispatch(self, message: bytes) -> None:
         try:
-            frame = v3.decode(message)
+            with self.lock:
+                events = self.session.receive(message)
         except RemoteProtocolError as err:
             log.warning("dropping malformed v3 message from %s: %s", self.link.shown, err)
             return
-        with self._lock:
-            stream = self._streams.get(frame.stream_id)
-            if stream is None and frame.type == v3.HEADER:
-                stream = self._streams[frame.stream_id] = ConnectorStream(self, frame.stream_id)
-        if stream is None:
-            return  # unknown stream: dropped
-        if frame.type == v3.HEADER:
-            ack = v3.window_update_frame(frame.stream_id, len(frame.payload))
-            if frame.end_stream and frame.flags & v3.END_HEADER:
-                stream.deferred_ack = ack  # a whole bodiless request: see ConnectorStream
-            else:
-                self.ws.send_binary(ack)
-            try:
-                text = stream.headers.feed(frame)
-            except RemoteProtocolError as err:
-                log.warning("stream %d: %s", frame.stream_id, err)
+        for event in events:
+            self._handle(event)
+
+    def _handle(self, event: core.Event) -> None:
+        if isinstance(event, core.HeadReceived):
+            self._start(event)
+            return
+        with self.lock:
+            stream = self._streams.get(event.stream_id)
+            if stream is None and isinstance(event, (core.StreamError, core.StreamReset)):
+                self.session.forget(event.stream_id)  # its head never completed
+        if isinstance(event, core.StreamError):
+            log.warning("stream %d: %s", event.stream_id, event.reason)
+            with self.lock:
+                rst = self.session.reset(event.stream_id, v3.RST_TARGET_FAILED, "bad header")
+            if stream is not None:
                 self.end_stream(stream)
-                self.ws.send_binary(v3.rst_frame(frame.stream_id, v3.RST_TARGET_FAILED,
-                                                 "bad header"))
-                return
-            if text is not None:
-                self.pool.submit(stream.serve, text, not frame.end_stream)
-        elif frame.type == v3.DATA:
-            stream.feed_body(frame.payload, frame.end_stream)
-        elif frame.type == v3.WINDOW_UPDATE:
-            try:
-                stream.acked(frame.window_increment())
-            except RemoteProtocolError as err:
-                log.warning("stream %d: %s", frame.stream_id, err)
-        elif frame.type == v3.RST_STREAM:
+                stream.cancel()
+            self.ws.send_binary(rst)
+        elif stream is None:
+            return  # a head still arriving, or a stream already done
+        elif isinstance(event, core.DataReceived):
+            stream.feed_body(event.data, event.end_stream)
+        elif isinstance(event, core.WindowUpdated):
+            if event.resumed:  # only a resumed sender needs waking
+                stream.resumed()
+        elif isinstance(event, core.StreamReset):
             self.end_stream(stream)
             stream.cancel()
+
+    def _start(self, event: core.HeadReceived) -> None:
+        """A whole request head: acknowledge it and serve the request on the pool."""
+        with self.lock:
+            stream = ConnectorStream(self, self.session.streams[event.stream_id])
+            self._streams[event.stream_id] = stream
+            acks = [self.session.ack(event.stream_id, n) for n in event.frame_sizes]
+        if event.end_stream:  # a bodiless request: its last ack waits, see ConnectorStream
+            *acks, stream.deferred_ack = acks
+        for ack in acks:
+            self.ws.send_binary(ack)
+        self.pool.submit(stream.serve, event.text, not event.end_stream)

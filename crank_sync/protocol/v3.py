@@ -36,6 +36,8 @@ RST_TARGET_FAILED = 1011
 RST_PROTOCOL_ERROR = 1002
 
 _PREFIX = struct.Struct(">BBi")
+#: The 6-byte prefix of every message: type, flags, stream id.
+PREFIX = _PREFIX
 _INT = struct.Struct(">i")
 MAX_STREAM_ID = 2**31 - 1
 

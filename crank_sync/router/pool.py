@@ -31,7 +31,7 @@ from ..protocol.routes import CATCH_ALL, candidates, resolve
 from .websocket import RouterWebSocket
 
 if TYPE_CHECKING:
-    from .v3 import V3Session
+    from .v3_socket import V3Session
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from ..protocol.limits import MESSAGE_LIMIT_HEADER, peer_message_limit
 from ..protocol.routes import reachable, validate_route
 from . import admin
 from .pool import ConnectorSocket
-from .v3 import V3Session
+from .v3_socket import V3Session
 from .websocket import LockedSocket, RouterWebSocket
 
 if TYPE_CHECKING:

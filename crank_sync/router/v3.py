@@ -1,8 +1,9 @@
 """The router's side of Cranker v3: streams multiplexed over one connector websocket.
 
-The websocket's reader thread calls :meth:`V3Session.dispatch` for every message; it never
-blocks, it only hands frames to the stream they belong to. Each stream is driven by the
-client's worker thread (:func:`exchange`), which does the flow control both ways.
+Each :class:`RouterStream` belongs to a :class:`~crank_sync.router.v3_socket.V3Session`, the
+runner of its socket's sans-IO session, whose reader thread hands it frames; it never blocks.
+Each stream is driven by the client's worker thread (:func:`exchange`), which does the flow
+control both ways.
 """
 from __future__ import annotations
 
@@ -26,12 +27,14 @@ from ..errors import (
 from ..protocol import v3
 from ..protocol.limits import V3_OVERHEAD, pieces
 from .response import CLIENT_CHECK_INTERVAL
-from .websocket import ConnectionClosed, RouterWebSocket
+from .websocket import ConnectionClosed
 
 if TYPE_CHECKING:
+    from ..protocol.v3_session import Stream as SessionStream
     from .pool import ConnectorSocket
     from .proxy import ClientHandler
     from .response import ResponseState
+    from .v3_socket import V3Session
 
 #: DATA frames at least this large are acknowledged as soon as they are written.
 BULK = 16 * 1024
@@ -80,10 +83,11 @@ class RouterStream:
     write to the client at the same time.
     """
 
-    def __init__(self, session: V3Session, stream_id: int) -> None:
+    def __init__(self, session: V3Session, state: SessionStream) -> None:
         self.session = session
-        self.id = stream_id
-        self.window = v3.SendWindow()
+        self.id = state.id
+        #: The session's send window of this stream (changed under ``session.lock``).
+        self.window = state.window
         self._cond = threading.Condition()
         self._events: collections.deque[v3.Frame | _Closed | _Leftover | _DirectFailed] = (
             collections.deque())
@@ -116,7 +120,7 @@ class RouterStream:
         if reset:
             log.warning("stream %d: the connector ignored flow control (%d bytes unread); "
                         "resetting the stream", self.id, STREAM_BUFFER_LIMIT)
-            _reset(self, v3.RST_PROTOCOL_ERROR, "flow control ignored")
+            self.session.reset(self, v3.RST_PROTOCOL_ERROR, "flow control ignored")
         if ack:
             try:
                 self.session.send(v3.window_update_frame(self.id, ack))
@@ -148,9 +152,15 @@ class RouterStream:
                 self._direct = writer
 
     def acked(self, n: int) -> None:
+        with self.session.lock:
+            resumed = self.window.acked(n)
+        if resumed:
+            self.resumed()
+
+    def resumed(self) -> None:
+        """The window lets a paused sender go on (only a resumed sender needs waking)."""
         with self._cond:
-            if self.window.acked(n):  # only a resumed sender needs waking
-                self._cond.notify_all()
+            self._cond.notify_all()
 
     # worker side
     def get(self, timeout: float) -> v3.Frame | _Closed | _Leftover | _DirectFailed | None:
@@ -180,89 +190,10 @@ class RouterStream:
             return bool(self._events)
 
     def send(self, frame: bytes, payload_len: int) -> None:
-        with self._cond:
-            self.window.sent(payload_len)
+        """Send a HEADER or DATA frame (``payload_len``: its payload, counted by the session)."""
+        with self.session.lock:
+            self.session.core.sending(frame)
         self.session.send(frame)
-
-
-class V3Session:
-    """The streams of one v3 websocket."""
-
-    def __init__(self) -> None:
-        self.ws: RouterWebSocket | None = None
-        self._lock = threading.Lock()
-        self._streams: dict[int, RouterStream] = {}
-        self._next_id = 1
-        self._draining = False
-        self._closed = False
-
-    @property
-    def inflight(self) -> int:
-        with self._lock:
-            return len(self._streams)
-
-    def send(self, frame: bytes) -> None:
-        assert self.ws is not None
-        self.ws.send(frame)
-
-    def send_many(self, frames: list[bytes]) -> None:
-        assert self.ws is not None
-        self.ws.send_many(frames)
-
-    def open_stream(self) -> RouterStream:
-        with self._lock:
-            if self._closed or self._draining:
-                raise ConnectionClosed(1001, "socket closing")
-            stream_id = self._next_id
-            self._next_id = 1 if stream_id >= v3.MAX_STREAM_ID else stream_id + 1
-            stream = RouterStream(self, stream_id)
-            self._streams[stream_id] = stream
-            return stream
-
-    def end_stream(self, stream: RouterStream) -> None:
-        with self._lock:
-            self._streams.pop(stream.id, None)
-            close_now = self._draining and not self._streams
-        if close_now and self.ws is not None:
-            self.ws.close(1001, "Deregistered")
-
-    def drain(self) -> None:
-        """Deregistration: close with 1001 once no stream is in flight."""
-        with self._lock:
-            self._draining = True
-            close_now = not self._streams
-        if close_now and self.ws is not None:
-            self.ws.close(1001, "Deregistered")
-
-    # -- reader thread -----------------------------------------------------------------------
-
-    def dispatch(self, msg: str | bytes) -> None:
-        if isinstance(msg, str):
-            return  # text messages on a v3 socket are ignored
-        try:
-            frame = v3.decode(msg)
-        except RemoteProtocolError as err:
-            log.warning("dropping malformed v3 message: %s", err)
-            return
-        with self._lock:
-            stream = self._streams.get(frame.stream_id)
-        if stream is None:
-            return  # unknown or finished stream: dropped
-        if frame.type == v3.WINDOW_UPDATE:
-            try:
-                stream.acked(frame.window_increment())
-            except RemoteProtocolError as err:
-                log.warning("stream %d: %s", frame.stream_id, err)
-        elif frame.type in v3.KNOWN_TYPES:
-            stream.put(frame)  # unknown frame types are dropped
-
-    def on_socket_closed(self, ws: RouterWebSocket) -> None:
-        code = ws.close_reason if ws.close_received else None
-        with self._lock:
-            self._closed = True
-            streams = list(self._streams.values())
-        for stream in streams:
-            stream.put(_Closed(int(code) if code is not None else None))
 
 
 # -- the client worker's side ------------------------------------------------------------------
