@@ -49,7 +49,7 @@ from .response import Aborted, ResponseState, phrase, readable_now
 from .websocket import ConnectionClosed, RouterWebSocket
 
 if TYPE_CHECKING:
-    from .server import RouterCore
+    from .core import RouterCore
     from .v3 import RouterStream
 
 log = logging.getLogger(__name__)
