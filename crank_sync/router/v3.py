@@ -7,13 +7,10 @@ client's worker thread (:func:`exchange`), which does the flow control both ways
 from __future__ import annotations
 
 import collections
-import functools
 import logging
-import ssl
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from ..errors import (
     BadGateway,
@@ -25,13 +22,10 @@ from ..errors import (
 )
 from ..protocol import v3
 from ..protocol.limits import V3_OVERHEAD, pieces
-from .response import CLIENT_CHECK_INTERVAL
+from .exchange import Exchange
+from .pool import ConnectorSocket
+from .response import CLIENT_CHECK_INTERVAL, ResponseState, start_response
 from .websocket import ConnectionClosed, RouterWebSocket
-
-if TYPE_CHECKING:
-    from .pool import ConnectorSocket
-    from .proxy import ClientHandler
-    from .response import ResponseState
 
 #: DATA frames at least this large are acknowledged as soon as they are written.
 BULK = 16 * 1024
@@ -90,8 +84,6 @@ class RouterStream:
         self._buffered = 0
         self.overflowed = False
         self._direct: DirectWriter | None = None
-        #: When the reader last wrote a DATA payload to the client itself (monotonic).
-        self.last_direct = 0.0
 
     # reader thread side
     def put(self, event: v3.Frame | _Closed) -> None:
@@ -132,7 +124,6 @@ class RouterStream:
             self._events.append(_DirectFailed(err))
             self._cond.notify_all()
             return 0
-        self.last_direct = time.monotonic()
         if not rest:
             return len(payload)
         self._direct = None  # the client's thread finishes this write, then takes over
@@ -273,19 +264,19 @@ def send_head(stream: RouterStream, text: str, end_stream: bool) -> None:
         stream.send(frame, len(frame) - 6)
 
 
-def exchange(handler: ClientHandler, sock: ConnectorSocket, stream: RouterStream,
+def exchange(ex: Exchange, sock: ConnectorSocket, stream: RouterStream,
              length: int | None) -> None:
     """Send the body (the head is sent) over ``stream`` and relay the response."""
-    idle = handler.core.config.idle_timeout
+    idle = ex.config.idle_timeout
     completed = False
     try:
         if length != 0:
-            _send_body(handler, stream, idle, sock.message_limit)
-        _relay(handler, stream, idle)
+            _send_body(ex, stream, idle, sock.message_limit)
+        _relay(ex, stream, idle)
         completed = True
     except (ConnectionClosed, OSError) as err:
-        if handler._response_started:
-            raise handler.aborted(f"connector socket failed: {err!r}") from err
+        if ex.response_started:
+            raise ex.aborted(f"connector socket failed: {err!r}") from err
         raise BadGateway(f"connector socket failed: {err!r}") from err
     finally:
         if not completed:
@@ -300,10 +291,9 @@ def _reset(stream: RouterStream, code: int, message: str) -> None:
         pass
 
 
-def _send_body(handler: ClientHandler, stream: RouterStream, idle: float,
-               message_limit: int) -> None:
+def _send_body(ex: Exchange, stream: RouterStream, idle: float, message_limit: int) -> None:
     size = message_limit - V3_OVERHEAD
-    for chunk in handler.request_body:
+    for chunk in ex.request_body:
         for data in pieces(chunk, size):
             if not stream.wait_writable(idle):
                 raise GatewayTimeout("connector sent no WINDOW_UPDATE for the request body")
@@ -311,100 +301,134 @@ def _send_body(handler: ClientHandler, stream: RouterStream, idle: float,
                 return  # the connector answered (or reset) early: stop uploading
             stream.send(v3.data_frame(stream.id, data), len(data))
     stream.send(v3.data_frame(stream.id, b"", end_stream=True), 0)
-    handler.close_connection = not handler._keep_alive
+    ex.request_body_sent()
 
 
-def _relay(handler: ClientHandler, stream: RouterStream, idle: float) -> None:
+def _relay(ex: Exchange, stream: RouterStream, idle: float) -> None:
     try:
-        _relay_events(handler, stream, idle)
+        _Relay(ex, stream, idle).run()
     finally:
         stream.take_back()
 
 
-def _direct_writer(handler: ClientHandler, response: ResponseState) -> DirectWriter | None:
+def _direct_writer(response: ResponseState) -> DirectWriter | None:
     """What the reader thread may use to write DATA to this client: plain TCP only (a TLS
     socket has no non-blocking send on a blocking socket), and only when a body goes out."""
-    sock = handler.connection
-    if isinstance(sock, ssl.SSLSocket) or not response.body_allowed:
-        return None
-    return functools.partial(response.try_write, sock)
+    return response.try_write if response.can_try else None
 
 
-def _relay_events(handler: ClientHandler, stream: RouterStream, idle: float) -> None:
-    assembler = v3.HeaderAssembler()
-    response: ResponseState | None = None
-    direct: DirectWriter | None = None
-    acks: list[bytes] = []
-    last_data = time.monotonic()
-    while True:
-        if not stream.has_events():  # nothing more at hand: send what we have
-            if response is not None:
-                response.writer.flush()
-            if acks:
-                stream.session.send_many(acks)
-                acks = []
-            if direct is not None:
-                stream.write_directly(direct)
-        event = stream.get(CLIENT_CHECK_INTERVAL)
-        if event is None:
-            if handler.client_gone():
-                raise ClientGone("client disconnected while waiting for the connector")
-            if time.monotonic() - max(last_data, stream.last_direct) < idle:
+class _Relay:
+    """The client's thread relaying one stream's response: events in, the client written,
+    acknowledgements gathered and sent when nothing more is at hand."""
+
+    def __init__(self, ex: Exchange, stream: RouterStream, idle: float) -> None:
+        self.ex, self.stream, self.idle = ex, stream, idle
+        self.assembler = v3.HeaderAssembler()
+        self.response: ResponseState | None = None
+        self.direct: DirectWriter | None = None
+        self.acks: list[bytes] = []
+        self.last_data = time.monotonic()
+
+    def run(self) -> None:
+        stream = self.stream
+        while True:
+            if not stream.has_events():
+                self._idle()
+            event = stream.get(CLIENT_CHECK_INTERVAL)
+            if event is None:
+                self._check_waiting()
                 continue
-            if response is None:
-                raise GatewayTimeout(f"no response from connector in {idle:.0f}s")
-            raise handler.aborted(f"no data from connector in {idle:.0f}s", "idle_timeout")
-        last_data = time.monotonic()
+            self.last_data = time.monotonic()
+            if self._handle(event):
+                _last_acks(stream, self.acks)
+                return
+
+    def _idle(self) -> None:
+        """Nothing more at hand: send what we have, lend the reader the direct writer."""
+        if self.response is not None:
+            self.response.writer.flush()
+        if self.acks:
+            self.stream.session.send_many(self.acks)
+            self.acks = []
+        if self.direct is not None:
+            self.stream.write_directly(self.direct)
+
+    def _check_waiting(self) -> None:
+        if self.ex.client_gone():
+            raise ClientGone("client disconnected while waiting for the connector")
+        last = max(self.last_data, self.ex.sink.last_activity)
+        if time.monotonic() - last < self.idle:
+            return
+        if self.response is None:
+            raise GatewayTimeout(f"no response from connector in {self.idle:.0f}s")
+        raise self.ex.aborted(f"no data from connector in {self.idle:.0f}s", "idle_timeout")
+
+    def _handle(self, event: v3.Frame | _Closed | _Leftover | _DirectFailed) -> bool:
+        """Act on one event; True when the response is complete."""
         if isinstance(event, _DirectFailed):
             raise event.error
         if isinstance(event, _Leftover):
-            assert response is not None
-            response.writer.write_raw(event.data)
-            acks.append(v3.window_update_frame(stream.id, event.ack))
-            continue
-        if stream.overflowed:
-            raise _fail(response, handler, "connector ignored flow control")
+            assert self.response is not None
+            self.response.write_rest(event.data)
+            self.acks.append(v3.window_update_frame(self.stream.id, event.ack))
+            return False
+        if self.stream.overflowed:
+            raise self._fail("connector ignored flow control")
         if isinstance(event, _Closed):
-            code = event.code
-            if response is None:
-                if code == 1008:
-                    raise BadRequest("connector closed with 1008 (policy violation)")
-                raise BadGateway(f"connector socket closed with {code} before responding")
-            raise handler.aborted(f"connector socket closed with {code} mid-response")
+            raise self._closed(event.code)
         if event.type == v3.RST_STREAM:
             code, message = event.rst_code()
-            raise _fail(response, handler, f"connector reset the stream ({code} {message})")
+            raise self._fail(f"connector reset the stream ({code} {message})")
         if event.type == v3.HEADER:
-            if response is not None:
-                raise _fail(response, handler, "second response head")
-            try:
-                text = assembler.feed(event)
-            except RemoteProtocolError as err:
-                raise ConnectorProtocolError(f"bad response head: {err}") from err
-            acks.append(v3.window_update_frame(stream.id, len(event.payload)))
-            if text is not None:
-                response = handler.start_response(text)
-                direct = _direct_writer(handler, response)
-            if event.end_stream and response is not None:
-                response.finish()
-                _last_acks(stream, acks)
-                return
-            continue
+            return self._header(event)
         if event.type == v3.DATA:
-            if response is None:
-                raise ConnectorProtocolError("connector sent DATA before a response head")
-            if event.payload:
-                response.write(event.payload)
-                acks.append(v3.window_update_frame(stream.id, len(event.payload)))
-                if len(event.payload) >= BULK and not event.end_stream:
-                    # bulk data: acknowledge at once, or the connector's window runs dry
-                    response.writer.flush()
-                    stream.session.send_many(acks)
-                    acks = []
-            if event.end_stream:
-                response.finish()
-                _last_acks(stream, acks)
-                return
+            return self._data(event)
+        return False
+
+    def _closed(self, code: int | None) -> Exception:
+        if self.response is not None:
+            return self.ex.aborted(f"connector socket closed with {code} mid-response")
+        if code == 1008:
+            return BadRequest("connector closed with 1008 (policy violation)")
+        return BadGateway(f"connector socket closed with {code} before responding")
+
+    def _header(self, event: v3.Frame) -> bool:
+        if self.response is not None:
+            raise self._fail("second response head")
+        try:
+            text = self.assembler.feed(event)
+        except RemoteProtocolError as err:
+            raise ConnectorProtocolError(f"bad response head: {err}") from err
+        self.acks.append(v3.window_update_frame(self.stream.id, len(event.payload)))
+        if text is not None:
+            self.response = start_response(self.ex, text)
+            self.direct = _direct_writer(self.response)
+        if event.end_stream and self.response is not None:
+            self.response.finish()
+            return True
+        return False
+
+    def _data(self, event: v3.Frame) -> bool:
+        response = self.response
+        if response is None:
+            raise ConnectorProtocolError("connector sent DATA before a response head")
+        if event.payload:
+            response.write(event.payload)
+            self.acks.append(v3.window_update_frame(self.stream.id, len(event.payload)))
+            if len(event.payload) >= BULK and not event.end_stream:
+                # bulk data: acknowledge at once, or the connector's window runs dry
+                response.writer.flush()
+                self.stream.session.send_many(self.acks)
+                self.acks = []
+        if event.end_stream:
+            response.finish()
+            return True
+        return False
+
+    def _fail(self, reason: str) -> Exception:
+        if self.response is None:
+            return BadGateway(reason)
+        return self.ex.aborted(reason)
 
 
 def _last_acks(stream: RouterStream, acks: list[bytes]) -> None:
@@ -417,11 +441,3 @@ def _last_acks(stream: RouterStream, acks: list[bytes]) -> None:
         stream.session.send_many(acks)
     except (ConnectionClosed, OSError) as err:
         log.debug("stream %d complete; its last WINDOW_UPDATE not sent: %r", stream.id, err)
-
-
-def _fail(response: object, handler: ClientHandler, reason: str) -> Exception:
-    if response is None:
-        return BadGateway(reason)
-    return handler.aborted(reason)
-
-
