@@ -33,7 +33,7 @@ from ..protocol import (
 )
 from ..protocol.headers import connection_tokens
 from ..protocol.http_head import ClientHead, parse_client_head
-from . import v1, v3
+from . import v1, v3_relay
 from .core import RouterCore
 from .exchange import Aborted, Exchange
 from .http_io import read_request_head, request_framing
@@ -231,7 +231,7 @@ def forward(ex: Exchange) -> None:
                 raise
             raise unanswered from None  # no other socket in time: the first failure counts
         if stream is not None:
-            v3.exchange(ex, sock, stream, length)
+            v3_relay.exchange(ex, sock, stream, length)
             return
         try:
             v1.exchange(ex, sock, length)
@@ -309,7 +309,7 @@ def _borrow(ex: Exchange, route: str, head: RequestHead,
                 return sock, None
             stream = sock.session.open_stream()
             try:
-                v3.send_head(stream, request_text(head), end_stream=not head.has_body)
+                v3_relay.send_head(stream, request_text(head), end_stream=not head.has_body)
             except BaseException:
                 sock.session.end_stream(stream)
                 raise
