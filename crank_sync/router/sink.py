@@ -80,6 +80,15 @@ class ClientSink:
                 raise
             self.last_activity = time.monotonic()
 
+    @property
+    def busy(self) -> bool:
+        """Is a thread writing to the client now? (A slow client, not an idle connector.)"""
+        return self.lock.locked()
+
+    def touch(self) -> None:
+        """Count now as activity (a hand-over starts the idle clock)."""
+        self.last_activity = time.monotonic()
+
     def fail(self, err: BaseException) -> None:
         """Record the first failure; the client's worker raises it."""
         if self.error is None:

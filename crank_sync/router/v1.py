@@ -117,19 +117,21 @@ def _relay_body(ex: Exchange, sock: ConnectorSocket, response: ResponseState) ->
         if isinstance(msg, bytes):  # v1 sends nothing textual after the head: ignored
             response.deliver(msg)
 
+    sink = ex.sink
+    sink.touch()
     ws.hand_over(deliver, response.flush)
     try:
         while not ws.wait_done(CLIENT_CHECK_INTERVAL):
             if ex.client_gone():
                 raise ClientGone("client disconnected during the response")
             # a write to a slow client is bounded by the client socket's own timeout
-            if not ws.sink_busy and time.monotonic() - ws.last_delivery >= cfg.idle_timeout:
+            if not sink.busy and time.monotonic() - sink.last_activity >= cfg.idle_timeout:
                 ws.close(1001, "idle timeout")
                 raise Aborted(f"no data from connector in {cfg.idle_timeout:.0f}s", "idle_timeout")
     finally:
         ws.detach()  # from here on only this thread writes to the client
-    if ws.sink_error is not None:
-        raise ws.sink_error
+    if sink.error is not None:
+        raise sink.error
     code = ws.close_reason if ws.close_received else None
     if code not in _NORMAL_CLOSE:
         raise Aborted(f"connector closed with {_closed_with(ws)} mid-response")
