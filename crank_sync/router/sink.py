@@ -31,8 +31,12 @@ class ClientSink:
     """The client socket of one exchange, as threads hand it between them.
 
     :meth:`write` blocks (bounded by the client socket's timeout) and is for a thread that
-    may wait on this one client; :meth:`try_write` never blocks and returns what the socket did
-    not take. Whoever writes holds :attr:`lock`; :meth:`try_write` does not wait for it.
+    may wait on this one client (the v1 socket's reader, which serves no one else);
+    :meth:`try_write` never blocks and returns what the socket did not take (the v3 reader,
+    which serves every stream of its socket). Both hold :attr:`lock` while they write;
+    :meth:`try_write` does not wait for it. The client's worker writes without the lock, and
+    only after it took the client back: v1 ``RouterWebSocket.detach``, v3
+    ``RouterStream.get``/``take_back``, each of which returns once the reader is out.
     """
 
     def __init__(self, sock: socket.socket) -> None:
