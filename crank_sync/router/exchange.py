@@ -93,6 +93,8 @@ class Exchange:
         self.keep_alive = keep_alive
         self.close_connection = not keep_alive
         self.request_id = request_id_for(headers)
+        #: The head sent to the connector (forwarding headers added), once it is built.
+        self.sent_head: RequestHead | None = None
         self.request_body: Iterator[bytes] = iter(())
         self.response_started = False
         #: Part of the request body may still be unread: the connection cannot be reused.
@@ -159,7 +161,8 @@ class Exchange:
     # -- where a request's life can be watched -------------------------------------------------
 
     def before_proxy(self, head: RequestHead) -> RequestHead:
-        """The head about to be sent to a connector (once per attempt)."""
+        """The head about to be sent to a connector; what it returns is sent."""
+        self.sent_head = head
         return head
 
     def target_headers_received(self, head: ResponseHead) -> None:
