@@ -19,8 +19,8 @@ from .._version import __version__
 from .metrics import socket_counts
 
 if TYPE_CHECKING:
+    from .core import RouterCore
     from .pool import ConnectorSocket
-    from .server import RouterCore
 
 Response = tuple[int, str, bytes]
 

@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import re
-import select
-import socket
 from collections.abc import Iterator
 from email.message import Message
 from typing import Any, Protocol
@@ -60,14 +58,6 @@ def read_request_head(rfile: Reader, limit: int) -> bytes | None:
         if line in (b"\r\n", b"\n"):
             return bytes(head)
     raise HeadersTooLarge(f"more than {MAX_HEADER_LINES} header lines")
-
-
-def writable_now(sock: socket.socket) -> bool:
-    """Would a send on ``sock`` take at least one byte without waiting? (An error or hang-up
-    counts as writable: the send then raises.)"""
-    poller = select.poll()
-    poller.register(sock, select.POLLOUT)
-    return bool(poller.poll(0))
 
 
 def request_framing(headers: Message) -> int | None:
@@ -205,12 +195,10 @@ class ClientWriter:
             self.write(b"0\r\n\r\n")
         self.flush()
 
-    def try_write_body(self, sock: socket.socket, data: bytes) -> bytes:
-        """Write ``data`` (framed, after anything gathered) with one non-blocking send on the
-        client's plain socket ``sock``; returns what did not fit, for a blocking
-        :meth:`write_raw` to finish before anything else is written."""
-        if not data:
-            return b""
+    def frame_pending(self, data: bytes) -> list[bytes]:
+        """``data`` framed, after anything gathered (which is taken): the parts for a
+        non-blocking :meth:`ClientSink.try_write <crank_sync.router.sink.ClientSink.try_write>`;
+        what it leaves over goes out with :meth:`write_raw` before anything else."""
         self.bytes_written += len(data)
         parts = [bytes(self._buf)] if self._buf else []
         self._buf.clear()
@@ -218,18 +206,7 @@ class ClientWriter:
             parts += [b"%x\r\n" % len(data), data, b"\r\n"]
         else:
             parts.append(data)
-        try:
-            # On a socket with a timeout, sendmsg first waits for writability for the whole
-            # timeout, whatever the flags: only send when poll says it will not wait.
-            sent = sock.sendmsg(parts, (), socket.MSG_DONTWAIT) if writable_now(sock) else 0
-        except BlockingIOError:
-            sent = 0
-        except OSError as err:
-            raise ClientGone(f"writing response: {err}") from err
-        total = sum(len(p) for p in parts)
-        if sent == total:
-            return b""
-        return b"".join(parts)[sent:]
+        return parts
 
     def write_raw(self, data: bytes) -> None:
         """Write bytes already framed (what :meth:`try_write_body` left over)."""

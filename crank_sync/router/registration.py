@@ -20,7 +20,7 @@ from .v3_socket import V3Session
 from .websocket import LockedSocket, RouterWebSocket
 
 if TYPE_CHECKING:
-    from .server import RouterCore
+    from .core import RouterCore
 
 log = logging.getLogger(__name__)
 

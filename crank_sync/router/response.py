@@ -1,68 +1,66 @@
-"""What the router writes back to a client: the response framing, and its helpers."""
+"""What the router writes back to a client: the response head and framing, and its helpers."""
 from __future__ import annotations
 
 import http
-import select
-import socket
-from typing import TYPE_CHECKING, Any
 
-from ..errors import ConnectorProtocolError
-from ..protocol import ResponseHead, filter_response_headers
-
-if TYPE_CHECKING:
-    from .proxy import ClientHandler
+from ..errors import ConnectorProtocolError, RemoteProtocolError
+from ..protocol import ResponseHead, filter_response_headers, parse_response_head
+from .exchange import Aborted, Exchange
+from .websocket import RouterWebSocket
 
 #: While waiting on a connector, the client connection is checked this often (seconds).
 CLIENT_CHECK_INTERVAL = 0.25
 
 
-class Aborted(Exception):
-    """The response had started when the exchange failed: the client connection is dropped.
-
-    ``kind`` says why, for the access log and ``crank_requests_aborted_total``:
-    ``connector_lost``, ``idle_timeout`` or ``bad_response`` (``client_gone`` is
-    :class:`~crank_sync.errors.ClientGone`'s).
-    """
-
-    def __init__(self, message: str, kind: str = "connector_lost") -> None:
-        super().__init__(message)
-        self.kind = kind
-
-
-def readable_now(sock: Any) -> bool:
-    """Is there something to read (or EOF) on ``sock``? poll(), not select(): a busy router
-    has far more than 1,024 descriptors, which select() cannot watch."""
-    poller = select.poll()
-    poller.register(sock, select.POLLIN | select.POLLPRI)
-    return bool(poller.poll(0))
+def start_response(exchange: Exchange, text: str,
+                   ws: RouterWebSocket | None = None) -> ResponseState:
+    """Parse the connector's response head and write it to the client. A bad head closes
+    ``ws`` (v1: the socket carries only this request) with the code that says why."""
+    if len(text) > exchange.config.max_header_bytes:
+        if ws is not None:
+            ws.close(1009, "response head too large")
+        raise ConnectorProtocolError(f"response head of {len(text)} characters is too large")
+    try:
+        head = parse_response_head(text)
+    except RemoteProtocolError as err:
+        if ws is not None:
+            ws.close(1002, "bad response head")
+        raise ConnectorProtocolError(f"bad response head from connector: {err}") from err
+    if head.status < 200:
+        if ws is not None:
+            ws.close(1002, "informational status")
+        raise ConnectorProtocolError(f"connector answered with status {head.status}")
+    exchange.target_headers_received(head)
+    return ResponseState(exchange, head)
 
 
 class ResponseState:
     """Framing of one response to the client: Content-Length kept, otherwise chunked."""
 
-    def __init__(self, handler: ClientHandler, head: ResponseHead) -> None:
-        self.handler = handler
-        self.writer = handler._writer
+    def __init__(self, exchange: Exchange, head: ResponseHead) -> None:
+        self.exchange = exchange
+        self.writer = writer = exchange.writer
+        self.sink = exchange.sink
         headers = filter_response_headers(head.headers,
-                                          keep_server=handler.core.config.proxy_server_header)
+                                          keep_server=exchange.config.proxy_server_header)
         lengths = {v.strip() for n, v in headers if n.lower() == "content-length"}
         if len(lengths) > 1 or (lengths and not next(iter(lengths)).isdigit()):
             raise ConnectorProtocolError(f"invalid Content-Length from connector: {lengths}")
         self.expected = int(lengths.pop()) if lengths else None
         self.body_allowed = not (
-            handler.command == "HEAD" or head.status in (204, 304) or head.status < 200
+            exchange.method == "HEAD" or head.status in (204, 304) or head.status < 200
         )
         if head.status == 204:
             headers = [(n, v) for n, v in headers if n.lower() != "content-length"]
         if self.body_allowed and self.expected is None:
-            if handler.request_version == "HTTP/1.1":
+            if exchange.version == "HTTP/1.1":
                 headers.append(("Transfer-Encoding", "chunked"))
-                self.writer.chunked = True
+                writer.chunked = True
             else:
-                handler.close_connection = True
+                exchange.close_connection = True
         if not any(n.lower() == "x-request-id" for n, _ in headers):
-            headers.append(("X-Request-Id", handler.request_id))
-        if handler.close_connection or handler.core.draining:
+            headers.append(("X-Request-Id", exchange.request_id))
+        if exchange.close_connection or exchange.core.draining:
             headers.append(("Connection", "close"))
         reason = head.reason.strip()
         if not reason or not reason.isascii() or reason.isdigit():  # crank4go: "200 200"
@@ -73,9 +71,11 @@ class ResponseState:
             data = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
         except UnicodeEncodeError as err:
             raise ConnectorProtocolError("response header is not latin-1") from err
-        handler._response_started = True
-        self.writer.write(data)
+        exchange.response_head_written(head.status)
+        writer.write(data)
         self.sent = 0
+        #: Whether a reader thread may write the body with :meth:`try_write`.
+        self.can_try = self.body_allowed and self.sink.can_try
 
     def write(self, data: bytes) -> None:
         if not self.body_allowed:
@@ -87,13 +87,26 @@ class ResponseState:
         if self.expected is not None and self.sent + len(data) > self.expected:
             raise Aborted("connector sent more bytes than its Content-Length", "bad_response")
         self.sent += len(data)
+        self.exchange.response_body_chunk(data)
 
-    def try_write(self, sock: socket.socket, data: bytes) -> bytes:
-        """:meth:`write` without blocking: returns what the client's socket did not take."""
-        if not self.body_allowed:
+    def try_write(self, data: bytes) -> bytes:
+        """:meth:`write` without blocking: returns the framed bytes the client's socket did
+        not take, for :meth:`write_rest` (plain TCP only: see :attr:`can_try`)."""
+        if not self.body_allowed or not data:
             return b""
         self._count(data)
-        return self.writer.try_write_body(sock, data)
+        return self.sink.try_write(self.writer.frame_pending(data))
+
+    def write_rest(self, rest: bytes) -> None:
+        """Write what :meth:`try_write` left over (blocking), before anything else."""
+        self.writer.write_raw(rest)
+
+    def deliver(self, data: bytes) -> None:
+        """:meth:`write` from another thread that may wait on this client (the v1 reader)."""
+        self.sink.write(self.write, data)
+
+    def flush(self) -> None:
+        self.sink.write(self.writer.flush)
 
     def finish(self) -> None:
         if self.body_allowed and self.expected is not None and self.sent != self.expected:
@@ -102,6 +115,24 @@ class ResponseState:
             self.writer.finish()
         else:
             self.writer.flush()
+
+
+def error_response(status: int, text: str, request_id: str | None, close: bool,
+                   head: bool = False) -> bytes:
+    """A plain-text error response; ``head``: the request was HEAD (no body)."""
+    reason = phrase(status)
+    body = f"{status} {reason}: {text}\n".encode("utf-8", "replace")
+    lines = [
+        f"HTTP/1.1 {status} {reason}",
+        "Content-Type: text/plain; charset=utf-8",
+        f"Content-Length: {len(body)}",
+    ]
+    if request_id is not None:
+        lines.append(f"X-Request-Id: {request_id}")
+    if close:
+        lines.append("Connection: close")
+    data = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+    return data if head else data + body
 
 
 def phrase(status: int) -> str:

@@ -11,12 +11,12 @@ from typing import Any
 
 from ..config import RouterConfig
 from ..threads import ThreadCache
+from .core import RouterCore
 from .deadlines import Deadlines
-from .metrics import RouterMetrics
 from .pool import SocketRegistry
 from .proxy import ClientHandler
 from .registration import RegistrationHandler
-from .security import PendingLimit, PendingTicket, RegistrationGuard, server_context
+from .security import PendingLimit, PendingTicket, server_context
 from .tls_probe import start_tls_or_refuse
 
 log = logging.getLogger(__name__)
@@ -34,23 +34,6 @@ class ListenError(OSError):
         return f"cannot listen on {self.host}:{self.port} ({self.setting}): {self.strerror}"
 
 
-class RouterCore:
-    """What the handlers share: configuration, the registry, connections in use."""
-
-    def __init__(self, config: RouterConfig) -> None:
-        self.config = config
-        self.registry = SocketRegistry(grace=config.route_keep_time,
-                                       resolver=config.route_resolver)
-        self.busy_connections: set[Any] = set()
-        self.by_name = config.via_name
-        self.metrics = RouterMetrics(self.registry)
-        self.guard = RegistrationGuard(config)
-        self.deadlines: Deadlines = None  # type: ignore[assignment]  # set by Router.start
-        self.started_at = time.monotonic()
-        #: Set when the router stops: /health answers 503, keep-alive connections close.
-        self.draining = False
-
-
 class _Server(ThreadingHTTPServer):
     """A ThreadingHTTPServer whose worker threads are named, reused (:class:`ThreadCache`) and
     joined on stop."""
@@ -64,7 +47,7 @@ class _Server(ThreadingHTTPServer):
         self.core = core
         self.tls = tls
         self.pending = pending
-        self._name = name
+        self.name = name
         self._lock = threading.Lock()
         self.workers = ThreadCache(f"crank-router-{name}")
         self._connections: set[socket.socket] = set()
@@ -146,7 +129,7 @@ class _Server(ThreadingHTTPServer):
             return tls
         except (ssl.SSLError, OSError) as err:
             log.info("TLS handshake with %s on the %s port failed: %s", client_address,
-                     self._name, err)
+                     self.name, err)
             self.head_done(tls)
             with self._lock:
                 self._connections.discard(tls)
@@ -156,7 +139,7 @@ class _Server(ThreadingHTTPServer):
             self.core.deadlines.cancel(key)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
-        log.exception("unexpected error serving %s on the %s port", client_address, self._name)
+        log.exception("unexpected error serving %s on the %s port", client_address, self.name)
 
     def close_connections(self, keep: set[Any] | frozenset[Any] = frozenset()) -> None:
         """Shut down every open connection except those in ``keep``."""
@@ -175,16 +158,21 @@ class _Server(ThreadingHTTPServer):
 class Router:
     """A Cranker router: a client port and a registration port.
 
-    ``start()`` binds both listeners and returns; ``stop()`` closes them, ends every connector
-    socket with 1001, and joins every thread it started.
+    Options come as a :class:`RouterConfig` or as its fields by keyword
+    (``Router(http_port=0, registration_port=0)``), not both. ``start()`` binds both listeners
+    and returns; ``stop()`` closes them, ends every connector socket with 1001, and joins every
+    thread it started. A stopped router cannot start again: make a new one.
     """
 
-    def __init__(self, config: RouterConfig | None = None) -> None:
-        self.config = config or RouterConfig()
+    def __init__(self, config: RouterConfig | None = None, **options: Any) -> None:
+        if config is not None and options:
+            raise TypeError("Router() takes a RouterConfig or keyword options, not both")
+        self.config = config if config is not None else RouterConfig(**options)
         self._core = RouterCore(self.config)
         self._servers: list[_Server] = []
         self._threads: list[threading.Thread] = []
         self._started = False
+        self._stopped = False
 
     @property
     def http_port(self) -> int:
@@ -205,6 +193,8 @@ class Router:
     def start(self) -> Router:
         if self._started:
             raise RuntimeError("router already started")
+        if self._stopped:
+            raise RuntimeError("router was stopped and cannot start again: create a new Router")
         cfg = self.config
         client_tls = None
         if cfg.tls_cert and cfg.tls_key:
@@ -235,7 +225,7 @@ class Router:
             thread = threading.Thread(
                 target=server.serve_forever,
                 kwargs={"poll_interval": 0.2},
-                name=f"crank-router-{server._name}-listener",
+                name=f"crank-router-{server.name}-listener",
                 daemon=True,
             )
             thread.start()
@@ -280,6 +270,7 @@ class Router:
         ok = all(server.join_workers(deadline) for server in self._servers) and drained
         core.deadlines.stop()
         self._started = False
+        self._stopped = True
         log.info("router stopped%s", "" if ok else " (not clean)")
         return ok
 

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING
 
 from ..errors import (
     BadGateway,
@@ -15,12 +14,10 @@ from ..errors import (
 )
 from ..protocol import MARKER_BODY_ENDED
 from ..protocol.limits import pieces
+from .exchange import Aborted, Exchange
 from .pool import ConnectorSocket
-from .response import CLIENT_CHECK_INTERVAL, Aborted, ResponseState
+from .response import CLIENT_CHECK_INTERVAL, ResponseState, start_response
 from .websocket import ConnectionClosed, RouterWebSocket
-
-if TYPE_CHECKING:
-    from .proxy import ClientHandler
 
 log = logging.getLogger(__name__)
 
@@ -31,23 +28,23 @@ _NORMAL_CLOSE = (1000, 1005)
 _CLOSED_UNANSWERED = (None, 1000, 1001, 1005, 1006)
 
 
-def exchange(handler: ClientHandler, sock: ConnectorSocket, length: int | None) -> None:
+def exchange(ex: Exchange, sock: ConnectorSocket, length: int | None) -> None:
     """Send the body (the head is sent) down ``sock`` and relay the response; the socket is
     closed with 1001 unless the connector completed the exchange."""
     finished = False
     try:
         if length != 0:
-            _send_body(handler, sock)
-        finished = _relay(handler, sock)
+            _send_body(ex, sock)
+        finished = _relay(ex, sock)
     finally:
         if not finished:
             sock.ws.close(1001, "request ended early")
-        handler.core.registry.remove(sock)
+        ex.core.registry.remove(sock)
 
 
-def _send_body(handler: ClientHandler, sock: ConnectorSocket) -> None:
+def _send_body(ex: Exchange, sock: ConnectorSocket) -> None:
     try:
-        for data in handler.request_body:
+        for data in ex.request_body:
             for piece in pieces(data, sock.message_limit):
                 sock.ws.send(piece)
         sock.ws.send(MARKER_BODY_ENDED)
@@ -55,53 +52,44 @@ def _send_body(handler: ClientHandler, sock: ConnectorSocket) -> None:
         # the connector gave up mid-upload; its close code tells the client why
         log.info("connector socket closed during request body: %r", err)
         return
-    handler.close_connection = not handler._keep_alive
+    ex.request_body_sent()
 
-def _relay(handler: ClientHandler, sock: ConnectorSocket) -> bool:
-    """Stream the connector's answer to the client. True when it completed normally."""
-    cfg = handler.core.config
+
+def _relay(ex: Exchange, sock: ConnectorSocket) -> bool:
+    """Wait for the connector's response head, then relay the body (:func:`_relay_body`).
+    True when the connector completed the response."""
     ws = sock.ws
-    response: ResponseState | None = None
     last_data = time.monotonic()
     while True:
-        if response is not None and not ws.has_pending():
-            response.writer.flush()  # nothing more at hand: what we have goes out now
         try:
             msg = ws.receive(timeout=CLIENT_CHECK_INTERVAL)
         except ConnectionClosed:
             break
         if msg is None:
-            if handler.client_gone():
-                raise ClientGone("client disconnected while waiting for the connector")
-            if time.monotonic() - last_data < cfg.idle_timeout:
-                continue
-            ws.close(1001, "idle timeout")
-            if response is None:
-                raise GatewayTimeout(f"no response from connector in {cfg.idle_timeout:.0f}s")
-            raise Aborted(f"no data from connector in {cfg.idle_timeout:.0f}s", "idle_timeout")
+            _check_waiting(ex, ws, last_data)
+            continue
         if isinstance(msg, str):
-            if response is None:
-                response = handler.start_response(msg, ws)
-                return _relay_body(handler, sock, response)
-            last_data = time.monotonic()
-            continue  # v1 sends nothing textual after the head; tolerate and ignore
-        if response is None:
-            ws.close(1002, "body before response head")
-            raise ConnectorProtocolError("connector sent body bytes before a response head")
-        response.write(msg)
-        last_data = time.monotonic()
+            return _relay_body(ex, sock, start_response(ex, msg, ws))
+        ws.close(1002, "body before response head")
+        raise ConnectorProtocolError("connector sent body bytes before a response head")
     code = ws.close_reason if ws.close_received else None
-    if response is None:
-        if code == 1008:
-            raise BadRequest(f"connector closed with 1008 (policy violation){_said(ws)}")
-        if code in _CLOSED_UNANSWERED:
-            raise SocketClosedBeforeResponse(
-                f"connector closed with {_closed_with(ws)} before responding")
-        raise BadGateway(f"connector closed with {_closed_with(ws)} before responding")
-    if code not in _NORMAL_CLOSE:
-        raise Aborted(f"connector closed with {_closed_with(ws)} mid-response")
-    response.finish()
-    return True
+    if code == 1008:
+        raise BadRequest(f"connector closed with 1008 (policy violation){_said(ws)}")
+    if code in _CLOSED_UNANSWERED:
+        raise SocketClosedBeforeResponse(
+            f"connector closed with {_closed_with(ws)} before responding")
+    raise BadGateway(f"connector closed with {_closed_with(ws)} before responding")
+
+
+def _check_waiting(ex: Exchange, ws: RouterWebSocket, last_data: float) -> None:
+    """No response head yet: raise when the client left or the connector idled."""
+    if ex.client_gone():
+        raise ClientGone("client disconnected while waiting for the connector")
+    idle = ex.config.idle_timeout
+    if time.monotonic() - last_data < idle:
+        return
+    ws.close(1001, "idle timeout")
+    raise GatewayTimeout(f"no response from connector in {idle:.0f}s")
 
 
 def _closed_with(ws: RouterWebSocket) -> str:
@@ -118,30 +106,32 @@ def _said(ws: RouterWebSocket) -> str:
     return f": {message}" if message else ""
 
 
-def _relay_body(handler: ClientHandler, sock: ConnectorSocket, response: ResponseState) -> bool:
+def _relay_body(ex: Exchange, sock: ConnectorSocket, response: ResponseState) -> bool:
     """The head is written: the socket's reader thread writes the body to the client itself
     (a v1 socket carries nothing else), and this thread watches for the end, the client
     leaving and the idle timeout. True when the connector completed the response."""
-    cfg = handler.core.config
+    cfg = ex.config
     ws = sock.ws
 
-    def sink(msg: str | bytes) -> None:
+    def deliver(msg: str | bytes) -> None:
         if isinstance(msg, bytes):  # v1 sends nothing textual after the head: ignored
-            response.write(msg)
+            response.deliver(msg)
 
-    ws.hand_over(sink, response.writer.flush)
+    sink = ex.sink
+    sink.touch()
+    ws.hand_over(deliver, response.flush)
     try:
         while not ws.wait_done(CLIENT_CHECK_INTERVAL):
-            if handler.client_gone():
+            if ex.client_gone():
                 raise ClientGone("client disconnected during the response")
             # a write to a slow client is bounded by the client socket's own timeout
-            if not ws.sink_busy and time.monotonic() - ws.last_delivery >= cfg.idle_timeout:
+            if not sink.busy and time.monotonic() - sink.last_activity >= cfg.idle_timeout:
                 ws.close(1001, "idle timeout")
                 raise Aborted(f"no data from connector in {cfg.idle_timeout:.0f}s", "idle_timeout")
     finally:
         ws.detach()  # from here on only this thread writes to the client
-    if ws.sink_error is not None:
-        raise ws.sink_error
+    if sink.error is not None:
+        raise sink.error
     code = ws.close_reason if ws.close_received else None
     if code not in _NORMAL_CLOSE:
         raise Aborted(f"connector closed with {_closed_with(ws)} mid-response")

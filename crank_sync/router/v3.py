@@ -2,38 +2,23 @@
 
 Each :class:`RouterStream` belongs to a :class:`~crank_sync.router.v3_socket.V3Session`, the
 runner of its socket's sans-IO session, whose reader thread hands it frames; it never blocks.
-Each stream is driven by the client's worker thread (:func:`exchange`), which does the flow
+Each stream is driven by the client's worker thread
+(:func:`crank_sync.router.v3_relay.exchange`), which does the flow
 control both ways.
 """
 from __future__ import annotations
 
 import collections
-import functools
 import logging
-import ssl
 import threading
-import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from ..errors import (
-    BadGateway,
-    BadRequest,
-    ClientGone,
-    ConnectorProtocolError,
-    GatewayTimeout,
-    RemoteProtocolError,
-)
 from ..protocol import v3
-from ..protocol.limits import V3_OVERHEAD, pieces
-from .response import CLIENT_CHECK_INTERVAL
 from .websocket import ConnectionClosed
 
 if TYPE_CHECKING:
     from ..protocol.v3_session import Stream as SessionStream
-    from .pool import ConnectorSocket
-    from .proxy import ClientHandler
-    from .response import ResponseState
     from .v3_socket import V3Session
 
 #: DATA frames at least this large are acknowledged as soon as they are written.
@@ -94,8 +79,6 @@ class RouterStream:
         self._buffered = 0
         self.overflowed = False
         self._direct: DirectWriter | None = None
-        #: When the reader last wrote a DATA payload to the client itself (monotonic).
-        self.last_direct = 0.0
 
     # reader thread side
     def put(self, event: v3.Frame | _Closed) -> None:
@@ -136,7 +119,6 @@ class RouterStream:
             self._events.append(_DirectFailed(err))
             self._cond.notify_all()
             return 0
-        self.last_direct = time.monotonic()
         if not rest:
             return len(payload)
         self._direct = None  # the client's thread finishes this write, then takes over
@@ -196,163 +178,7 @@ class RouterStream:
         self.session.send(frame)
 
 
-# -- the client worker's side ------------------------------------------------------------------
-
-
-def send_head(stream: RouterStream, text: str, end_stream: bool) -> None:
-    for frame in v3.header_frames(stream.id, text, end_stream=end_stream):
-        stream.send(frame, len(frame) - 6)
-
-
-def exchange(handler: ClientHandler, sock: ConnectorSocket, stream: RouterStream,
-             length: int | None) -> None:
-    """Send the body (the head is sent) over ``stream`` and relay the response."""
-    idle = handler.core.config.idle_timeout
-    completed = False
-    try:
-        if length != 0:
-            _send_body(handler, stream, idle, sock.message_limit)
-        _relay(handler, stream, idle)
-        completed = True
-    except (ConnectionClosed, OSError) as err:
-        if handler._response_started:
-            raise handler.aborted(f"connector socket failed: {err!r}") from err
-        raise BadGateway(f"connector socket failed: {err!r}") from err
-    finally:
-        if not completed:
-            _reset(stream, v3.RST_CLIENT_GONE, "request ended early")
-        stream.session.end_stream(stream)
-
-
-def _reset(stream: RouterStream, code: int, message: str) -> None:
-    try:
-        stream.session.send(v3.rst_frame(stream.id, code, message))
-    except (ConnectionClosed, OSError):
-        pass
-
-
-def _send_body(handler: ClientHandler, stream: RouterStream, idle: float,
-               message_limit: int) -> None:
-    size = message_limit - V3_OVERHEAD
-    for chunk in handler.request_body:
-        for data in pieces(chunk, size):
-            if not stream.wait_writable(idle):
-                raise GatewayTimeout("connector sent no WINDOW_UPDATE for the request body")
-            if stream.has_events():
-                return  # the connector answered (or reset) early: stop uploading
-            stream.send(v3.data_frame(stream.id, data), len(data))
-    stream.send(v3.data_frame(stream.id, b"", end_stream=True), 0)
-    handler.close_connection = not handler._keep_alive
-
-
-def _relay(handler: ClientHandler, stream: RouterStream, idle: float) -> None:
-    try:
-        _relay_events(handler, stream, idle)
-    finally:
-        stream.take_back()
-
-
-def _direct_writer(handler: ClientHandler, response: ResponseState) -> DirectWriter | None:
-    """What the reader thread may use to write DATA to this client: plain TCP only (a TLS
-    socket has no non-blocking send on a blocking socket), and only when a body goes out."""
-    sock = handler.connection
-    if isinstance(sock, ssl.SSLSocket) or not response.body_allowed:
-        return None
-    return functools.partial(response.try_write, sock)
-
-
-def _relay_events(handler: ClientHandler, stream: RouterStream, idle: float) -> None:
-    assembler = v3.HeaderAssembler()
-    response: ResponseState | None = None
-    direct: DirectWriter | None = None
-    acks: list[bytes] = []
-    last_data = time.monotonic()
-    while True:
-        if not stream.has_events():  # nothing more at hand: send what we have
-            if response is not None:
-                response.writer.flush()
-            if acks:
-                stream.session.send_many(acks)
-                acks = []
-            if direct is not None:
-                stream.write_directly(direct)
-        event = stream.get(CLIENT_CHECK_INTERVAL)
-        if event is None:
-            if handler.client_gone():
-                raise ClientGone("client disconnected while waiting for the connector")
-            if time.monotonic() - max(last_data, stream.last_direct) < idle:
-                continue
-            if response is None:
-                raise GatewayTimeout(f"no response from connector in {idle:.0f}s")
-            raise handler.aborted(f"no data from connector in {idle:.0f}s", "idle_timeout")
-        last_data = time.monotonic()
-        if isinstance(event, _DirectFailed):
-            raise event.error
-        if isinstance(event, _Leftover):
-            assert response is not None
-            response.writer.write_raw(event.data)
-            acks.append(v3.window_update_frame(stream.id, event.ack))
-            continue
-        if stream.overflowed:
-            raise _fail(response, handler, "connector ignored flow control")
-        if isinstance(event, _Closed):
-            code = event.code
-            if response is None:
-                if code == 1008:
-                    raise BadRequest("connector closed with 1008 (policy violation)")
-                raise BadGateway(f"connector socket closed with {code} before responding")
-            raise handler.aborted(f"connector socket closed with {code} mid-response")
-        if event.type == v3.RST_STREAM:
-            code, message = event.rst_code()
-            raise _fail(response, handler, f"connector reset the stream ({code} {message})")
-        if event.type == v3.HEADER:
-            if response is not None:
-                raise _fail(response, handler, "second response head")
-            try:
-                text = assembler.feed(event)
-            except RemoteProtocolError as err:
-                raise ConnectorProtocolError(f"bad response head: {err}") from err
-            acks.append(v3.window_update_frame(stream.id, len(event.payload)))
-            if text is not None:
-                response = handler.start_response(text)
-                direct = _direct_writer(handler, response)
-            if event.end_stream and response is not None:
-                response.finish()
-                _last_acks(stream, acks)
-                return
-            continue
-        if event.type == v3.DATA:
-            if response is None:
-                raise ConnectorProtocolError("connector sent DATA before a response head")
-            if event.payload:
-                response.write(event.payload)
-                acks.append(v3.window_update_frame(stream.id, len(event.payload)))
-                if len(event.payload) >= BULK and not event.end_stream:
-                    # bulk data: acknowledge at once, or the connector's window runs dry
-                    response.writer.flush()
-                    stream.session.send_many(acks)
-                    acks = []
-            if event.end_stream:
-                response.finish()
-                _last_acks(stream, acks)
-                return
-
-
-def _last_acks(stream: RouterStream, acks: list[bytes]) -> None:
-    """Acknowledge the frames that completed a response. A connector may close its socket
-    right after its last frame (asgi-cc does on shutdown): the response is complete all the
-    same, so a socket closed by then is no failure."""
-    if not acks:
-        return
-    try:
-        stream.session.send_many(acks)
-    except (ConnectionClosed, OSError) as err:
-        log.debug("stream %d complete; its last WINDOW_UPDATE not sent: %r", stream.id, err)
-
-
-def _fail(response: object, handler: ClientHandler, reason: str) -> Exception:
-    if response is None:
-        return BadGateway(reason)
-    return handler.aborted(reason)
-
-
+def reset_stream(stream: RouterStream, code: int, message: str) -> None:
+    """Reset ``stream`` from our side (the session drops whatever still arrives for it); a
+    socket already gone needs no RST_STREAM."""
+    stream.session.reset(stream, code, message)

@@ -416,3 +416,30 @@ def test_router_closes_an_idle_socket_whose_connector_stops_answering_pings(rout
                  what="the router dropping the socket that never answers pings")
     finally:
         ws.shutdown()
+
+
+def test_a_stopped_router_refuses_to_start_again(router_factory, target, connector_factory):
+    router = router_factory()
+    connector_factory(target, route="svc", routers=[router])
+    assert_serves(router)
+    assert router_factory.stop(router) is True
+    with pytest.raises(RuntimeError, match="cannot start again"):
+        router.start()
+    assert router.stop() is True  # still stopped: a second stop has nothing to do
+
+
+def test_router_takes_keyword_options_or_a_config_not_both():
+    from crank_sync import Router, RouterConfig
+
+    by_keyword = Router(http_port=0, registration_port=0, idle_timeout=7.0)
+    assert by_keyword.config == RouterConfig(http_port=0, registration_port=0, idle_timeout=7.0)
+    config = RouterConfig(http_port=0, registration_port=0)
+    assert Router(config).config is config
+    with pytest.raises(TypeError, match="not both"):
+        Router(config, idle_timeout=7.0)
+    with pytest.raises(TypeError):
+        Router(no_such_option=1)
+    with by_keyword, requests.Session() as s:
+        s.trust_env = False
+        resp = s.get(f"http://{LOOPBACK}:{by_keyword.registration_port}/health", timeout=10)
+        assert resp.status_code == 200

@@ -1,0 +1,214 @@
+"""The client worker's side of Cranker v3: one exchange over one stream.
+
+The worker sends the request (head, then the body as the connector's window allows) and
+relays the response events the socket's reader thread hands the stream; while it waits with
+nothing to do, it lends the stream a direct writer, so the reader writes DATA to the client
+itself when the client's socket takes it at once (:class:`~crank_sync.router.sink.ClientSink`).
+"""
+from __future__ import annotations
+
+import logging
+import time
+
+from ..errors import (
+    BadGateway,
+    BadRequest,
+    ClientGone,
+    ConnectorProtocolError,
+    GatewayTimeout,
+    RemoteProtocolError,
+)
+from ..protocol import v3
+from ..protocol.limits import V3_OVERHEAD, pieces
+from .exchange import Exchange
+from .pool import ConnectorSocket
+from .response import CLIENT_CHECK_INTERVAL, ResponseState, start_response
+from .v3 import (
+    BULK,
+    DirectWriter,
+    RouterStream,
+    _Closed,
+    _DirectFailed,
+    _Leftover,
+    reset_stream,
+)
+from .websocket import ConnectionClosed
+
+log = logging.getLogger(__name__)
+
+
+def send_head(stream: RouterStream, text: str, end_stream: bool) -> None:
+    for frame in v3.header_frames(stream.id, text, end_stream=end_stream):
+        stream.send(frame, len(frame) - 6)
+
+
+def exchange(ex: Exchange, sock: ConnectorSocket, stream: RouterStream,
+             length: int | None) -> None:
+    """Send the body (the head is sent) over ``stream`` and relay the response."""
+    idle = ex.config.idle_timeout
+    completed = False
+    try:
+        if length != 0:
+            _send_body(ex, stream, idle, sock.message_limit)
+        _relay(ex, stream, idle)
+        completed = True
+    except (ConnectionClosed, OSError) as err:
+        if ex.response_started:
+            raise ex.aborted(f"connector socket failed: {err!r}") from err
+        raise BadGateway(f"connector socket failed: {err!r}") from err
+    finally:
+        if not completed:
+            reset_stream(stream, v3.RST_CLIENT_GONE, "request ended early")
+        stream.session.end_stream(stream)
+
+
+def _send_body(ex: Exchange, stream: RouterStream, idle: float, message_limit: int) -> None:
+    size = message_limit - V3_OVERHEAD
+    for chunk in ex.request_body:
+        for data in pieces(chunk, size):
+            if not stream.wait_writable(idle):
+                raise GatewayTimeout("connector sent no WINDOW_UPDATE for the request body")
+            if stream.has_events():
+                return  # the connector answered (or reset) early: stop uploading
+            stream.send(v3.data_frame(stream.id, data), len(data))
+    stream.send(v3.data_frame(stream.id, b"", end_stream=True), 0)
+    ex.request_body_sent()
+
+
+def _relay(ex: Exchange, stream: RouterStream, idle: float) -> None:
+    try:
+        _Relay(ex, stream, idle).run()
+    finally:
+        stream.take_back()
+
+
+def _direct_writer(response: ResponseState) -> DirectWriter | None:
+    """What the reader thread may use to write DATA to this client: plain TCP only (a TLS
+    socket has no non-blocking send on a blocking socket), and only when a body goes out."""
+    return response.try_write if response.can_try else None
+
+
+class _Relay:
+    """The client's thread relaying one stream's response: events in, the client written,
+    acknowledgements gathered and sent when nothing more is at hand."""
+
+    def __init__(self, ex: Exchange, stream: RouterStream, idle: float) -> None:
+        self.ex, self.stream, self.idle = ex, stream, idle
+        self.assembler = v3.HeaderAssembler()
+        self.response: ResponseState | None = None
+        self.direct: DirectWriter | None = None
+        self.acks: list[bytes] = []
+        self.last_data = time.monotonic()
+
+    def run(self) -> None:
+        stream = self.stream
+        while True:
+            if not stream.has_events():
+                self._idle()
+            event = stream.get(CLIENT_CHECK_INTERVAL)
+            if event is None:
+                self._check_waiting()
+                continue
+            self.last_data = time.monotonic()
+            if self._handle(event):
+                _last_acks(stream, self.acks)
+                return
+
+    def _idle(self) -> None:
+        """Nothing more at hand: send what we have, lend the reader the direct writer."""
+        if self.response is not None:
+            self.response.writer.flush()
+        if self.acks:
+            self.stream.session.send_many(self.acks)
+            self.acks = []
+        if self.direct is not None:
+            self.stream.write_directly(self.direct)
+
+    def _check_waiting(self) -> None:
+        if self.ex.client_gone():
+            raise ClientGone("client disconnected while waiting for the connector")
+        last = max(self.last_data, self.ex.sink.last_activity)
+        if time.monotonic() - last < self.idle:
+            return
+        if self.response is None:
+            raise GatewayTimeout(f"no response from connector in {self.idle:.0f}s")
+        raise self.ex.aborted(f"no data from connector in {self.idle:.0f}s", "idle_timeout")
+
+    def _handle(self, event: v3.Frame | _Closed | _Leftover | _DirectFailed) -> bool:
+        """Act on one event; True when the response is complete."""
+        if isinstance(event, _DirectFailed):
+            raise event.error
+        if isinstance(event, _Leftover):
+            assert self.response is not None
+            self.response.write_rest(event.data)
+            self.acks.append(v3.window_update_frame(self.stream.id, event.ack))
+            return False
+        if self.stream.overflowed:
+            raise self._fail("connector ignored flow control")
+        if isinstance(event, _Closed):
+            raise self._closed(event.code)
+        if event.type == v3.RST_STREAM:
+            code, message = event.rst_code()
+            raise self._fail(f"connector reset the stream ({code} {message})")
+        if event.type == v3.HEADER:
+            return self._header(event)
+        if event.type == v3.DATA:
+            return self._data(event)
+        return False
+
+    def _closed(self, code: int | None) -> Exception:
+        if self.response is not None:
+            return self.ex.aborted(f"connector socket closed with {code} mid-response")
+        if code == 1008:
+            return BadRequest("connector closed with 1008 (policy violation)")
+        return BadGateway(f"connector socket closed with {code} before responding")
+
+    def _header(self, event: v3.Frame) -> bool:
+        if self.response is not None:
+            raise self._fail("second response head")
+        try:
+            text = self.assembler.feed(event)
+        except RemoteProtocolError as err:
+            raise ConnectorProtocolError(f"bad response head: {err}") from err
+        self.acks.append(v3.window_update_frame(self.stream.id, len(event.payload)))
+        if text is not None:
+            self.response = start_response(self.ex, text)
+            self.direct = _direct_writer(self.response)
+        if event.end_stream and self.response is not None:
+            self.response.finish()
+            return True
+        return False
+
+    def _data(self, event: v3.Frame) -> bool:
+        response = self.response
+        if response is None:
+            raise ConnectorProtocolError("connector sent DATA before a response head")
+        if event.payload:
+            response.write(event.payload)
+            self.acks.append(v3.window_update_frame(self.stream.id, len(event.payload)))
+            if len(event.payload) >= BULK and not event.end_stream:
+                # bulk data: acknowledge at once, or the connector's window runs dry
+                response.writer.flush()
+                self.stream.session.send_many(self.acks)
+                self.acks = []
+        if event.end_stream:
+            response.finish()
+            return True
+        return False
+
+    def _fail(self, reason: str) -> Exception:
+        if self.response is None:
+            return BadGateway(reason)
+        return self.ex.aborted(reason)
+
+
+def _last_acks(stream: RouterStream, acks: list[bytes]) -> None:
+    """Acknowledge the frames that completed a response. A connector may close its socket
+    right after its last frame (asgi-cc does on shutdown): the response is complete all the
+    same, so a socket closed by then is no failure."""
+    if not acks:
+        return
+    try:
+        stream.session.send_many(acks)
+    except (ConnectionClosed, OSError) as err:
+        log.debug("stream %d complete; its last WINDOW_UPDATE not sent: %r", stream.id, err)
