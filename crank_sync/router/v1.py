@@ -131,7 +131,11 @@ def _relay_body(ex: Exchange, sock: ConnectorSocket, response: ResponseState) ->
     finally:
         ws.detach()  # from here on only this thread writes to the client
     if sink.error is not None:
-        raise sink.error
+        error, sink.error = sink.error, None
+        try:  # nothing may keep the error once raised: its traceback holds this frame, which
+            raise error  # holds the sink (a cycle only the garbage collector would free)
+        finally:
+            del error
     code = ws.close_reason if ws.close_received else None
     if code not in _NORMAL_CLOSE:
         raise Aborted(f"connector closed with {_closed_with(ws)} mid-response")

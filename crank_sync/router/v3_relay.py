@@ -137,7 +137,11 @@ class _Relay:
     def _handle(self, event: v3.Frame | _Closed | _Leftover | _DirectFailed) -> bool:
         """Act on one event; True when the response is complete."""
         if isinstance(event, _DirectFailed):
-            raise event.error
+            error, event.error = event.error, None
+            try:  # nothing may keep the error once raised: its traceback holds this frame
+                raise error
+            finally:
+                del error
         if isinstance(event, _Leftover):
             assert self.response is not None
             self.response.write_rest(event.data)
