@@ -141,7 +141,10 @@ def _relay_body(handler: ClientHandler, sock: ConnectorSocket, response: Respons
     finally:
         ws.detach()  # from here on only this thread writes to the client
     if ws.sink_error is not None:
-        raise ws.sink_error
+        try:  # raised here, it must not stay on ws: its traceback holds this frame, which
+            raise ws.sink_error  # holds ws (a cycle only the garbage collector would free)
+        finally:
+            ws.sink_error = None
     code = ws.close_reason if ws.close_received else None
     if code not in _NORMAL_CLOSE:
         raise Aborted(f"connector closed with {_closed_with(ws)} mid-response")

@@ -356,7 +356,10 @@ def _relay_events(handler: ClientHandler, stream: RouterStream, idle: float) -> 
             raise handler.aborted(f"no data from connector in {idle:.0f}s", "idle_timeout")
         last_data = time.monotonic()
         if isinstance(event, _DirectFailed):
-            raise event.error
+            try:  # no local may keep the error: its traceback holds this frame (a cycle)
+                raise event.error
+            finally:
+                del event
         if isinstance(event, _Leftover):
             assert response is not None
             response.writer.write_raw(event.data)
