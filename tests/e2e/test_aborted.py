@@ -4,6 +4,7 @@ says ``outcome=aborted:<reason>`` and ``/metrics`` counts it in
 
 from __future__ import annotations
 
+import gc
 import http.client
 import logging
 import socket
@@ -109,3 +110,36 @@ def test_complete_response_is_ok(router, target, connector_factory, caplog):
              what="an access line with outcome=ok")
     assert metric(router, "crank_requests_total", route="svc", status_class="2xx") == 1
     assert metric(router, "crank_requests_aborted_total", route="svc", reason="client_gone") == 0
+
+
+@single_protocols
+def test_aborted_downloads_leave_no_reference_cycles(router, target, connector_factory):
+    """A client leaving mid-body makes the connector's reader fail to write; that error is
+    raised on the client's thread. It must not tie the socket, the handler and the reader's
+    buffers into a cycle: with the cyclic collector off, they have to be freed by reference
+    counting alone, or aborted downloads pile up garbage until a full collection."""
+    connector_factory(target, route="svc")
+    aborts = 5
+    gc.collect()
+    gc.disable()
+    try:
+        for _ in range(aborts):
+            sock, resp = start_response(router.http_port, "/svc/endless")
+            try:
+                assert resp.read(1000)
+            finally:
+                resp.close()
+                sock.close()  # unread bytes in the receive buffer: the router gets a reset
+        wait_for(lambda: metric(router, "crank_requests_aborted_total", route="svc",
+                                reason="client_gone") == aborts,
+                 what="every aborted request counted")
+        wait_for(lambda: not router._core.busy_connections, what="no request in flight")
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        gc.collect()
+        left = sorted({type(o).__name__ for o in gc.garbage
+                       if type(o).__module__.startswith("crank_sync.router")})
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+    assert left == []
