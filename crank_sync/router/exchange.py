@@ -179,6 +179,7 @@ class Exchange:
         """The exchange is over: one access line and the metrics. An exchange cut short
         (client gone, connector lost, idle timeout) is ``outcome=aborted`` with its reason,
         whatever status had gone out: a 200 whose body was cut off is no success."""
+        self.sink.error = None  # a failure kept past the exchange ties it into a cycle
         seconds = time.monotonic() - self.started
         out = self.writer.bytes_written
         self.core.metrics.observe(self.route, self.status, seconds, self.bytes_in, out,

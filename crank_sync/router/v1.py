@@ -119,7 +119,13 @@ def _relay_body(ex: Exchange, sock: ConnectorSocket, response: ResponseState) ->
 
     sink = ex.sink
     sink.touch()
-    ws.hand_over(deliver, response.flush)
+    try:
+        ws.hand_over(deliver, response.flush)
+    except BaseException:
+        # the failure propagates from here: no copy may stay behind (its traceback holds
+        # this frame, which holds the sink: a cycle only the garbage collector would free)
+        sink.error = ws.sink_error = None
+        raise
     try:
         while not ws.wait_done(CLIENT_CHECK_INTERVAL):
             if ex.client_gone():
@@ -128,8 +134,12 @@ def _relay_body(ex: Exchange, sock: ConnectorSocket, response: ResponseState) ->
             if not sink.busy and time.monotonic() - sink.last_activity >= cfg.idle_timeout:
                 ws.close(1001, "idle timeout")
                 raise Aborted(f"no data from connector in {cfg.idle_timeout:.0f}s", "idle_timeout")
+    except BaseException:
+        sink.error = ws.sink_error = None  # as above
+        raise
     finally:
         ws.detach()  # from here on only this thread writes to the client
+    ws.sink_error = None  # the reader's copy: its traceback holds the reader's frames
     if sink.error is not None:
         error, sink.error = sink.error, None
         try:  # nothing may keep the error once raised: its traceback holds this frame, which

@@ -50,7 +50,7 @@ class _DirectFailed:
     """Writing a DATA frame straight to the client failed (client gone, body too long)."""
 
     def __init__(self, error: BaseException) -> None:
-        self.error = error
+        self.error: BaseException | None = error
 
 
 #: Writes a DATA payload to the client without blocking; returns what did not fit.

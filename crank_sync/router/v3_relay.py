@@ -138,6 +138,7 @@ class _Relay:
         """Act on one event; True when the response is complete."""
         if isinstance(event, _DirectFailed):
             error, event.error = event.error, None
+            assert error is not None
             try:  # nothing may keep the error once raised: its traceback holds this frame
                 raise error
             finally:
