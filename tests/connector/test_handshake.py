@@ -27,13 +27,15 @@ import trustme
 import websocket
 from crank_test_support import LOOPBACK, wait_for
 
-from crank_sync.connector.handshake import (
+from crank_sync.connector.handshake import open_websocket
+from crank_sync.connector.worker import handshake_headers
+from crank_sync.ws.handshake import (
     MAX_HEAD,
-    open_websocket,
+    HandshakeError,
+    ServerClosed,
     parse_response_head,
     read_response_head,
 )
-from crank_sync.connector.worker import handshake_headers
 
 TIMEOUT = 5.0
 GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -668,7 +670,7 @@ def test_read_response_head_eof_raises_connection_closed(pair) -> None:
     reader, writer = pair
     writer.sendall(b"HTTP/1.1 101 Switching\r\n")
     writer.shutdown(socket.SHUT_WR)
-    with pytest.raises(websocket.WebSocketConnectionClosedException):
+    with pytest.raises(ServerClosed):
         read_response_head(reader)
 
 
@@ -722,7 +724,7 @@ PARSE_ERROR_ROWS = [
 
 @pytest.mark.parametrize(("head", "message"), PARSE_ERROR_ROWS)
 def test_parse_response_head_rejects(head: bytes, message: str) -> None:
-    with pytest.raises(websocket.WebSocketException, match=message):
+    with pytest.raises(HandshakeError, match=message):
         parse_response_head(head)
 
 
