@@ -1,4 +1,4 @@
-"""Router-side websocket frames: ``crank_sync.router.frames``.
+"""Router-side websocket frames: ``crank_sync.ws.frames`` in the server role.
 
 Client (masked) frames are built by hand (``ws_frame`` in conftest) with a byte-at-a-time reference
 mask, so the decoder is never checked against crank_sync's own encoders. ``encode_frame`` is
