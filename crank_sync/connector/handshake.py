@@ -38,7 +38,9 @@ def open_websocket(url: str, *, timeout: float, header: list[str],
     """
     context = (sslopt or {}).get("context")
     try:
-        sock, target = ws_handshake.connect(url, timeout, context, sockopt)
+        # websocket-client's default options (TCP_NODELAY, keepalive), then the caller's
+        options = (*((a, b, c) for a, b, c in websocket.DEFAULT_SOCKET_OPTION), *sockopt)
+        sock, target = ws_handshake.connect(url, timeout, context, options)
     except ws_handshake.HandshakeError as err:
         raise websocket.WebSocketException(str(err)) from None
     try:

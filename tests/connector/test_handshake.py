@@ -309,6 +309,18 @@ def test_timeout_and_socket_options_are_applied(serve) -> None:
     server.check()
 
 
+def test_websocket_clients_default_socket_options_are_applied(serve) -> None:
+    """As websocket.create_connection does: TCP_NODELAY and keepalive without being asked."""
+    server = serve(answer_101())
+    ws = connect(server)
+    try:
+        for level, name, value in websocket.DEFAULT_SOCKET_OPTION:
+            assert ws.sock.getsockopt(level, name) == value, (level, name)
+    finally:
+        ws.shutdown()
+    server.check()
+
+
 def test_same_result_as_websocket_create_connection(serve) -> None:
     # (cookies without Domain=: websocket-client's global cookie jar keeps only those with one)
     extra = ("Sec-WebSocket-Protocol: cranker_1.0", "CrankerProtocol: 1.0",
