@@ -6,7 +6,12 @@ per request, so that was a third of its CPU time. :mod:`crank_sync.ws.handshake`
 sends the upgrade and reads the head in one go; the connected socket is then handed to a
 ``websocket.WebSocket`` through its public attributes (``sock``, ``connected``,
 ``handshake_response``), which the rest of the connector uses through its public API.
-(Measured with ``scripts/bench.py``-style load, v1: connector CPU per request 1,690 -> 1,040 us.)
+
+Kept websocket-client's ``WebSocket`` rather than a connection object of ours: its public API
+(``recv_data_frame``, ``ping``, ``pong``, ``send_close``, ``settimeout``, ``lock``, ``sock``)
+is all the connector needs, and the handshake costs the same (CPU per handshake against a
+local 101 server, process time: ``create_connection`` 585-820 us, this 117-137 us, the
+previous version on websocket-client internals 133-150 us).
 Unlike ``create_connection`` no HTTP proxy from the environment is used: routers are reached
 directly.
 """
