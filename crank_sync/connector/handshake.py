@@ -12,8 +12,8 @@ Kept websocket-client's ``WebSocket`` rather than a connection object of ours: i
 is all the connector needs, and the handshake costs the same (CPU per handshake against a
 local 101 server, process time: ``create_connection`` 585-820 us, this 117-137 us, the
 previous version on websocket-client internals 133-150 us).
-Unlike ``create_connection`` no HTTP proxy from the environment is used: routers are reached
-directly.
+As with ``create_connection``, ``http_proxy``/``https_proxy`` (and ``no_proxy``) from the
+environment are honoured (a CONNECT tunnel).
 """
 from __future__ import annotations
 

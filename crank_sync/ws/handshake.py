@@ -15,7 +15,8 @@ import os
 import socket
 import ssl
 from typing import NamedTuple
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
+from urllib.request import getproxies, proxy_bypass
 
 __all__ = ["MAX_HEAD", "HandshakeError", "HandshakeResponse", "ServerClosed", "accept_value",
            "client_request", "connect", "parse_response_head", "read_response_head",
@@ -78,10 +79,13 @@ def connect(url: str, timeout: float, context: ssl.SSLContext | None,
     secure = parts.scheme == "wss"
     port = parts.port or (443 if secure else 80)
     host = parts.hostname
-    sock = socket.create_connection((host, port), timeout)
+    proxy = _proxy_for(host, secure)
+    sock = socket.create_connection(proxy[0] if proxy else (host, port), timeout)
     try:
         for level, name, value in sockopt:
             sock.setsockopt(level, name, value)
+        if proxy:
+            _tunnel(sock, host, port, proxy[1])
         if secure:
             ctx = context or ssl.create_default_context()
             sock = ctx.wrap_socket(sock, server_hostname=host)
@@ -92,6 +96,37 @@ def connect(url: str, timeout: float, context: ssl.SSLContext | None,
     hostport = shown if port == (443 if secure else 80) else f"{shown}:{port}"
     resource = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     return sock, Target(hostport, resource, "https" if secure else "http")
+
+
+def _proxy_for(host: str, secure: bool) -> tuple[tuple[str, int], str | None] | None:
+    """The HTTP proxy the environment names for ``host`` (``http_proxy`` for ws://,
+    ``https_proxy`` for wss://, ``no_proxy`` honoured; loopback bypassed when no ``no_proxy``
+    is set), as websocket-client's ``create_connection`` picks it; and its credentials."""
+    proxies = getproxies()
+    url = proxies.get("https" if secure else "http")
+    if not url or proxy_bypass(host) or ("no" not in proxies
+                                         and host in ("localhost", "127.0.0.1")):
+        return None
+    parts = urlsplit(url if "://" in url else "http://" + url)
+    if not parts.hostname:
+        return None
+    auth = None
+    if parts.username is not None:
+        auth = base64.b64encode(
+            f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()).decode()
+    return (parts.hostname, parts.port or 80), auth
+
+
+def _tunnel(sock: socket.socket, host: str, port: int, auth: str | None) -> None:
+    """Ask the proxy on ``sock`` for a tunnel to ``host:port`` (HTTP CONNECT)."""
+    shown = f"[{host}]" if ":" in host else host
+    lines = [f"CONNECT {shown}:{port} HTTP/1.1", f"Host: {shown}:{port}"]
+    if auth:
+        lines.append(f"Proxy-Authorization: Basic {auth}")
+    sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+    status, _, reason = read_response_head(sock)
+    if status != 200:
+        raise HandshakeError(f"proxy refused the tunnel: {status} {reason}".rstrip())
 
 
 def client_request(target: Target, header: list[str]) -> tuple[bytes, str]:

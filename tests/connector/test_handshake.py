@@ -764,3 +764,71 @@ def test_upgrade_against_the_real_router(router, protocols, echo) -> None:
         wait_for(lambda: router.idle_sockets("myroute") >= 1, what="socket registered on myroute")
     finally:
         ws.close(timeout=2)
+
+
+# --------------------------------------------------------------------------- HTTP proxy
+
+
+class ConnectProxy:
+    """An HTTP CONNECT proxy on 127.0.0.1 for one tunnel: records the CONNECT line, then
+    relays bytes both ways."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server((LOOPBACK, 0))
+        self.listener.settimeout(TIMEOUT)
+        self.port = self.listener.getsockname()[1]
+        self.request = b""
+        self.thread = threading.Thread(target=self._run, name="test-connect-proxy", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        with self.listener, self.listener.accept()[0] as client:
+            client.settimeout(TIMEOUT)
+            while b"\r\n\r\n" not in self.request:
+                self.request += client.recv(4096)
+            host, _, port = self.request.split(b" ")[1].decode().rpartition(":")
+            with socket.create_connection((host, int(port)), TIMEOUT) as upstream:
+                client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                pump = threading.Thread(target=self._pump, args=(upstream, client),
+                                        name="test-connect-proxy-pump", daemon=True)
+                pump.start()
+                self._pump(client, upstream)
+                pump.join(TIMEOUT)
+
+    @staticmethod
+    def _pump(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+            dst.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+
+def test_http_proxy_from_the_environment_is_used(serve, monkeypatch) -> None:
+    """As websocket.create_connection does: http_proxy (ws://) carries the upgrade through a
+    CONNECT tunnel, with its credentials; no_proxy not naming the host."""
+    server = serve(answer_101(tail=BINARY_ABC))
+    proxy = ConnectProxy()
+    monkeypatch.setenv("http_proxy", f"http://user:pw@{LOOPBACK}:{proxy.port}")
+    monkeypatch.setenv("no_proxy", "example.invalid")
+    ws = connect(server)
+    try:
+        opcode, frame = ws.recv_data_frame(True)
+        assert (opcode, frame.data) == (2, b"abc")
+    finally:
+        ws.shutdown()
+    proxy.thread.join(TIMEOUT)
+    server.check()
+    lines = proxy.request.decode().split("\r\n")
+    assert lines[0] == f"CONNECT {LOOPBACK}:{server.port} HTTP/1.1"
+    assert f"Proxy-Authorization: Basic {base64.b64encode(b'user:pw').decode()}" in lines
+
+
+def test_loopback_bypasses_the_proxy_without_no_proxy(serve, monkeypatch) -> None:
+    server = serve(answer_101())
+    monkeypatch.setenv("http_proxy", "http://proxy.invalid:3128")
+    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    connect(server).shutdown()
+    server.check()
