@@ -47,7 +47,7 @@ from dataclasses import dataclass
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from crank_sync import masking  # noqa: E402 - runs from a checkout without installing
+from crank_sync.ws import masking  # noqa: E402 - runs from a checkout without installing
 
 HOST = "127.0.0.1"
 SCRIPTS = os.path.dirname(os.path.abspath(__file__))

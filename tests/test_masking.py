@@ -1,4 +1,4 @@
-"""Websocket masking: ``crank_sync.masking``.
+"""Websocket masking: ``crank_sync.ws.masking``.
 
 Every result is compared with a byte-at-a-time reference written here (RFC 6455 section 5.3:
 byte ``i`` XOR ``key[(i + offset) % 4]``), over sizes on both sides of the numpy threshold
@@ -15,8 +15,8 @@ import sys
 
 import pytest
 
-from crank_sync import masking
-from crank_sync.masking import _xor_int, implementation, xor_mask
+from crank_sync.ws import masking
+from crank_sync.ws.masking import _xor_int, implementation, xor_mask
 
 SIZES = [0, 1, 2, 3, 4, 5, 511, 512, 513, 4096, 65535, 65536, 65539, 1_000_003]
 OFFSETS = [0, 1, 2, 3]

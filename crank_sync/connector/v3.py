@@ -25,9 +25,10 @@ from ..errors import RemoteProtocolError
 from ..protocol import ResponseHead, encode_response_head, parse_request_text, v3
 from ..protocol import v3_session as core
 from ..protocol.limits import DEFAULT_MESSAGE_LIMIT, V3_OVERHEAD
-from .frames import FrameReader
+from ..ws.client import send_frames
+from ..ws.ping import silent_too_long
+from .frames import FrameReader, body_complete, small_body
 from .target import Cancel, failure_reason, iter_response
-from .wsio import body_complete, send_frames, small_body
 
 if TYPE_CHECKING:
     from .connector import RouterLink
@@ -257,7 +258,7 @@ class V3Socket:
                 try:
                     opcode, payload = reader.recv()
                 except websocket.WebSocketTimeoutException:
-                    if time.monotonic() - last_heard > 2 * interval:
+                    if silent_too_long(last_heard, interval, time.monotonic()):
                         log.warning("router %s silent for %.0fs: reconnecting", self.link.shown,
                                     2 * interval)
                         return

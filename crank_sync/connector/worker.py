@@ -28,11 +28,12 @@ from ..protocol import (
     parse_request,
 )
 from ..protocol.limits import DEFAULT_MESSAGE_LIMIT, MESSAGE_LIMIT_HEADER, peer_message_limit
-from .frames import MAX_MESSAGE, FrameReader
+from ..ws.client import send_frames
+from ..ws.ping import silent_too_long
+from .frames import MAX_MESSAGE, FrameReader, small_body
 from .handshake import open_websocket
 from .target import Cancel, TargetResponse, failure_reason, iter_response
 from .v3 import V3Socket
-from .wsio import send_frames, small_body
 
 if TYPE_CHECKING:
     from .connector import RouterLink
@@ -235,7 +236,7 @@ class SocketWorker:
             try:
                 opcode, frame = ws.recv_data_frame(True)
             except websocket.WebSocketTimeoutException:
-                if time.monotonic() - last_heard > 2 * interval:
+                if silent_too_long(last_heard, interval, time.monotonic()):
                     log.warning("router %s silent for %.0fs: reconnecting", self.link.shown,
                                 2 * interval)
                     return None

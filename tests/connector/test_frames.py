@@ -331,8 +331,8 @@ def wait_for_buffered(pair: Pair, n: int) -> None:
     """Read into the reader's buffer (its own read) until it holds ``n`` bytes past the
     position, so that finish() has something begun to complete."""
     reader = pair.reader
-    while len(reader._buf) - reader._pos < n:
-        reader._fill(n - (len(reader._buf) - reader._pos))
+    while reader.buffered < n:
+        reader.fill(n - reader.buffered)
 
 
 def test_finish_answers_pings_drops_pongs_and_returns_the_close(pair: Pair) -> None:
@@ -495,7 +495,7 @@ def test_max_message_is_64_mib() -> None:
     ],
 )
 def test_max_message_limits_frames_and_reassembled_messages(pair: Pair, monkeypatch, sizes, too_long) -> None:
-    monkeypatch.setattr(frames, "MAX_MESSAGE", 10)
+    pair.reader = FrameReader(pair.ws, max_message=10)
     parts = [b"%d" % i * n for i, n in enumerate(sizes)]
     sent = [server_frame(BINARY if i == 0 else CONT, part, fin=(i == len(parts) - 1))
             for i, part in enumerate(parts)]

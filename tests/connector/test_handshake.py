@@ -27,13 +27,15 @@ import trustme
 import websocket
 from crank_test_support import LOOPBACK, wait_for
 
-from crank_sync.connector.handshake import (
+from crank_sync.connector.handshake import open_websocket
+from crank_sync.connector.worker import handshake_headers
+from crank_sync.ws.handshake import (
     MAX_HEAD,
-    open_websocket,
+    HandshakeError,
+    ServerClosed,
     parse_response_head,
     read_response_head,
 )
-from crank_sync.connector.worker import handshake_headers
 
 TIMEOUT = 5.0
 GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -302,6 +304,18 @@ def test_timeout_and_socket_options_are_applied(serve) -> None:
         assert ws.sock.gettimeout() == TIMEOUT
         assert ws.gettimeout() == TIMEOUT
         assert ws.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+    finally:
+        ws.shutdown()
+    server.check()
+
+
+def test_websocket_clients_default_socket_options_are_applied(serve) -> None:
+    """As websocket.create_connection does: TCP_NODELAY and keepalive without being asked."""
+    server = serve(answer_101())
+    ws = connect(server)
+    try:
+        for level, name, value in websocket.DEFAULT_SOCKET_OPTION:
+            assert ws.sock.getsockopt(level, name) == value, (level, name)
     finally:
         ws.shutdown()
     server.check()
@@ -668,7 +682,7 @@ def test_read_response_head_eof_raises_connection_closed(pair) -> None:
     reader, writer = pair
     writer.sendall(b"HTTP/1.1 101 Switching\r\n")
     writer.shutdown(socket.SHUT_WR)
-    with pytest.raises(websocket.WebSocketConnectionClosedException):
+    with pytest.raises(ServerClosed):
         read_response_head(reader)
 
 
@@ -722,7 +736,7 @@ PARSE_ERROR_ROWS = [
 
 @pytest.mark.parametrize(("head", "message"), PARSE_ERROR_ROWS)
 def test_parse_response_head_rejects(head: bytes, message: str) -> None:
-    with pytest.raises(websocket.WebSocketException, match=message):
+    with pytest.raises(HandshakeError, match=message):
         parse_response_head(head)
 
 
@@ -750,3 +764,71 @@ def test_upgrade_against_the_real_router(router, protocols, echo) -> None:
         wait_for(lambda: router.idle_sockets("myroute") >= 1, what="socket registered on myroute")
     finally:
         ws.close(timeout=2)
+
+
+# --------------------------------------------------------------------------- HTTP proxy
+
+
+class ConnectProxy:
+    """An HTTP CONNECT proxy on 127.0.0.1 for one tunnel: records the CONNECT line, then
+    relays bytes both ways."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server((LOOPBACK, 0))
+        self.listener.settimeout(TIMEOUT)
+        self.port = self.listener.getsockname()[1]
+        self.request = b""
+        self.thread = threading.Thread(target=self._run, name="test-connect-proxy", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        with self.listener, self.listener.accept()[0] as client:
+            client.settimeout(TIMEOUT)
+            while b"\r\n\r\n" not in self.request:
+                self.request += client.recv(4096)
+            host, _, port = self.request.split(b" ")[1].decode().rpartition(":")
+            with socket.create_connection((host, int(port)), TIMEOUT) as upstream:
+                client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                pump = threading.Thread(target=self._pump, args=(upstream, client),
+                                        name="test-connect-proxy-pump", daemon=True)
+                pump.start()
+                self._pump(client, upstream)
+                pump.join(TIMEOUT)
+
+    @staticmethod
+    def _pump(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+            dst.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+
+def test_http_proxy_from_the_environment_is_used(serve, monkeypatch) -> None:
+    """As websocket.create_connection does: http_proxy (ws://) carries the upgrade through a
+    CONNECT tunnel, with its credentials; no_proxy not naming the host."""
+    server = serve(answer_101(tail=BINARY_ABC))
+    proxy = ConnectProxy()
+    monkeypatch.setenv("http_proxy", f"http://user:pw@{LOOPBACK}:{proxy.port}")
+    monkeypatch.setenv("no_proxy", "example.invalid")
+    ws = connect(server)
+    try:
+        opcode, frame = ws.recv_data_frame(True)
+        assert (opcode, frame.data) == (2, b"abc")
+    finally:
+        ws.shutdown()
+    proxy.thread.join(TIMEOUT)
+    server.check()
+    lines = proxy.request.decode().split("\r\n")
+    assert lines[0] == f"CONNECT {LOOPBACK}:{server.port} HTTP/1.1"
+    assert f"Proxy-Authorization: Basic {base64.b64encode(b'user:pw').decode()}" in lines
+
+
+def test_loopback_bypasses_the_proxy_without_no_proxy(serve, monkeypatch) -> None:
+    server = serve(answer_101())
+    monkeypatch.setenv("http_proxy", "http://proxy.invalid:3128")
+    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    connect(server).shutdown()
+    server.check()

@@ -39,16 +39,13 @@ from crank_sync.protocol.v1 import (
     parse_response_head,
     request_text,
 )
-from crank_sync.router.frames import (
-    OP_BINARY,
-    OP_CLOSE,
-    OP_PING,
-    OP_PONG,
-    OP_TEXT,
-    ClientFrameDecoder,
-    FrameError,
-)
 from crank_sync.router.http_io import iter_body, request_framing
+from crank_sync.ws.frames import (
+    FrameDecoder,
+    FrameError,
+    Opcode,
+    Role,
+)
 
 # --------------------------------------------------------------------------- strategies
 
@@ -246,9 +243,9 @@ def test_v3_header_assembler_raises_only_protocol_errors(
 # --------------------------------------------------------------------------- websocket frames
 
 keys = st.binary(min_size=4, max_size=4)
-data_messages = st.tuples(st.sampled_from([OP_TEXT, OP_BINARY]), st.binary(max_size=3000),
+data_messages = st.tuples(st.sampled_from([Opcode.TEXT, Opcode.BINARY]), st.binary(max_size=3000),
                           st.integers(1, 4))  # opcode, payload, fragments
-control_frames = st.tuples(st.sampled_from([OP_PING, OP_PONG, OP_CLOSE]),
+control_frames = st.tuples(st.sampled_from([Opcode.PING, Opcode.PONG, Opcode.CLOSE]),
                            st.binary(max_size=125), st.just(1))
 
 
@@ -263,7 +260,7 @@ def test_client_frames_round_trip_however_split(
         for index, part in enumerate(parts):
             first, last = index == 0, index == len(parts) - 1
             wire += ws_frame(opcode if first else 0, part, fin=last, mask=key)
-    decoder = ClientFrameDecoder(1 << 20)
+    decoder = FrameDecoder(Role.SERVER, 1 << 20)
     out = []
     for piece in splits(bytes(wire), cuts):
         decoder.feed(piece)
@@ -275,12 +272,12 @@ def test_client_frames_round_trip_however_split(
 @given(st.lists(st.binary(max_size=300), max_size=8), st.sampled_from([None, 100, 10_000]))
 def test_client_frame_decoder_raises_only_frame_errors(pieces: list[bytes],
                                                        limit: int | None) -> None:
-    decoder = ClientFrameDecoder(limit)
+    decoder = FrameDecoder(Role.SERVER, limit)
     for piece in pieces:
         decoder.feed(piece)
         try:
             for opcode, payload in decoder.messages():
-                assert opcode in (OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG)
+                assert opcode in (Opcode.TEXT, Opcode.BINARY, Opcode.CLOSE, Opcode.PING, Opcode.PONG)
                 assert isinstance(payload, bytes)
         except FrameError as err:
             assert err.code in (1002, 1009)
@@ -295,7 +292,7 @@ def test_client_frame_decoder_on_well_formed_heads_raises_only_frame_errors(
     arbitrary bytes seldom reach."""
     wire = b"".join(ws_frame(op, payload, fin=fin, mask=key if masked else None)
                     for op, fin, masked, payload in frames)
-    decoder = ClientFrameDecoder(10_000)
+    decoder = FrameDecoder(Role.SERVER, 10_000)
     decoder.feed(wire)
     try:
         list(decoder.messages())

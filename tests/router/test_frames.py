@@ -1,4 +1,4 @@
-"""Router-side websocket frames: ``crank_sync.router.frames``.
+"""Router-side websocket frames: ``crank_sync.ws.frames`` in the server role.
 
 Client (masked) frames are built by hand (``ws_frame`` in conftest) with a byte-at-a-time reference
 mask, so the decoder is never checked against crank_sync's own encoders. ``encode_frame`` is
@@ -13,14 +13,11 @@ import struct
 import pytest
 from crank_test_support import ws_frame
 
-from crank_sync.router.frames import (
-    OP_BINARY,
-    OP_CLOSE,
-    OP_PING,
-    OP_PONG,
-    OP_TEXT,
-    ClientFrameDecoder,
+from crank_sync.ws.frames import (
+    FrameDecoder,
     FrameError,
+    Opcode,
+    Role,
     encode_frame,
 )
 
@@ -45,7 +42,7 @@ def data(size: int, seed: int = 0) -> bytes:
 
 
 def decode_all(wire: bytes, max_message_size: int | None = BIG) -> list[tuple[int, bytes]]:
-    dec = ClientFrameDecoder(max_message_size)
+    dec = FrameDecoder(Role.SERVER, max_message_size)
     dec.feed(wire)
     out = list(dec.messages())
     assert dec.buffered == 0
@@ -55,7 +52,7 @@ def decode_all(wire: bytes, max_message_size: int | None = BIG) -> list[tuple[in
 def decode_in_pieces(wire: bytes, sizes: list[int] | None = None,
                      max_message_size: int | None = BIG) -> list[tuple[int, bytes]]:
     """Feed ``wire`` in pieces of the given sizes (the rest in one piece), draining after each."""
-    dec = ClientFrameDecoder(max_message_size)
+    dec = FrameDecoder(Role.SERVER, max_message_size)
     out: list[tuple[int, bytes]] = []
     pos = 0
     for n in sizes or []:
@@ -72,7 +69,7 @@ def decode_in_pieces(wire: bytes, sizes: list[int] | None = None,
 
 
 def error_of(wire: bytes, max_message_size: int | None = BIG) -> FrameError:
-    dec = ClientFrameDecoder(max_message_size)
+    dec = FrameDecoder(Role.SERVER, max_message_size)
     dec.feed(wire)
     with pytest.raises(FrameError) as info:
         list(dec.messages())
@@ -83,7 +80,7 @@ def error_of(wire: bytes, max_message_size: int | None = BIG) -> FrameError:
 
 
 def test_opcode_constants_are_rfc6455() -> None:
-    assert (OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG) == (TEXT, BINARY, CLOSE, PING, PONG)
+    assert (Opcode.TEXT, Opcode.BINARY, Opcode.CLOSE, Opcode.PING, Opcode.PONG) == (TEXT, BINARY, CLOSE, PING, PONG)
 
 
 # --------------------------------------------------------------------------- whole messages
@@ -196,7 +193,7 @@ def test_fed_memoryview_is_copied() -> None:
     payload = data(1000, 9)
     wire = client_frame(BINARY, payload)
     chunk = bytearray(4096)
-    dec = ClientFrameDecoder(BIG)
+    dec = FrameDecoder(Role.SERVER, BIG)
     half = 600
     chunk[:half] = wire[:half]
     dec.feed(memoryview(chunk)[:half])
@@ -211,7 +208,7 @@ def test_fed_memoryview_is_copied() -> None:
 
 def test_feed_accepts_bytes_bytearray_and_memoryview() -> None:
     a, b, c = data(10, 1), data(200, 2), data(70000, 3)
-    dec = ClientFrameDecoder(BIG)
+    dec = FrameDecoder(Role.SERVER, BIG)
     dec.feed(client_frame(BINARY, a))
     dec.feed(bytearray(client_frame(BINARY, b)))
     dec.feed(memoryview(client_frame(BINARY, c)))
@@ -238,7 +235,7 @@ def test_fragmented_binary_message_with_empty_and_large_fragments() -> None:
 
 
 def test_fragmented_message_is_only_yielded_when_complete() -> None:
-    dec = ClientFrameDecoder(BIG)
+    dec = FrameDecoder(Role.SERVER, BIG)
     dec.feed(client_frame(TEXT, b"abc", fin=False) + client_frame(CONT, b"def", fin=False))
     assert list(dec.messages()) == []
     assert dec.buffered == 0
@@ -277,7 +274,7 @@ def test_new_message_after_a_fragmented_one_completes() -> None:
 
 
 def test_buffered_reports_leftover_partial_bytes() -> None:
-    dec = ClientFrameDecoder(BIG)
+    dec = FrameDecoder(Role.SERVER, BIG)
     assert dec.buffered == 0
     first = client_frame(BINARY, b"complete")
     second = client_frame(BINARY, data(300, 5))
@@ -294,7 +291,7 @@ def test_buffered_reports_leftover_partial_bytes() -> None:
 
 
 def test_buffered_one_byte() -> None:
-    dec = ClientFrameDecoder(BIG)
+    dec = FrameDecoder(Role.SERVER, BIG)
     dec.feed(client_frame(BINARY, b"x")[:1])
     assert list(dec.messages()) == []
     assert dec.buffered == 1
@@ -348,7 +345,7 @@ def test_control_frame_of_125_bytes_is_fine(opcode: int) -> None:
 
 
 def test_control_frame_error_needs_only_the_first_two_bytes() -> None:
-    dec = ClientFrameDecoder(BIG)
+    dec = FrameDecoder(Role.SERVER, BIG)
     dec.feed(client_frame(PING, data(126), form="16")[:2])
     with pytest.raises(FrameError) as info:
         list(dec.messages())
@@ -365,7 +362,7 @@ def test_continuation_without_a_message_is_1002(fin: bool) -> None:
 def test_continuation_after_a_completed_message_is_1002() -> None:
     wire = (client_frame(TEXT, b"a", fin=False) + client_frame(CONT, b"b")
             + client_frame(CONT, b"c"))
-    dec = ClientFrameDecoder(BIG)
+    dec = FrameDecoder(Role.SERVER, BIG)
     dec.feed(wire)
     messages = dec.messages()
     assert next(messages) == (TEXT, b"ab")
@@ -384,7 +381,7 @@ def test_new_message_inside_a_fragmented_one_is_1002(first: int, second: int, fi
 
 
 def test_error_after_good_messages_yields_them_first() -> None:
-    dec = ClientFrameDecoder(BIG)
+    dec = FrameDecoder(Role.SERVER, BIG)
     dec.feed(client_frame(BINARY, b"good") + client_frame(0x3, b"bad"))
     messages = dec.messages()
     assert next(messages) == (BINARY, b"good")
@@ -416,7 +413,7 @@ def test_frame_over_the_limit_is_1009_as_soon_as_the_header_is_complete(
         limit: int, claimed: int, form: str) -> None:
     """Only the header is fed (not even the mask key): the claim alone is refused."""
     header = client_frame(BINARY, b"", length=claimed, form=form)[:{"7": 2, "16": 4, "64": 10}[form]]
-    dec = ClientFrameDecoder(limit)
+    dec = FrameDecoder(Role.SERVER, limit)
     for byte in header[:-1]:
         dec.feed(bytes([byte]))
         assert list(dec.messages()) == []  # not complete yet: no verdict
@@ -442,7 +439,7 @@ def test_fragmented_message_over_the_limit_is_1009() -> None:
 
 def test_fragmented_message_over_the_limit_is_refused_before_it_ends() -> None:
     """The total is checked per fragment: a message that never ends cannot grow forever."""
-    dec = ClientFrameDecoder(1000)
+    dec = FrameDecoder(Role.SERVER, 1000)
     dec.feed(client_frame(TEXT, data(600, 1), fin=False))
     assert list(dec.messages()) == []
     dec.feed(client_frame(CONT, data(600, 2), fin=False))
