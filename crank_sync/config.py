@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from .protocol.registration import SUPPORTED_VERSIONS
 from .protocol.routes import RESOLVERS
 from .protocol.routes import validate_route as _validate_route
 
@@ -15,7 +16,7 @@ from .protocol.routes import validate_route as _validate_route
 _VIA_RE = re.compile(r"^(?:[!#$%&'*+\-.^_`|~0-9A-Za-z]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?$")
 
 #: Cranker protocol versions crank_sync speaks, in order of preference.
-SUPPORTED_PROTOCOLS = ("3.0", "1.0")
+SUPPORTED_PROTOCOLS = SUPPORTED_VERSIONS
 
 
 def validate_route(route: str) -> str:

@@ -28,6 +28,7 @@ from ..protocol import (
     parse_request,
 )
 from ..protocol.limits import DEFAULT_MESSAGE_LIMIT, MESSAGE_LIMIT_HEADER, peer_message_limit
+from ..protocol.registration import concluded_version, offer_headers
 from .frames import MAX_MESSAGE, FrameReader
 from .handshake import open_websocket
 from .target import Cancel, TargetResponse, failure_reason, iter_response
@@ -67,27 +68,14 @@ class Cancelled(Exception):
 
 def handshake_headers(route: str, protocols: tuple[str, ...], domain: str = "*",
                       token: str | None = None) -> list[str]:
-    """Registration headers. The subprotocol list is sent by hand (not as websocket-client's
-    ``subprotocols``) so that a router which echoes none still gets a v1 connection."""
-    headers = [f"Route: {route}"]
-    if token:
-        headers.append(f"Authorization: Bearer {token}")
-    if "1.0" in protocols:
-        headers.append("CrankerProtocol: 1.0")
-    headers.append("Sec-WebSocket-Protocol: " + ", ".join(f"cranker_{p}" for p in protocols))
-    headers.append(f"{MESSAGE_LIMIT_HEADER}: {MAX_MESSAGE}")
-    if domain != "*" and "3.0" in protocols:
-        headers.append(f"Domain: {domain}")
-    return headers
+    """Registration headers (protocol.registration.offer_headers), with this side's limit."""
+    return offer_headers(route, protocols, message_limit=MAX_MESSAGE, domain=domain,
+                         token=token)
 
 
 def chosen_version(ws: websocket.WebSocket, offered: tuple[str, ...]) -> str | None:
     """The version the router picked: its echoed subprotocol, or v1 when it echoed none."""
-    echo = (ws.getheaders() or {}).get("sec-websocket-protocol")
-    if echo:
-        version = echo.strip().lower().removeprefix("cranker_")
-        return version if version in offered else None
-    return "1.0" if "1.0" in offered else None
+    return concluded_version((ws.getheaders() or {}).get("sec-websocket-protocol"), offered)
 
 
 def endpoint(router_url: str, action: str, instance_id: str, component: str) -> str:
