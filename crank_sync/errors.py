@@ -88,6 +88,20 @@ class ConnectorProtocolError(BadGateway):
     """The connector sent something that is not a valid Cranker response."""
 
 
+class TargetError(CrankError):
+    """The connector's target failed: refused, timed out, closed early, spoke bad HTTP.
+
+    ``reason`` is the few words the connector puts in its close reason or RST_STREAM message
+    (``target failed: connection refused``); the foreign error is the ``__cause__``.
+    """
+
+    status = 502
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+
+
 class GatewayTimeout(CrankError):
     """The connector sent nothing for ``idle_timeout`` seconds."""
 

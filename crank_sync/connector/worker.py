@@ -15,11 +15,10 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
-import urllib3
 import websocket
 from websocket import ABNF
 
-from ..errors import RemoteProtocolError
+from ..errors import RemoteProtocolError, TargetError
 from ..protocol import (
     MARKER_BODY_ENDED,
     RequestHead,
@@ -41,7 +40,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _WS_ERRORS = (websocket.WebSocketException, OSError)
-_TARGET_ERRORS = (urllib3.exceptions.HTTPError, OSError)
+_TARGET_ERRORS = (TargetError, OSError)
 CLOSE_TIMEOUT = 3.0
 #: While a response streams, how often the socket is polled for the router's cancel (a poll
 #: per chunk cost a system call every 64 KiB).

@@ -22,9 +22,7 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
-import urllib3
-
-from ..errors import CrankError
+from ..errors import TargetError
 from ..protocol import RequestHead
 from .target import Cancel
 from .wsgi_environ import _forwarded_params, _native, _node, _percent_decode, _split_host
@@ -42,14 +40,12 @@ _NO_BODY_STATUS = (204, 304)
 _ERROR_BODY = b"Internal Server Error\n"
 
 
-class ApplicationError(CrankError, urllib3.exceptions.ProtocolError):
-    """The application failed after its response started: the worker aborts the stream.
+class ApplicationError(TargetError):
+    """The application failed after its response started: the worker aborts the stream,
+    exactly as for an HTTP target that died mid-body (v1 close 1011, v3 RST_STREAM)."""
 
-    A ``urllib3`` ``ProtocolError`` so that workers treat it exactly like an HTTP target that
-    died mid-body (v1 close 1011, v3 RST_STREAM).
-    """
-
-    status = 502
+    def __init__(self, detail: str) -> None:
+        super().__init__("connection closed", detail)
 
 
 class WsgiHeaders:
