@@ -5,6 +5,26 @@ failures to responses in exactly one place (:func:`crank_sync.router.proxy.statu
 """
 from __future__ import annotations
 
+__all__ = [
+    "BadGateway",
+    "BadRequest",
+    "ClientGone",
+    "ConnectorProtocolError",
+    "CrankError",
+    "GatewayTimeout",
+    "HeadersTooLarge",
+    "HttpVersionNotSupported",
+    "LocalProtocolError",
+    "MethodNotAllowed",
+    "NoConnectorAvailable",
+    "NoRoute",
+    "ProtocolError",
+    "RemoteProtocolError",
+    "SocketClosedBeforeResponse",
+    "TargetError",
+    "UriTooLong",
+]
+
 
 class CrankError(Exception):
     """Root of every error raised by crank_sync."""
