@@ -16,12 +16,19 @@ from .handshake import open_websocket, refusal_text
 from .target import Target, TargetClient
 from .tls import client_context
 from .watcher import CancelWatcher
-from .worker import CLOSE_TIMEOUT, SocketWorker, endpoint, handshake_headers
+from .worker import CLOSE_TIMEOUT, SocketState, SocketWorker, endpoint, handshake_headers
 
 log = logging.getLogger(__name__)
 
 #: Failed registration attempts in a row logged at INFO before WARNING (a router restarting).
 QUIET_ATTEMPTS = 3
+
+#: Socket states counted towards a router's v3 sockets, v1 sliding window, registered sockets
+#: and sockets ready for a request.
+_V3_COMING = frozenset({SocketState.V3, SocketState.CONNECTING})
+_V1_COMING = frozenset({SocketState.IDLE, SocketState.CONNECTING})
+_REGISTERED = frozenset({SocketState.IDLE, SocketState.BUSY, SocketState.V3})
+_READY = frozenset({SocketState.IDLE, SocketState.V3})
 
 
 class RouterLink:
@@ -71,9 +78,9 @@ class RouterLink:
     def _wanted(self, version: str) -> int:
         """Sockets to add so that the router has as many as configured, for ``version``."""
         if version == "3.0":
-            have = sum(1 for w in self._workers if w.state in ("v3", "connecting"))
+            have = sum(1 for w in self._workers if w.state in _V3_COMING)
             return max(0, self.config.v3_sockets - have)
-        have = sum(1 for w in self._workers if w.state in ("idle", "connecting"))
+        have = sum(1 for w in self._workers if w.state in _V1_COMING)
         return max(0, self.config.sliding_window - have)
 
     # -- called by workers -------------------------------------------------------------------
@@ -127,13 +134,13 @@ class RouterLink:
 
     def _registered(self, besides: SocketWorker) -> bool:
         """Another socket than ``besides`` is registered (under the lock)."""
-        return any(w.state in ("idle", "busy", "v3") for w in self._workers if w is not besides)
+        return any(w.state in _REGISTERED for w in self._workers if w is not besides)
 
     def wants_socket(self, worker: SocketWorker) -> bool:
         """False when enough v3 sockets are registered without ``worker``'s: it may end. (A v3
         router serves every request on them; more sockets only cost throughput.)"""
         with self._lock:
-            v3 = sum(1 for w in self._workers if w.state == "v3" and w is not worker)
+            v3 = sum(1 for w in self._workers if w.state is SocketState.V3 and w is not worker)
             return v3 < self.config.v3_sockets
 
     def begin_handshake(self, worker: SocketWorker) -> bool:
@@ -168,7 +175,7 @@ class RouterLink:
 
     def idle_count(self) -> int:
         """Registered sockets ready for a request: idle v1 sockets and every v3 socket."""
-        return sum(1 for w in self.workers() if w.state in ("idle", "v3"))
+        return sum(1 for w in self.workers() if w.state in _READY)
 
     def deregister(self, timeout: float) -> bool:
         """Ask the router to drop our idle sockets; True once it said it is done.

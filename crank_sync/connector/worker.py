@@ -12,6 +12,7 @@ import ssl
 import threading
 import time
 from collections.abc import Iterator
+from enum import Enum
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
@@ -84,13 +85,23 @@ def endpoint(router_url: str, action: str, instance_id: str, component: str) -> 
     )
 
 
+class SocketState(str, Enum):
+    """Where a socket worker is (a str, so logs and tests read ``"idle"``)."""
+
+    CONNECTING = "connecting"  # registering (or waiting to retry)
+    IDLE = "idle"  # a v1 socket waiting for its request
+    BUSY = "busy"  # a v1 socket serving its request
+    V3 = "v3"  # a v3 socket, serving any number of streams
+    DONE = "done"  # the worker has ended
+
+
 class SocketWorker:
     """One websocket to one router, on one of the link's ``crank-connector-socket-N`` threads
     (reused: a v1 socket lives for one request, its thread for many)."""
 
     def __init__(self, link: RouterLink) -> None:
         self.link = link
-        self.state = "connecting"
+        self.state = SocketState.CONNECTING
         self.ws: websocket.WebSocket | None = None
         self.v3: V3Socket | None = None
         #: The largest message the router takes (announced in its 101, else 16 KiB).
@@ -108,7 +119,7 @@ class SocketWorker:
     @property
     def inflight(self) -> int:
         """Requests this socket is serving now."""
-        if self.state == "busy":
+        if self.state is SocketState.BUSY:
             return 1
         v3_socket = self.v3
         return v3_socket.inflight if v3_socket is not None else 0
@@ -155,7 +166,7 @@ class SocketWorker:
                     if not self.link.stopping.is_set():
                         self.link.on_socket_lost(self)
                     continue
-                self.state = "busy"
+                self.state = SocketState.BUSY
                 self.link.on_request(self)
                 try:
                     self._serve(ws, request)
@@ -165,7 +176,7 @@ class SocketWorker:
         except Exception:  # noqa: BLE001 - a worker must never die silently
             log.exception("connector socket worker failed")
         finally:
-            self.state = "done"
+            self.state = SocketState.DONE
             self.link.on_exit(self)
             self.done.set()
 
@@ -202,14 +213,14 @@ class SocketWorker:
         # before it deregisters, so the router closes this socket with the others
         if version == "3.0":
             self.v3 = V3Socket(self.link, ws, self.link.pool, self.message_limit)
-            self.state = "v3"
+            self.state = SocketState.V3
         else:
-            self.state = "idle"
+            self.state = SocketState.IDLE
         self.link.on_registered(self, version)
         return ws
 
     def _discard(self, ws: websocket.WebSocket) -> None:
-        self.state = "connecting"
+        self.state = SocketState.CONNECTING
         self.ws = None
         _shutdown(ws)
 
