@@ -24,11 +24,12 @@ from ..protocol import (
     MARKER_BODY_ENDED,
     RequestHead,
     ResponseHead,
+    concluded_version,
     encode_response_head,
+    offer_headers,
     parse_request,
 )
 from ..protocol.limits import DEFAULT_MESSAGE_LIMIT, MESSAGE_LIMIT_HEADER, peer_message_limit
-from ..protocol.registration import concluded_version, offer_headers
 from .frames import MAX_MESSAGE, FrameReader
 from .handshake import open_websocket
 from .target import Cancel, TargetResponse, failure_reason, iter_response
