@@ -321,18 +321,10 @@ class SocketWorker:
                  resp: TargetResponse, cancel: Cancel) -> None:
         complete = False
         try:
-            try:
-                response_head = ResponseHead(status=resp.status, reason=resp.reason or "",
-                                             headers=tuple(resp.headers.items()))
-            except Exception as err:  # noqa: BLE001 - any invalid head becomes 1011
-                log.warning("target sent an unusable response head: %s", err)
-                self._close(ws, 1011, "bad response from target")
+            pending = self._head_frames(ws, resp)
+            if pending is None:
                 return
-            # the head goes out with the first body chunk (or alone if the body is empty or slow)
-            pending = [(ABNF.OPCODE_TEXT, encode_response_head(response_head).encode())]
             chunk_size = min(self.link.config.chunk_size, self.message_limit)
-            chunks = iter_response(resp, chunk_size)
-            next_check = 0.0
             # a target silent mid-response (a long poll, server-sent events) blocks this thread
             # in the target's read: the watcher notices the router's close meanwhile. On plain
             # TCP only: a TLS socket must not be read while this thread writes to it, so there
@@ -343,37 +335,11 @@ class SocketWorker:
             if not small_body(resp, chunk_size):
                 send_frames(ws, pending)
                 pending = []
-            while True:
-                try:
-                    chunk = next(chunks, None)
-                except _TARGET_ERRORS as err:
-                    if cancel.cancelled:
-                        log.info("request %s cancelled: the client went away", head.label)
-                        return
-                    log.warning("target failed mid-body for %s: %r", head.label, err)
-                    if pending:
-                        send_frames(ws, pending)
-                    self._close(ws, 1011, f"target failed mid-body: {failure_reason(err)}")
-                    return
-                if chunk is None:
-                    break
-                if cancel.cancelled:
-                    log.info("request %s cancelled", head.label)
-                    return
-                now = time.monotonic()
-                if not watched and now >= next_check:
-                    if self._router_cancelled(ws):
-                        log.info("request %s cancelled by the router", head.label)
-                        return
-                    next_check = now + CANCEL_CHECK_INTERVAL
-                pending.append((ABNF.OPCODE_BINARY, chunk))
-                send_frames(ws, pending)
-                pending = []
-            if pending:
-                send_frames(ws, pending)
-            complete = True
-            self.link.watcher.unwatch(ws)
-            self._close(ws, 1000, "")
+            complete = self._send_body(ws, head, iter_response(resp, chunk_size), cancel,
+                                       pending, watched)
+            if complete:
+                self.link.watcher.unwatch(ws)
+                self._close(ws, 1000, "")
         except Cancelled:
             log.info("request %s cancelled by the router", head.label)
         except _WS_ERRORS as err:
@@ -383,6 +349,54 @@ class SocketWorker:
             if not complete:
                 resp.close()
             resp.release_conn()
+
+    def _head_frames(self, ws: websocket.WebSocket,
+                     resp: TargetResponse) -> list[tuple[int, bytes]] | None:
+        """The response head as the frame to send (it goes out with the first body chunk, or
+        alone if the body is empty or slow); None after closing with 1011 on a bad head."""
+        try:
+            response_head = ResponseHead(status=resp.status, reason=resp.reason or "",
+                                         headers=tuple(resp.headers.items()))
+        except Exception as err:  # noqa: BLE001 - any invalid head becomes 1011
+            log.warning("target sent an unusable response head: %s", err)
+            self._close(ws, 1011, "bad response from target")
+            return None
+        return [(ABNF.OPCODE_TEXT, encode_response_head(response_head).encode())]
+
+    def _send_body(self, ws: websocket.WebSocket, head: RequestHead, chunks: Iterator[bytes],
+                   cancel: Cancel, pending: list[tuple[int, bytes]], watched: bool) -> bool:
+        """Relay the body (after the ``pending`` frames): True when all of it went out, False
+        when the request was cancelled or the target failed (then closed with 1011)."""
+        next_check = 0.0
+        while True:
+            try:
+                chunk = next(chunks, None)
+            except _TARGET_ERRORS as err:
+                if cancel.cancelled:
+                    log.info("request %s cancelled: the client went away", head.label)
+                    return False
+                log.warning("target failed mid-body for %s: %r", head.label, err)
+                if pending:
+                    send_frames(ws, pending)
+                self._close(ws, 1011, f"target failed mid-body: {failure_reason(err)}")
+                return False
+            if chunk is None:
+                break
+            if cancel.cancelled:
+                log.info("request %s cancelled", head.label)
+                return False
+            now = time.monotonic()
+            if not watched and now >= next_check:
+                if self._router_cancelled(ws):
+                    log.info("request %s cancelled by the router", head.label)
+                    return False
+                next_check = now + CANCEL_CHECK_INTERVAL
+            pending.append((ABNF.OPCODE_BINARY, chunk))
+            send_frames(ws, pending)
+            pending = []
+        if pending:
+            send_frames(ws, pending)
+        return True
 
     def _router_cancelled(self, ws: websocket.WebSocket) -> bool:
         """Between chunks: has the router sent anything (a 1001 close when the client left)?"""
