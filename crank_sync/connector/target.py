@@ -57,6 +57,13 @@ _FAILURE_WORDS: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...
 )
 
 
+def _readable(sock: socket.socket) -> bool:
+    """Has ``sock`` something to read (or hung up)? poll, not select: any descriptor number."""
+    poller = select.poll()
+    poller.register(sock, select.POLLIN)
+    return bool(poller.poll(0))
+
+
 def _translated(err: BaseException) -> TargetError:
     return TargetError(failure_reason(err), repr(err))
 
@@ -229,8 +236,7 @@ class TargetClient:
                 conn = self._idle.pop() if self._idle else None
             if conn is None:
                 return self._new_connection()
-            sock = conn.sock
-            if sock is not None and not select.select([sock], [], [], 0)[0]:
+            if conn.sock is not None and not _readable(conn.sock):
                 return conn
             conn.close()  # readable while idle: closed by the target (or junk)
 
