@@ -149,6 +149,11 @@ class PooledResponse:
             return 0
         return None if self._resp.chunked else self._resp.length
 
+    def _complete(self) -> bool:
+        """The body was read to its end (a reader may stop at ``length_remaining == 0``
+        without the final empty read)."""
+        return self._done or self._resp.isclosed() or self.length_remaining == 0
+
     def read1(self, amt: int | None = None, decode_content: bool | None = None) -> bytes:
         if self._done:
             return b""
@@ -184,8 +189,9 @@ class PooledResponse:
         conn, self._conn = self._conn, None
         if conn is None:
             return
+        complete = self._complete()
         self._resp.close()  # the file over the socket; the socket stays with conn
-        if self._done and not self._resp.will_close:
+        if complete and not self._resp.will_close:
             self._client.checkin(conn)
         else:
             conn.close()

@@ -73,3 +73,21 @@ def test_target_errors_carry_the_reason_the_connector_sends():
             raise AssertionError("a refused connect must raise TargetError")
         finally:
             client.close()
+
+
+def test_a_body_read_to_its_length_frees_the_connection(target):
+    """A v3 stream stops reading at length_remaining == 0, without the final empty read."""
+    client = TargetClient(target.url, connect_timeout=5, read_timeout=5, maxsize=2)
+    try:
+        head = RequestHead(method="GET", target="/svc/bytes/10?seed=3",
+                           headers=(("Host", "127.0.0.1"),))
+        for _ in range(3):
+            resp = client.send(head, None)
+            data = b""
+            while resp.length_remaining:
+                data += resp.read1(65536)
+            assert data == deterministic_bytes(10, 3)
+            resp.release_conn()
+        assert client.connections_made == 1
+    finally:
+        client.close()
