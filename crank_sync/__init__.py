@@ -3,6 +3,8 @@
 Public API: :class:`Router`, :class:`RouterConfig`, :class:`Connector`, :class:`ConnectorConfig`
 and the exception tree rooted at :class:`CrankError`.
 """
+import logging
+
 from ._version import __version__
 from .config import ConnectorConfig, RouterConfig
 from .connector import Connector
@@ -10,30 +12,49 @@ from .connector.wsgi import WsgiTarget
 from .errors import (
     BadGateway,
     BadRequest,
+    ClientGone,
+    ConnectorProtocolError,
     CrankError,
     GatewayTimeout,
+    HeadersTooLarge,
+    HttpVersionNotSupported,
     LocalProtocolError,
+    MethodNotAllowed,
     NoConnectorAvailable,
     NoRoute,
     ProtocolError,
     RemoteProtocolError,
+    SocketClosedBeforeResponse,
+    TargetError,
+    UriTooLong,
 )
 from .router import Router
 
 __all__ = [
     "BadGateway",
     "BadRequest",
+    "ClientGone",
     "Connector",
     "ConnectorConfig",
+    "ConnectorProtocolError",
     "CrankError",
     "GatewayTimeout",
+    "HeadersTooLarge",
+    "HttpVersionNotSupported",
     "LocalProtocolError",
+    "MethodNotAllowed",
     "NoConnectorAvailable",
     "NoRoute",
     "ProtocolError",
     "RemoteProtocolError",
     "Router",
     "RouterConfig",
+    "SocketClosedBeforeResponse",
+    "TargetError",
+    "UriTooLong",
     "WsgiTarget",
     "__version__",
 ]
+
+# a library logs, the application decides where to: no "No handlers could be found"
+logging.getLogger(__name__).addHandler(logging.NullHandler())

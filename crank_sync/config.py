@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from .protocol.registration import SUPPORTED_VERSIONS
 from .protocol.routes import RESOLVERS
 from .protocol.routes import validate_route as _validate_route
 
@@ -15,7 +16,7 @@ from .protocol.routes import validate_route as _validate_route
 _VIA_RE = re.compile(r"^(?:[!#$%&'*+\-.^_`|~0-9A-Za-z]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?$")
 
 #: Cranker protocol versions crank_sync speaks, in order of preference.
-SUPPORTED_PROTOCOLS = ("3.0", "1.0")
+SUPPORTED_PROTOCOLS = SUPPORTED_VERSIONS
 
 
 def validate_route(route: str) -> str:
@@ -149,15 +150,7 @@ class RouterConfig:
         for name in ("registration_tokens", "registration_allow", "admin_tokens", "protocols"):
             value = getattr(self, name)
             object.__setattr__(self, name, (value,) if isinstance(value, str) else tuple(value))
-        for cert, key in (("tls_cert", "tls_key"),
-                          ("registration_tls_cert", "registration_tls_key")):
-            if bool(getattr(self, cert)) != bool(getattr(self, key)):
-                raise ValueError(f"{cert} and {key} must be given together")
-        if self.registration_client_ca and not self.registration_tls_cert:
-            raise ValueError("registration_client_ca needs registration_tls_cert and _key")
-        for name in ("tls_cert", "tls_key", "registration_tls_cert", "registration_tls_key",
-                     "registration_client_ca", "registration_token_file"):
-            check_file(name, getattr(self, name))
+        self._check_tls()
         for network in self.registration_allow:
             try:
                 ipaddress.ip_network(network, strict=False)
@@ -168,6 +161,26 @@ class RouterConfig:
         if not protocols or any(p not in SUPPORTED_PROTOCOLS for p in protocols):
             raise ValueError(f"protocols must be taken from {SUPPORTED_PROTOCOLS}")
         object.__setattr__(self, "protocols", protocols)
+        self._check_numbers()
+        if self.route_resolver not in RESOLVERS:
+            raise ValueError(f"route_resolver must be one of {', '.join(RESOLVERS)}, "
+                             f"got {self.route_resolver!r}")
+        if not _VIA_RE.match(self.via_name):
+            raise ValueError(f"via_name: {self.via_name!r} is not an HTTP token or a "
+                             "host[:port]: use letters, digits and -._~ (e.g. router-1)")
+
+    def _check_tls(self) -> None:
+        for cert, key in (("tls_cert", "tls_key"),
+                          ("registration_tls_cert", "registration_tls_key")):
+            if bool(getattr(self, cert)) != bool(getattr(self, key)):
+                raise ValueError(f"{cert} and {key} must be given together")
+        if self.registration_client_ca and not self.registration_tls_cert:
+            raise ValueError("registration_client_ca needs registration_tls_cert and _key")
+        for name in ("tls_cert", "tls_key", "registration_tls_cert", "registration_tls_key",
+                     "registration_client_ca", "registration_token_file"):
+            check_file(name, getattr(self, name))
+
+    def _check_numbers(self) -> None:
         if self.registration_rate_limit < 0:
             raise ValueError("registration_rate_limit must be 0 (off) or positive")
         for name in ("connector_max_wait", "idle_timeout", "client_timeout", "ping_interval",
@@ -182,14 +195,8 @@ class RouterConfig:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)!r}")
         if self.max_header_bytes < 1024:
             raise ValueError("max_header_bytes must be at least 1024")
-        if self.route_resolver not in RESOLVERS:
-            raise ValueError(f"route_resolver must be one of {', '.join(RESOLVERS)}, "
-                             f"got {self.route_resolver!r}")
         if self.route_keep_time < 0:
             raise ValueError("route_keep_time must be 0 or more seconds")
-        if not _VIA_RE.match(self.via_name):
-            raise ValueError(f"via_name: {self.via_name!r} is not an HTTP token or a "
-                             "host[:port]: use letters, digits and -._~ (e.g. router-1)")
         if self.socket_buffer_bytes < 65536:
             raise ValueError("socket_buffer_bytes must be at least 65536")
 
@@ -260,8 +267,6 @@ class ConnectorConfig:
             raise ValueError("client_cert and client_key must be given together")
         for name in ("ca_file", "client_cert", "client_key", "target_ca_file"):
             check_file(name, getattr(self, name))
-        if self.sliding_window < 1:
-            raise ValueError("sliding_window must be at least 1")
         protocols = tuple(p.lower().removeprefix("cranker_") for p in self.protocols)
         if not protocols:
             raise ValueError("protocols must offer at least one version")
@@ -269,11 +274,12 @@ class ConnectorConfig:
             if p not in SUPPORTED_PROTOCOLS:
                 raise ValueError(f"unsupported protocol {p!r}; supported: {SUPPORTED_PROTOCOLS}")
         object.__setattr__(self, "protocols", protocols)
+        self._check_numbers()
+
+    def _check_numbers(self) -> None:
         for name in ("ping_interval", "connect_timeout", "idle_timeout"):
             _positive(name, getattr(self, name))
-        if self.v3_workers < 1:
-            raise ValueError("v3_workers must be at least 1")
-        if self.v3_sockets < 1:
-            raise ValueError("v3_sockets must be at least 1")
-        if self.chunk_size < 1024:
-            raise ValueError("chunk_size must be at least 1024")
+        for name, minimum in (("sliding_window", 1), ("v3_workers", 1), ("v3_sockets", 1),
+                              ("chunk_size", 1024)):
+            if getattr(self, name) < minimum:
+                raise ValueError(f"{name} must be at least {minimum}")

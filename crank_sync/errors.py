@@ -5,6 +5,26 @@ failures to responses in exactly one place (:func:`crank_sync.router.proxy.statu
 """
 from __future__ import annotations
 
+__all__ = [
+    "BadGateway",
+    "BadRequest",
+    "ClientGone",
+    "ConnectorProtocolError",
+    "CrankError",
+    "GatewayTimeout",
+    "HeadersTooLarge",
+    "HttpVersionNotSupported",
+    "LocalProtocolError",
+    "MethodNotAllowed",
+    "NoConnectorAvailable",
+    "NoRoute",
+    "ProtocolError",
+    "RemoteProtocolError",
+    "SocketClosedBeforeResponse",
+    "TargetError",
+    "UriTooLong",
+]
+
 
 class CrankError(Exception):
     """Root of every error raised by crank_sync."""
@@ -86,6 +106,20 @@ class SocketClosedBeforeResponse(BadGateway):
 
 class ConnectorProtocolError(BadGateway):
     """The connector sent something that is not a valid Cranker response."""
+
+
+class TargetError(CrankError):
+    """The connector's target failed: refused, timed out, closed early, spoke bad HTTP.
+
+    ``reason`` is the few words the connector puts in its close reason or RST_STREAM message
+    (``target failed: connection refused``); the foreign error is the ``__cause__``.
+    """
+
+    status = 502
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
 
 
 class GatewayTimeout(CrankError):

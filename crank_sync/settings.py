@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import inspect
-import math
 import os
 import re
 import sys
@@ -25,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 from .config import ConnectorConfig, RouterConfig, redact_url
+from .setting_values import value_of
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -33,8 +33,6 @@ else:  # Python 3.10: the backport setup.cfg installs there
 
 _REQUIRED: Any = object()  #: default of a setting that has none
 _GENERATED: Any = object()  #: default made by a dataclass default_factory
-_TRUE = ("true", "1", "yes", "on")
-_FALSE = ("false", "0", "no", "off")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 #: Help for fields without a ``#:`` comment in config.py (and for ``target``, whose comment
@@ -272,7 +270,7 @@ def convert(setting: Setting, raw: Any, source: str) -> Any:
     if setting.optional and isinstance(raw, str) and raw.strip().lower() == "none":
         return None
     try:
-        value = _convert(setting.kind, raw)
+        value = value_of(setting.kind, raw)
     except (TypeError, ValueError) as err:
         raise SettingError(setting.name, str(err), source) from None
     if setting.choices:
@@ -281,47 +279,6 @@ def convert(setting: Setting, raw: Any, source: str) -> Any:
             raise SettingError(setting.name, f"must be one of {', '.join(setting.choices)}, "
                                f"got {raw!r}", source)
     return value
-
-
-def _convert(kind: type, raw: Any) -> Any:
-    if kind is tuple:
-        items = raw.split(",") if isinstance(raw, str) else raw
-        if not isinstance(items, list | tuple) or not all(isinstance(i, str) for i in items):
-            raise TypeError(f"expected a list of strings, got {raw!r}")
-        return tuple(p.strip() for item in items for p in item.split(",") if p.strip())
-    if isinstance(raw, str):
-        text = raw.strip()
-        if kind is bool:
-            if text.lower() in _TRUE:
-                return True
-            if text.lower() in _FALSE:
-                return False
-            raise ValueError(f"expected true/false/1/0/yes/no, got {raw!r}")
-        if kind is int:
-            try:
-                return int(text, 10)
-            except ValueError:
-                raise ValueError(f"expected an integer, got {raw!r}") from None
-        if kind is float:
-            try:
-                number = float(text)
-            except ValueError:
-                raise ValueError(f"expected a number, got {raw!r}") from None
-            if not math.isfinite(number):
-                raise ValueError(f"expected a finite number, got {raw!r}")
-            return number
-        return raw
-    # Native TOML values (and booleans from --flag / --no-flag).
-    if kind is bool and (isinstance(raw, bool) or (isinstance(raw, int) and raw in (0, 1))):
-        return bool(raw)
-    if kind is int and isinstance(raw, int) and not isinstance(raw, bool):
-        return raw
-    if kind is float and isinstance(raw, int | float) and not isinstance(raw, bool):
-        if not math.isfinite(raw):
-            raise ValueError(f"expected a finite number, got {raw!r}")
-        return float(raw)
-    expected = {bool: "true or false", int: "an integer", float: "a number"}.get(kind, "a string")
-    raise TypeError(f"expected {expected}, got {raw!r}")
 
 
 def blame(message: str, names: Sequence[str]) -> str | None:

@@ -16,12 +16,19 @@ from .handshake import open_websocket, refusal_text
 from .target import Target, TargetClient
 from .tls import client_context
 from .watcher import CancelWatcher
-from .worker import CLOSE_TIMEOUT, SocketWorker, endpoint, handshake_headers
+from .worker import CLOSE_TIMEOUT, SocketState, SocketWorker, endpoint, handshake_headers
 
 log = logging.getLogger(__name__)
 
 #: Failed registration attempts in a row logged at INFO before WARNING (a router restarting).
 QUIET_ATTEMPTS = 3
+
+#: Socket states counted towards a router's v3 sockets, v1 sliding window, registered sockets
+#: and sockets ready for a request.
+_V3_COMING = frozenset({SocketState.V3, SocketState.CONNECTING})
+_V1_COMING = frozenset({SocketState.IDLE, SocketState.CONNECTING})
+_REGISTERED = frozenset({SocketState.IDLE, SocketState.BUSY, SocketState.V3})
+_READY = frozenset({SocketState.IDLE, SocketState.V3})
 
 
 class RouterLink:
@@ -71,9 +78,9 @@ class RouterLink:
     def _wanted(self, version: str) -> int:
         """Sockets to add so that the router has as many as configured, for ``version``."""
         if version == "3.0":
-            have = sum(1 for w in self._workers if w.state in ("v3", "connecting"))
+            have = sum(1 for w in self._workers if w.state in _V3_COMING)
             return max(0, self.config.v3_sockets - have)
-        have = sum(1 for w in self._workers if w.state in ("idle", "connecting"))
+        have = sum(1 for w in self._workers if w.state in _V1_COMING)
         return max(0, self.config.sliding_window - have)
 
     # -- called by workers -------------------------------------------------------------------
@@ -127,13 +134,13 @@ class RouterLink:
 
     def _registered(self, besides: SocketWorker) -> bool:
         """Another socket than ``besides`` is registered (under the lock)."""
-        return any(w.state in ("idle", "busy", "v3") for w in self._workers if w is not besides)
+        return any(w.state in _REGISTERED for w in self._workers if w is not besides)
 
     def wants_socket(self, worker: SocketWorker) -> bool:
         """False when enough v3 sockets are registered without ``worker``'s: it may end. (A v3
         router serves every request on them; more sockets only cost throughput.)"""
         with self._lock:
-            v3 = sum(1 for w in self._workers if w.state == "v3" and w is not worker)
+            v3 = sum(1 for w in self._workers if w.state is SocketState.V3 and w is not worker)
             return v3 < self.config.v3_sockets
 
     def begin_handshake(self, worker: SocketWorker) -> bool:
@@ -168,7 +175,7 @@ class RouterLink:
 
     def idle_count(self) -> int:
         """Registered sockets ready for a request: idle v1 sockets and every v3 socket."""
-        return sum(1 for w in self.workers() if w.state in ("idle", "v3"))
+        return sum(1 for w in self.workers() if w.state in _READY)
 
     def deregister(self, timeout: float) -> bool:
         """Ask the router to drop our idle sockets; True once it said it is done.
@@ -204,40 +211,20 @@ class RouterLink:
 class Connector:
     """A Cranker connector: exposes ``target`` at ``route`` on every router in ``routers``.
 
-    ``start()`` returns at once; sockets connect in the background and reconnect with backoff.
+    Options come as a :class:`ConnectorConfig` or as its fields by keyword
+    (``Connector(target=..., route=..., routers=[...])``), not both, as for ``Router``.
+    ``start()`` creates the threads and returns at once; sockets connect in the background
+    and reconnect with backoff.
     ``stop(timeout)`` deregisters, waits for in-flight requests, closes the rest, joins every
     thread, and returns True only when every request finished in time.
     """
 
-    def __init__(self, target: str | None = None, route: str | None = None,
-                 routers: Any = None, *, config: ConnectorConfig | None = None,
-                 **options: Any) -> None:
-        if config is None:
-            if target is None or route is None or routers is None:
-                raise TypeError("Connector needs target, route and routers (or config=)")
-            if isinstance(routers, str):
-                routers = (routers,)
-            config = ConnectorConfig(target=target, route=route, routers=tuple(routers),
-                                     **options)
-        self.config = config
-        self.target: Target
-        if callable(config.target):
-            from .wsgi import WsgiTarget
-
-            self.target = WsgiTarget(config.target)
-        elif not isinstance(config.target, str):
-            self.target = config.target  # a ready Target, e.g. WsgiTarget(app, script_name=...)
-        else:
-            self.target = TargetClient(
-                config.target,
-                connect_timeout=config.connect_timeout,
-                read_timeout=config.idle_timeout,
-                maxsize=config.v3_workers,
-                ssl_context=client_context(config.target_ca_file, config.target_verify)
-                if config.target.startswith("https://") else None,
-            )
-        self._pool = ThreadPoolExecutor(max_workers=config.v3_workers,
-                                        thread_name_prefix="crank-connector-stream")
+    def __init__(self, config: ConnectorConfig | None = None, **options: Any) -> None:
+        if config is not None and options:
+            raise TypeError("Connector() takes a ConnectorConfig or keyword options, not both")
+        self.config = config if config is not None else ConnectorConfig(**options)
+        self.target = _make_target(self.config)
+        self._pool: ThreadPoolExecutor | None = None
         self._links: list[RouterLink] = []
         self._watcher: CancelWatcher | None = None
         self._threads: ThreadCache | None = None
@@ -251,6 +238,8 @@ class Connector:
         if self._started:
             raise RuntimeError("connector already started")
         self._started = True
+        self._pool = ThreadPoolExecutor(max_workers=self.config.v3_workers,
+                                        thread_name_prefix="crank-connector-stream")
         self._watcher = CancelWatcher()
         self._threads = ThreadCache("crank-connector-socket")
         self._links = [RouterLink(self.config, url, self.target, self._pool, self._watcher,
@@ -273,55 +262,75 @@ class Connector:
         return sum(w.inflight for link in self._links for w in link.workers())
 
     def stop(self, timeout: float = 10.0) -> bool:
+        """Deregister, wait for in-flight requests up to ``timeout``, close the rest and join
+        every thread; True only when every request finished in time."""
         if not self._started:
             return True
         deadline = time.monotonic() + timeout
-        for link in self._links:
-            link.begin_stop()
-        # handshakes under way would register after the deregistration: let them finish
-        while (any(w.handshaking and not w.done.is_set()
-                   for link in self._links for w in link.workers())
-               and time.monotonic() < deadline):
-            time.sleep(0.01)
-        unanswered = [
-            link for link in self._links
-            if not link.deregister(max(0.1, min(CLOSE_TIMEOUT, deadline - time.monotonic())))
-        ]
-        while True:
-            # a router that confirmed deregistration closes our idle sockets itself; a socket
-            # it left open may be carrying a request that is on its way to us
-            for link in unanswered:
-                for worker in link.workers():
-                    worker.abort()  # only sockets with nothing in flight
-            alive = any(link.workers() for link in self._links)
-            if not alive or time.monotonic() >= deadline:
-                break
-            time.sleep(0.02)
+        unanswered = self._deregister(deadline)
+        self._drain(unanswered, deadline)
         clean = self.busy_count() == 0
         if not clean:
             log.warning("connector stop: %d request(s) still in flight after %.1fs; closing",
                         self.busy_count(), timeout)
+        clean = self._close_all() and clean
+        self._started = False
+        log.info("connector %s stopped (%s)", self.config.connector_instance_id,
+                 "clean" if clean else "not clean")
+        return clean
+
+    def _workers(self) -> list[SocketWorker]:
+        return [w for link in self._links for w in link.workers()]
+
+    def _deregister(self, deadline: float) -> list[RouterLink]:
+        """Stop adding sockets and deregister at every router: the links that did not
+        confirm. Handshakes under way would register after the deregistration: they finish
+        first."""
         for link in self._links:
-            for worker in link.workers():
-                worker.force_close()
+            link.begin_stop()
+        while (any(w.handshaking and not w.done.is_set() for w in self._workers())
+               and time.monotonic() < deadline):
+            time.sleep(0.01)
+        return [
+            link for link in self._links
+            if not link.deregister(max(0.1, min(CLOSE_TIMEOUT, deadline - time.monotonic())))
+        ]
+
+    def _drain(self, unanswered: list[RouterLink], deadline: float) -> None:
+        """Until every socket has ended or the deadline: a router that confirmed
+        deregistration closes our idle sockets itself; a socket it left open may be carrying
+        a request that is on its way to us, so only those with nothing in flight are
+        aborted."""
+        while True:
+            for link in unanswered:
+                for worker in link.workers():
+                    worker.abort()
+            if not self._workers() or time.monotonic() >= deadline:
+                return
+            time.sleep(0.02)
+
+    def _close_all(self) -> bool:
+        """Close every socket, join every thread, close the target: False if a thread is
+        left running."""
+        clean = True
+        for worker in self._workers():
+            worker.force_close()
         join_until = time.monotonic() + CLOSE_TIMEOUT + 1.0
-        for link in self._links:
-            for worker in link.workers():
-                worker.done.wait(max(0.0, join_until - time.monotonic()))
-        leftover = [w.name for link in self._links for w in link.workers()]
+        for worker in self._workers():
+            worker.done.wait(max(0.0, join_until - time.monotonic()))
+        leftover = [w.name for w in self._workers()]
         if leftover:
             log.error("connector stop: threads still running: %s", leftover)
             clean = False
         if self._threads is not None and not self._threads.stop(join_until):
             log.error("connector stop: socket threads did not end")
             clean = False
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
         if self._watcher is not None:
             self._watcher.stop()
         self.target.close()
-        self._started = False
-        log.info("connector %s stopped (%s)", self.config.connector_instance_id,
-                 "clean" if clean else "not clean")
         return clean
 
     def __enter__(self) -> Connector:
@@ -329,3 +338,21 @@ class Connector:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _make_target(config: ConnectorConfig) -> Target:
+    """The target ``config`` names: a WSGI app (a callable), a ready Target, or a URL."""
+    if callable(config.target):
+        from .wsgi import WsgiTarget
+
+        return WsgiTarget(config.target)
+    if not isinstance(config.target, str):
+        return config.target  # type: ignore[no-any-return]  # e.g. WsgiTarget(app, script_name=...)
+    return TargetClient(
+        config.target,
+        connect_timeout=config.connect_timeout,
+        read_timeout=config.idle_timeout,
+        maxsize=config.v3_workers,
+        ssl_context=client_context(config.target_ca_file, config.target_verify)
+        if config.target.startswith("https://") else None,
+    )

@@ -1,13 +1,18 @@
-"""Replaying a request against the target with urllib3, adding nothing the client did not send.
+"""Replaying a request against the target, adding nothing the client did not send.
 
-urllib3 normally adds ``User-Agent``, ``Accept-Encoding: identity`` and ``Content-Length: 0``;
-a proxy must not, so the connection classes here drop what the caller did not ask for.
-No retries, no redirects, no decompression; bodies stream both ways.
+The pool owns standard-library ``http.client`` connections (the base urllib3 builds on):
+urllib3's public ``request()`` adds ``User-Agent`` and a ``Content-Length: 0`` to a bodyless
+POST, and its pool re-encodes the target, so the request is written here with the public
+``putrequest``/``putheader``/``endheaders``/``send`` and the request line goes out byte for
+byte. No retries, no redirects, no decompression; bodies stream both ways; a keep-alive
+connection goes back to a bounded pool once its response is read to the end.
+Foreign errors (OSError, ``http.client.HTTPException``) become :class:`TargetError` here.
 """
 from __future__ import annotations
 
+import http.client
 import logging
-import queue
+import select
 import socket
 import ssl
 import threading
@@ -15,23 +20,21 @@ from collections.abc import Iterable, Iterator
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-import urllib3
-from urllib3.connection import HTTPConnection, HTTPSConnection
-from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
-from urllib3.util import SKIP_HEADER
-
+from ..errors import TargetError
 from ..protocol import RequestHead
 
-_AUTO_HEADERS = frozenset({"content-length", "user-agent"})
 log = logging.getLogger(__name__)
-_current = threading.local()
+_Connection = http.client.HTTPConnection
+#: What a target connection raises, translated to TargetError where it enters.
+_FOREIGN = (OSError, http.client.HTTPException)
 
 
 def failure_reason(err: BaseException) -> str:
     """What went wrong with the target, in a few words, for the close reason or RST_STREAM
-    message the router shows its client (``connection refused``, ``timed out``). urllib3
-    wraps the socket's error (its NewConnectionError is even a timeout), so the innermost
-    known cause along the exception's chain wins."""
+    message the router shows its client (``connection refused``, ``timed out``): a
+    TargetError's reason, else the innermost known cause along the exception's chain."""
+    if isinstance(err, TargetError):
+        return err.reason
     chain: list[BaseException] = []
     cause: BaseException | None = err
     while cause is not None and cause not in chain and len(chain) < 10:
@@ -47,26 +50,37 @@ def failure_reason(err: BaseException) -> str:
 _FAILURE_WORDS: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], str], ...] = (
     (ConnectionRefusedError, "connection refused"),
     (ConnectionResetError, "connection reset"),
-    ((TimeoutError, urllib3.exceptions.TimeoutError), "timed out"),
+    (TimeoutError, "timed out"),
     (socket.gaierror, "name resolution failed"),
     (ssl.SSLError, "TLS error"),
-    (urllib3.exceptions.ProtocolError, "connection closed"),
+    ((http.client.HTTPException, ConnectionError, TargetError), "connection closed"),
 )
+
+
+def _readable(sock: socket.socket) -> bool:
+    """Has ``sock`` something to read (or hung up)? poll, not select: any descriptor number."""
+    poller = select.poll()
+    poller.register(sock, select.POLLIN)
+    return bool(poller.poll(0))
+
+
+def _translated(err: BaseException) -> TargetError:
+    return TargetError(failure_reason(err), repr(err))
 
 
 class Cancel:
     """Lets another thread abort a request that is blocked on the target.
 
-    The connection urllib3 uses for the request attaches itself here; ``cancel()`` shuts its
-    socket down, which makes the blocked read or write fail at once.
+    The pool attaches the request's connection here; ``cancel()`` shuts its socket down,
+    which makes the blocked read or write fail at once.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._conn: HTTPConnection | None = None
+        self._conn: _Connection | None = None
         self.cancelled = False
 
-    def attach(self, conn: HTTPConnection) -> None:
+    def attach(self, conn: _Connection) -> None:
         with self._lock:
             self._conn = conn
             cancelled = self.cancelled
@@ -81,7 +95,7 @@ class Cancel:
             self._shutdown(conn)
 
     @staticmethod
-    def _shutdown(conn: HTTPConnection) -> None:
+    def _shutdown(conn: _Connection) -> None:
         sock = conn.sock
         if sock is not None:
             try:
@@ -90,71 +104,8 @@ class Cancel:
                 pass
 
 
-class _Replay:
-    """Mixin for urllib3 connections: send exactly the caller's headers."""
-
-    _crank_given: frozenset[str] = frozenset()
-
-    def request(self, method: str, url: str, body: Any = None,
-                headers: Any = None, **kwargs: Any) -> None:
-        cancel = getattr(_current, "cancel", None)
-        if cancel is not None:
-            cancel.attach(self)
-        # urllib3's pool percent-encodes the target (and upper-cases %2f): the request line
-        # must be the one the client sent, byte for byte
-        url = getattr(_current, "target", None) or url
-        headers = headers or {}
-        self._crank_given = frozenset(k.lower() for k in headers)
-        if "accept-encoding" not in self._crank_given:
-            headers = urllib3.HTTPHeaderDict(headers)
-            headers["Accept-Encoding"] = SKIP_HEADER
-        super().request(method, url, body, headers, **kwargs)  # type: ignore[misc]
-
-    def putheader(self, header: str | bytes, *values: Any) -> None:
-        name = header.lower() if isinstance(header, str) else header.decode().lower()
-        if name in _AUTO_HEADERS and name not in self._crank_given:
-            return
-        super().putheader(header, *values)  # type: ignore[misc]
-
-
-class ReplayHTTPConnection(_Replay, HTTPConnection):
-    pass
-
-
-class ReplayHTTPSConnection(_Replay, HTTPSConnection):
-    pass
-
-
-class _QuietWhenFull:
-    """Mixin for urllib3 pools: a connection returned to a full pool is closed without
-    urllib3's WARNING. A v1 connector's concurrency is not bounded by the pool size (each
-    request opens its own replacement socket), so a burst logged one warning per request."""
-
-    pool: Any
-
-    def _put_conn(self, conn: Any) -> None:
-        pool = self.pool
-        if pool is not None and conn is not None:
-            try:
-                pool.put(conn, block=False)
-                return
-            except queue.Full:
-                log.debug("target pool full: closing a surplus connection")
-                conn.close()
-                return
-        super()._put_conn(conn)  # type: ignore[misc]  # a closed pool: urllib3 closes it
-
-
-class _ReplayHTTPPool(_QuietWhenFull, HTTPConnectionPool):
-    ConnectionCls = ReplayHTTPConnection
-
-
-class _ReplayHTTPSPool(_QuietWhenFull, HTTPSConnectionPool):
-    ConnectionCls = ReplayHTTPSConnection
-
-
 class TargetResponse(Protocol):
-    """What a target returns: an urllib3 response, or anything shaped like one."""
+    """What a target returns: a :class:`PooledResponse`, or anything shaped like one."""
 
     status: int
     reason: str | None
@@ -176,8 +127,78 @@ class Target(Protocol):
     def close(self) -> None: ...
 
 
+class PooledResponse:
+    """The target's response, its body unread: ``read1`` streams it (still encoded, chunked
+    framing removed); ``release_conn`` hands the connection back to the pool when the body
+    was read to the end and the target keeps it alive, else closes it."""
+
+    def __init__(self, client: TargetClient, conn: _Connection,
+                 resp: http.client.HTTPResponse) -> None:
+        self._client = client
+        self._conn: _Connection | None = conn
+        self._resp = resp
+        self.status = resp.status
+        self.reason: str | None = resp.reason
+        self.headers = resp.msg
+        self._done = resp.isclosed()
+
+    @property
+    def length_remaining(self) -> int | None:
+        """Body bytes still to come of a fixed-length body (None: chunked or until close)."""
+        if self._done:
+            return 0
+        return None if self._resp.chunked else self._resp.length
+
+    def _complete(self) -> bool:
+        """The body was read to its end (a reader may stop at ``length_remaining == 0``
+        without the final empty read)."""
+        return self._done or self._resp.isclosed() or self.length_remaining == 0
+
+    def read1(self, amt: int | None = None, decode_content: bool | None = None) -> bytes:
+        if self._done:
+            return b""
+        expected = self.length_remaining
+        try:
+            data = self._resp.read1(-1 if amt is None else amt)
+        except _FOREIGN as err:
+            self.close()
+            raise _translated(err) from err
+        if not data:
+            if expected:  # http.client takes an early close of a sized body as its end
+                self.close()
+                raise TargetError("connection closed", f"{expected} body bytes missing")
+            self._done = True
+        return data
+
+    def read(self) -> bytes:
+        """The rest of the body (for tests and small bodies)."""
+        parts = []
+        while data := self.read1(65536):
+            parts.append(data)
+        return b"".join(parts)
+
+    def close(self) -> None:
+        """Abandon the response: its connection is closed, never reused."""
+        conn, self._conn = self._conn, None
+        self._done = True
+        self._resp.close()
+        if conn is not None:
+            conn.close()
+
+    def release_conn(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        complete = self._complete()
+        self._resp.close()  # the file over the socket; the socket stays with conn
+        if complete and not self._resp.will_close:
+            self._client.checkin(conn)
+        else:
+            conn.close()
+
+
 class TargetClient:
-    """A pool of keep-alive connections to one target service."""
+    """A bounded pool of keep-alive connections to one target service."""
 
     def __init__(self, target: str, *, connect_timeout: float, read_timeout: float,
                  maxsize: int = 32, ssl_context: ssl.SSLContext | None = None) -> None:
@@ -185,51 +206,123 @@ class TargetClient:
         self.base_path = parts.path.rstrip("/")
         if not parts.hostname:
             raise ValueError(f"target {target!r} has no host")
-        timeout = urllib3.Timeout(connect=connect_timeout, read=read_timeout)
-        self.pool: HTTPConnectionPool
-        if parts.scheme == "https":
-            self.pool = _ReplayHTTPSPool(parts.hostname, parts.port, maxsize=maxsize,
-                                         block=False, retries=False, timeout=timeout,
-                                         ssl_context=ssl_context)
+        self._host, self._port = parts.hostname, parts.port
+        self._tls = parts.scheme == "https"
+        self._ssl_context = ssl_context
+        self._connect_timeout = connect_timeout
+        self._read_timeout = read_timeout
+        self.maxsize = maxsize
+        self._lock = threading.Lock()
+        self._idle: list[_Connection] = []
+        self._closed = False
+        #: Connections opened so far (the pool's reuse shows in it).
+        self.connections_made = 0
+
+    def idle_count(self) -> int:
+        with self._lock:
+            return len(self._idle)
+
+    def _new_connection(self) -> _Connection:
+        conn: _Connection
+        if self._tls:
+            conn = http.client.HTTPSConnection(self._host, self._port,
+                                               timeout=self._connect_timeout,
+                                               context=self._ssl_context)
         else:
-            self.pool = _ReplayHTTPPool(parts.hostname, parts.port, maxsize=maxsize,
-                                        block=False, retries=False, timeout=timeout)
+            conn = http.client.HTTPConnection(self._host, self._port,
+                                              timeout=self._connect_timeout)
+        with self._lock:
+            self.connections_made += 1
+        return conn
+
+    def _checkout(self) -> _Connection:
+        """An idle connection the target has not closed meanwhile, else a new one."""
+        while True:
+            with self._lock:
+                conn = self._idle.pop() if self._idle else None
+            if conn is None:
+                return self._new_connection()
+            if conn.sock is not None and not _readable(conn.sock):
+                return conn
+            conn.close()  # readable while idle: closed by the target (or junk)
+
+    def checkin(self, conn: _Connection) -> None:
+        """A connection whose response was read to the end: kept, or closed if the pool is
+        full (a v1 connector's concurrency is not bounded by the pool size) or closed."""
+        with self._lock:
+            if not self._closed and len(self._idle) < self.maxsize:
+                self._idle.append(conn)
+                return
+        log.debug("target pool full: closing a surplus connection")
+        conn.close()
 
     def send(self, head: RequestHead, body: Iterable[bytes] | None,
-             cancel: Cancel | None = None) -> urllib3.BaseHTTPResponse:
+             cancel: Cancel | None = None) -> PooledResponse:
         """Send ``head`` (and ``body`` when it has one); the response body is left unread.
 
-        ``cancel.cancel()`` from another thread aborts the exchange with the target.
+        ``cancel.cancel()`` from another thread aborts the exchange with the target. Errors of
+        the target raise TargetError; whatever the body iterator raises passes through.
         """
-        headers = urllib3.HTTPHeaderDict()
-        for name, value in head.headers:
-            headers.add(name, value)
-        has_length = "content-length" in headers
-        _current.cancel = cancel
-        _current.target = self.base_path + head.target
+        conn = self._checkout()
+        if cancel is not None:
+            cancel.attach(conn)
+        ok = False
         try:
-            return self._urlopen(head, body, headers, has_length)
+            try:
+                if conn.sock is None:
+                    conn.connect()
+                    if conn.sock is not None:
+                        conn.sock.settimeout(self._read_timeout)
+                    if cancel is not None:
+                        cancel.attach(conn)  # a cancel during the connect
+                chunked = self._send_head(conn, head, body is not None)
+            except _FOREIGN as err:
+                raise _translated(err) from err
+            if body is not None:
+                self._send_body(conn, body, chunked)
+            try:
+                resp = conn.getresponse()
+            except _FOREIGN as err:
+                raise _translated(err) from err
+            ok = True
         finally:
-            _current.cancel = _current.target = None
+            if not ok:
+                conn.close()
+        return PooledResponse(self, conn, resp)
 
-    def _urlopen(self, head: RequestHead, body: Iterable[bytes] | None,
-                 headers: urllib3.HTTPHeaderDict, has_length: bool) -> urllib3.BaseHTTPResponse:
-        return self.pool.urlopen(
-            head.method,
-            self.base_path + head.target,
-            body=body,
-            headers=headers,
-            retries=False,
-            redirect=False,
-            assert_same_host=False,
-            preload_content=False,
-            decode_content=False,
-            release_conn=False,
-            chunked=body is not None and not has_length,
-        )
+    def _send_head(self, conn: _Connection, head: RequestHead, has_body: bool) -> bool:
+        names = {name.lower() for name, _ in head.headers}
+        conn.putrequest(head.method, self.base_path + head.target,
+                        skip_host="host" in names, skip_accept_encoding=True)
+        for name, value in head.headers:
+            conn.putheader(name, value)
+        chunked = has_body and "content-length" not in names
+        if chunked and "transfer-encoding" not in names:
+            conn.putheader("Transfer-Encoding", "chunked")
+        conn.endheaders()
+        return chunked
+
+    @staticmethod
+    def _send_body(conn: _Connection, body: Iterable[bytes], chunked: bool) -> None:
+        for chunk in body:  # Cancelled (the router's side) passes through untranslated
+            if not chunk:
+                continue
+            try:
+                conn.send(b"%x\r\n%b\r\n" % (len(chunk), chunk) if chunked else chunk)
+            except _FOREIGN as err:
+                raise _translated(err) from err
+        if chunked:
+            try:
+                conn.send(b"0\r\n\r\n")
+            except _FOREIGN as err:
+                raise _translated(err) from err
 
     def close(self) -> None:
-        self.pool.close()
+        with self._lock:
+            self._closed = True
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
 
 
 def iter_response(resp: TargetResponse, chunk_size: int) -> Iterator[bytes]:

@@ -17,11 +17,10 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
-import urllib3
 import websocket
 from websocket import ABNF
 
-from ..errors import RemoteProtocolError
+from ..errors import RemoteProtocolError, TargetError
 from ..protocol import ResponseHead, encode_response_head, parse_request_text, v3
 from ..protocol import v3_session as core
 from ..protocol.limits import DEFAULT_MESSAGE_LIMIT, V3_OVERHEAD
@@ -36,7 +35,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _WS_ERRORS = (websocket.WebSocketException, OSError)
-_TARGET_ERRORS = (urllib3.exceptions.HTTPError, OSError)
+_TARGET_ERRORS = (TargetError, OSError)
 _END = object()
 
 

@@ -12,19 +12,21 @@ import ssl
 import threading
 import time
 from collections.abc import Iterator
+from enum import Enum
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
-import urllib3
 import websocket
 from websocket import ABNF
 
-from ..errors import RemoteProtocolError
+from ..errors import RemoteProtocolError, TargetError
 from ..protocol import (
     MARKER_BODY_ENDED,
     RequestHead,
     ResponseHead,
+    concluded_version,
     encode_response_head,
+    offer_headers,
     parse_request,
 )
 from ..protocol.limits import DEFAULT_MESSAGE_LIMIT, MESSAGE_LIMIT_HEADER, peer_message_limit
@@ -41,7 +43,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _WS_ERRORS = (websocket.WebSocketException, OSError)
-_TARGET_ERRORS = (urllib3.exceptions.HTTPError, OSError)
+_TARGET_ERRORS = (TargetError, OSError)
 CLOSE_TIMEOUT = 3.0
 #: While a response streams, how often the socket is polled for the router's cancel (a poll
 #: per chunk cost a system call every 64 KiB).
@@ -68,27 +70,14 @@ class Cancelled(Exception):
 
 def handshake_headers(route: str, protocols: tuple[str, ...], domain: str = "*",
                       token: str | None = None) -> list[str]:
-    """Registration headers. The subprotocol list is sent by hand (not as websocket-client's
-    ``subprotocols``) so that a router which echoes none still gets a v1 connection."""
-    headers = [f"Route: {route}"]
-    if token:
-        headers.append(f"Authorization: Bearer {token}")
-    if "1.0" in protocols:
-        headers.append("CrankerProtocol: 1.0")
-    headers.append("Sec-WebSocket-Protocol: " + ", ".join(f"cranker_{p}" for p in protocols))
-    headers.append(f"{MESSAGE_LIMIT_HEADER}: {MAX_MESSAGE}")
-    if domain != "*" and "3.0" in protocols:
-        headers.append(f"Domain: {domain}")
-    return headers
+    """Registration headers (protocol.registration.offer_headers), with this side's limit."""
+    return offer_headers(route, protocols, message_limit=MAX_MESSAGE, domain=domain,
+                         token=token)
 
 
 def chosen_version(ws: websocket.WebSocket, offered: tuple[str, ...]) -> str | None:
     """The version the router picked: its echoed subprotocol, or v1 when it echoed none."""
-    echo = (ws.getheaders() or {}).get("sec-websocket-protocol")
-    if echo:
-        version = echo.strip().lower().removeprefix("cranker_")
-        return version if version in offered else None
-    return "1.0" if "1.0" in offered else None
+    return concluded_version((ws.getheaders() or {}).get("sec-websocket-protocol"), offered)
 
 
 def endpoint(router_url: str, action: str, instance_id: str, component: str) -> str:
@@ -98,13 +87,23 @@ def endpoint(router_url: str, action: str, instance_id: str, component: str) -> 
     )
 
 
+class SocketState(str, Enum):
+    """Where a socket worker is (a str, so logs and tests read ``"idle"``)."""
+
+    CONNECTING = "connecting"  # registering (or waiting to retry)
+    IDLE = "idle"  # a v1 socket waiting for its request
+    BUSY = "busy"  # a v1 socket serving its request
+    V3 = "v3"  # a v3 socket, serving any number of streams
+    DONE = "done"  # the worker has ended
+
+
 class SocketWorker:
     """One websocket to one router, on one of the link's ``crank-connector-socket-N`` threads
     (reused: a v1 socket lives for one request, its thread for many)."""
 
     def __init__(self, link: RouterLink) -> None:
         self.link = link
-        self.state = "connecting"
+        self.state = SocketState.CONNECTING
         self.ws: websocket.WebSocket | None = None
         self.v3: V3Socket | None = None
         #: The largest message the router takes (announced in its 101, else 16 KiB).
@@ -122,7 +121,7 @@ class SocketWorker:
     @property
     def inflight(self) -> int:
         """Requests this socket is serving now."""
-        if self.state == "busy":
+        if self.state is SocketState.BUSY:
             return 1
         v3_socket = self.v3
         return v3_socket.inflight if v3_socket is not None else 0
@@ -169,7 +168,7 @@ class SocketWorker:
                     if not self.link.stopping.is_set():
                         self.link.on_socket_lost(self)
                     continue
-                self.state = "busy"
+                self.state = SocketState.BUSY
                 self.link.on_request(self)
                 try:
                     self._serve(ws, request)
@@ -179,7 +178,7 @@ class SocketWorker:
         except Exception:  # noqa: BLE001 - a worker must never die silently
             log.exception("connector socket worker failed")
         finally:
-            self.state = "done"
+            self.state = SocketState.DONE
             self.link.on_exit(self)
             self.done.set()
 
@@ -216,14 +215,14 @@ class SocketWorker:
         # before it deregisters, so the router closes this socket with the others
         if version == "3.0":
             self.v3 = V3Socket(self.link, ws, self.link.pool, self.message_limit)
-            self.state = "v3"
+            self.state = SocketState.V3
         else:
-            self.state = "idle"
+            self.state = SocketState.IDLE
         self.link.on_registered(self, version)
         return ws
 
     def _discard(self, ws: websocket.WebSocket) -> None:
-        self.state = "connecting"
+        self.state = SocketState.CONNECTING
         self.ws = None
         _shutdown(ws)
 
@@ -323,18 +322,10 @@ class SocketWorker:
                  resp: TargetResponse, cancel: Cancel) -> None:
         complete = False
         try:
-            try:
-                response_head = ResponseHead(status=resp.status, reason=resp.reason or "",
-                                             headers=tuple(resp.headers.items()))
-            except Exception as err:  # noqa: BLE001 - any invalid head becomes 1011
-                log.warning("target sent an unusable response head: %s", err)
-                self._close(ws, 1011, "bad response from target")
+            pending = self._head_frames(ws, resp)
+            if pending is None:
                 return
-            # the head goes out with the first body chunk (or alone if the body is empty or slow)
-            pending = [(ABNF.OPCODE_TEXT, encode_response_head(response_head).encode())]
             chunk_size = min(self.link.config.chunk_size, self.message_limit)
-            chunks = iter_response(resp, chunk_size)
-            next_check = 0.0
             # a target silent mid-response (a long poll, server-sent events) blocks this thread
             # in the target's read: the watcher notices the router's close meanwhile. On plain
             # TCP only: a TLS socket must not be read while this thread writes to it, so there
@@ -345,37 +336,11 @@ class SocketWorker:
             if not small_body(resp, chunk_size):
                 send_frames(ws, pending)
                 pending = []
-            while True:
-                try:
-                    chunk = next(chunks, None)
-                except _TARGET_ERRORS as err:
-                    if cancel.cancelled:
-                        log.info("request %s cancelled: the client went away", head.label)
-                        return
-                    log.warning("target failed mid-body for %s: %r", head.label, err)
-                    if pending:
-                        send_frames(ws, pending)
-                    self._close(ws, 1011, f"target failed mid-body: {failure_reason(err)}")
-                    return
-                if chunk is None:
-                    break
-                if cancel.cancelled:
-                    log.info("request %s cancelled", head.label)
-                    return
-                now = time.monotonic()
-                if not watched and now >= next_check:
-                    if self._router_cancelled(ws):
-                        log.info("request %s cancelled by the router", head.label)
-                        return
-                    next_check = now + CANCEL_CHECK_INTERVAL
-                pending.append((ABNF.OPCODE_BINARY, chunk))
-                send_frames(ws, pending)
-                pending = []
-            if pending:
-                send_frames(ws, pending)
-            complete = True
-            self.link.watcher.unwatch(ws)
-            self._close(ws, 1000, "")
+            complete = self._send_body(ws, head, iter_response(resp, chunk_size), cancel,
+                                       pending, watched)
+            if complete:
+                self.link.watcher.unwatch(ws)
+                self._close(ws, 1000, "")
         except Cancelled:
             log.info("request %s cancelled by the router", head.label)
         except _WS_ERRORS as err:
@@ -385,6 +350,54 @@ class SocketWorker:
             if not complete:
                 resp.close()
             resp.release_conn()
+
+    def _head_frames(self, ws: websocket.WebSocket,
+                     resp: TargetResponse) -> list[tuple[int, bytes]] | None:
+        """The response head as the frame to send (it goes out with the first body chunk, or
+        alone if the body is empty or slow); None after closing with 1011 on a bad head."""
+        try:
+            response_head = ResponseHead(status=resp.status, reason=resp.reason or "",
+                                         headers=tuple(resp.headers.items()))
+        except Exception as err:  # noqa: BLE001 - any invalid head becomes 1011
+            log.warning("target sent an unusable response head: %s", err)
+            self._close(ws, 1011, "bad response from target")
+            return None
+        return [(ABNF.OPCODE_TEXT, encode_response_head(response_head).encode())]
+
+    def _send_body(self, ws: websocket.WebSocket, head: RequestHead, chunks: Iterator[bytes],
+                   cancel: Cancel, pending: list[tuple[int, bytes]], watched: bool) -> bool:
+        """Relay the body (after the ``pending`` frames): True when all of it went out, False
+        when the request was cancelled or the target failed (then closed with 1011)."""
+        next_check = 0.0
+        while True:
+            try:
+                chunk = next(chunks, None)
+            except _TARGET_ERRORS as err:
+                if cancel.cancelled:
+                    log.info("request %s cancelled: the client went away", head.label)
+                    return False
+                log.warning("target failed mid-body for %s: %r", head.label, err)
+                if pending:
+                    send_frames(ws, pending)
+                self._close(ws, 1011, f"target failed mid-body: {failure_reason(err)}")
+                return False
+            if chunk is None:
+                break
+            if cancel.cancelled:
+                log.info("request %s cancelled", head.label)
+                return False
+            now = time.monotonic()
+            if not watched and now >= next_check:
+                if self._router_cancelled(ws):
+                    log.info("request %s cancelled by the router", head.label)
+                    return False
+                next_check = now + CANCEL_CHECK_INTERVAL
+            pending.append((ABNF.OPCODE_BINARY, chunk))
+            send_frames(ws, pending)
+            pending = []
+        if pending:
+            send_frames(ws, pending)
+        return True
 
     def _router_cancelled(self, ws: websocket.WebSocket) -> bool:
         """Between chunks: has the router sent anything (a 1001 close when the client left)?"""

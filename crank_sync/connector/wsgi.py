@@ -15,111 +15,31 @@ it answers.
 from __future__ import annotations
 
 import logging
-import re
-import tempfile
 from collections.abc import Callable, Iterable, Iterator
-from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
-import urllib3
-
-from ..errors import CrankError
+from ..errors import TargetError
 from ..protocol import RequestHead
 from .target import Cancel
+from .wsgi_call import AppCall, WsgiHeaders
 from .wsgi_environ import _forwarded_params, _native, _node, _percent_decode, _split_host
 from .wsgi_io import ClientDisconnected, FileWrapper, RequestInput, _ErrorStream
 
 log = logging.getLogger(__name__)
 
-ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
 WsgiApp = Callable[..., Iterable[bytes]]
 
-_STATUS_RE = re.compile(r"^(\d{3})(?: (.*))?$")
-_TOKEN_RE = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
-_BAD_VALUE_RE = re.compile(r"[\r\n\x00]")
 _NO_BODY_STATUS = (204, 304)
 _ERROR_BODY = b"Internal Server Error\n"
 
 
-class ApplicationError(CrankError, urllib3.exceptions.ProtocolError):
-    """The application failed after its response started: the worker aborts the stream.
+class ApplicationError(TargetError):
+    """The application failed after its response started: the worker aborts the stream,
+    exactly as for an HTTP target that died mid-body (v1 close 1011, v3 RST_STREAM)."""
 
-    A ``urllib3`` ``ProtocolError`` so that workers treat it exactly like an HTTP target that
-    died mid-body (v1 close 1011, v3 RST_STREAM).
-    """
-
-    status = 502
-
-
-class WsgiHeaders:
-    """Response headers in the order the application gave them, duplicates kept."""
-
-    def __init__(self, pairs: list[tuple[str, str]]) -> None:
-        self._pairs = pairs
-
-    def items(self) -> list[tuple[str, str]]:
-        return list(self._pairs)
-
-    def get(self, name: str, default: str | None = None) -> str | None:
-        return next((v for n, v in self._pairs if n.lower() == name.lower()), default)
-
-
-def _check_response_head(status: str, headers: list[tuple[str, str]]) -> tuple[int, str]:
-    if not isinstance(status, str):
-        raise TypeError(f"WSGI status must be a str, got {type(status).__name__}")
-    match = _STATUS_RE.match(status)
-    if not match or _BAD_VALUE_RE.search(status):
-        raise ValueError(f"invalid WSGI status {status!r}")
-    for pair in headers:
-        if not (isinstance(pair, tuple) and len(pair) == 2
-                and isinstance(pair[0], str) and isinstance(pair[1], str)):
-            raise TypeError(f"WSGI headers must be (str, str) tuples, got {pair!r}")
-        if not _TOKEN_RE.match(pair[0]) or _BAD_VALUE_RE.search(pair[1]):
-            raise ValueError(f"invalid response header {pair!r}")
-    return int(match.group(1)), match.group(2) or ""
-
-
-class _Call:
-    """The ``start_response`` and ``write()`` side of one application call."""
-
-    def __init__(self, write_buffer: int) -> None:
-        self.status: tuple[int, str] | None = None
-        self.headers: list[tuple[str, str]] = []
-        self.sent = False  # the head left with send(): exc_info can no longer replace it
-        self.spool: Any = None  # SpooledTemporaryFile of write() data, made on first use
-        self.late: list[bytes] = []  # write() from inside the iterable, after send()
-        self._write_buffer = write_buffer
-
-    def start_response(self, status: str, headers: list[tuple[str, str]],
-                       exc_info: ExcInfo | None = None) -> Callable[[bytes], None]:
-        if exc_info is not None:
-            try:
-                if self.sent or self.spool is not None:
-                    raise exc_info[1].with_traceback(exc_info[2])
-            finally:
-                exc_info = None  # no reference cycle through the traceback
-        elif self.status is not None:
-            raise AssertionError("start_response() called twice without exc_info")
-        headers = list(headers)
-        self.status = _check_response_head(status, headers)
-        self.headers = headers
-        return self.write
-
-    def write(self, data: bytes) -> None:
-        """The legacy ``write()`` callable: spooled until the application returns."""
-        if self.status is None:
-            raise AssertionError("write() called before start_response()")
-        if not isinstance(data, (bytes, bytearray, memoryview)):
-            raise TypeError(f"write() needs bytes, got {type(data).__name__}")
-        if not data:
-            return
-        if self.sent:
-            self.late.append(bytes(data))
-            return
-        if self.spool is None:
-            self.spool = tempfile.SpooledTemporaryFile(max_size=self._write_buffer)
-        self.spool.write(data)
+    def __init__(self, detail: str) -> None:
+        super().__init__("connection closed", detail)
 
 
 def _close_quietly(result: object) -> None:
@@ -143,7 +63,7 @@ class WsgiResponse:
     status: int
     reason: str | None
 
-    def __init__(self, call: _Call, result: Iterable[bytes], method: str) -> None:
+    def __init__(self, call: AppCall, result: Iterable[bytes], method: str) -> None:
         self._call = call
         self._result = result
         self._file = result.filelike if isinstance(result, FileWrapper) else None
@@ -159,7 +79,7 @@ class WsgiResponse:
 
     # -- used by WsgiTarget.send, on the worker thread --------------------------------------
 
-    def _start(self) -> None:
+    def start(self) -> None:
         """Run the application up to its first body chunk, so its head is final."""
         if self._call.spool is None:
             first = self._pull(65536)
@@ -266,13 +186,13 @@ class WsgiResponse:
 
 
 def _error_response(method: str) -> WsgiResponse:
-    call = _Call(0)
+    call = AppCall(0)
     call.start_response("500 Internal Server Error", [
         ("Content-Type", "text/plain; charset=utf-8"),
         ("Content-Length", str(len(_ERROR_BODY))),
     ])
     resp = WsgiResponse(call, [_ERROR_BODY], method)
-    resp._start()
+    resp.start()
     return resp
 
 
@@ -307,12 +227,12 @@ class WsgiTarget:
         """
         stream = RequestInput(body)
         environ = self.environ(head, stream)
-        call = _Call(self.write_buffer)
+        call = AppCall(self.write_buffer)
         result: Iterable[bytes] | None = None
         try:
             result = self.app(environ, call.start_response)
             resp = WsgiResponse(call, result, head.method)
-            resp._start()
+            resp.start()
         except Exception:
             _close_quietly(result)
             if stream.error is None:

@@ -10,6 +10,13 @@ from .headers import (
     forwarded_element,
     route_of,
 )
+from .registration import (
+    SUPPORTED_VERSIONS,
+    concluded_version,
+    negotiate,
+    offer_headers,
+    offered_subprotocols,
+)
 from .v1 import (
     MARKER_BODY_ENDED,
     MARKER_BODY_FOLLOWS,
@@ -30,12 +37,17 @@ __all__ = [
     "MARKER_BODY_FOLLOWS",
     "MARKER_NO_BODY",
     "RequestHead",
+    "SUPPORTED_VERSIONS",
     "ResponseHead",
+    "concluded_version",
     "encode_request",
     "encode_response_head",
     "filter_request_headers",
     "filter_response_headers",
     "forwarded_element",
+    "negotiate",
+    "offer_headers",
+    "offered_subprotocols",
     "parse_request",
     "parse_request_text",
     "request_text",

@@ -72,3 +72,11 @@ def candidates(path: str, resolver: str) -> Iterator[str]:
 def resolve(path: str, resolver: str, known: Callable[[str], bool]) -> str | None:
     """The first candidate route of ``path`` for which ``known`` is true, else None."""
     return next((name for name in candidates(path, resolver) if name and known(name)), None)
+
+
+def host_name(host: str) -> str:
+    """A ``Host`` header value without its port, lower-cased (the key of a v3 Domain)."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host.split("]", 1)[0] + "]"
+    return host.rsplit(":", 1)[0]

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import ClientGone, NoConnectorAvailable, NoRoute
 from ..protocol.limits import DEFAULT_MESSAGE_LIMIT
-from ..protocol.routes import CATCH_ALL, candidates, resolve
+from ..protocol.routes import CATCH_ALL, candidates, host_name, resolve
 from .websocket import RouterWebSocket
 
 if TYPE_CHECKING:
@@ -357,7 +357,7 @@ class SocketRegistry:
         """The route for ``name`` and a socket from it, unless earlier requests are waiting
         for one (lock held). Raises NoRoute."""
         if host and not self._closed and self._domains:
-            domain = self._domains.get(_hostname(host))
+            domain = self._domains.get(host_name(host))
             if domain is not None:
                 sock = domain.pick(self._dark)
                 if sock is not None:
@@ -398,11 +398,3 @@ class SocketRegistry:
                 name: {"idle": list(r.idle), "busy": list(r.busy), "v3": list(r.v3)}
                 for name, r in groups.items()
             }
-
-
-def _hostname(host: str) -> str:
-    """``Host`` header value without its port, lower-cased."""
-    host = host.strip().lower()
-    if host.startswith("["):
-        return host.split("]", 1)[0] + "]"
-    return host.rsplit(":", 1)[0]

@@ -13,6 +13,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from ..errors import BadRequest
 from ..protocol.limits import MESSAGE_LIMIT_HEADER, peer_message_limit
+from ..protocol.registration import LEGACY_HEADER, negotiate, offered_subprotocols
 from ..protocol.routes import reachable, validate_route
 from . import admin
 from .pool import ConnectorSocket
@@ -24,34 +25,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: Cranker versions this router speaks, in no particular order.
-SUPPORTED_VERSIONS = ("3.0", "1.0")
 _ws_ids = itertools.count(1)
-
-
-def negotiate(offered_subprotocols: list[str], legacy: str | None,
-              supported: tuple[str, ...] = SUPPORTED_VERSIONS) -> tuple[str, str | None]:
-    """Pick the Cranker version: ``(version, subprotocol to echo or None)``.
-
-    The first offered ``cranker_<v>`` subprotocol in ``supported`` wins; only when none is
-    offered does the legacy ``CrankerProtocol`` header decide.
-    """
-    if offered_subprotocols:
-        for token in offered_subprotocols:
-            version = token.strip().lower().removeprefix("cranker_")
-            if version in supported:
-                return version, token.strip()
-        raise BadRequest(
-            f"none of the offered subprotocols {offered_subprotocols} is supported; "
-            f"this router speaks {', '.join('cranker_' + v for v in supported)}"
-        )
-    if legacy is not None:
-        version = legacy.strip()
-        if version in supported:
-            return version, None
-        raise BadRequest(f"CrankerProtocol {version!r} is not supported")
-    raise BadRequest("no Sec-WebSocket-Protocol or CrankerProtocol header: cannot pick a version")
-
 
 
 class HeadReader:
@@ -216,14 +190,9 @@ class RegistrationHandler(BaseHTTPRequestHandler):
             return self._refuse(400, "a websocket upgrade is required")
         if not headers.get("Sec-WebSocket-Key") or headers.get("Sec-WebSocket-Version") != "13":
             return self._refuse(400, "Sec-WebSocket-Key and Sec-WebSocket-Version: 13 required")
-        offered = [
-            t.strip()
-            for v in headers.get_all("Sec-WebSocket-Protocol") or []
-            for t in v.split(",")
-            if t.strip()
-        ]
+        offered = offered_subprotocols(headers.get_all("Sec-WebSocket-Protocol") or [])
         try:
-            version, echo = negotiate(offered, headers.get("CrankerProtocol"),
+            version, echo = negotiate(offered, headers.get(LEGACY_HEADER),
                                       self.core.config.protocols)
             # a missing or empty Route header is the catch-all (PROTOCOL.md)
             route = validate_route(headers.get("Route") or "", empty_is_catch_all=True)

@@ -106,17 +106,18 @@ class RegistrationGuard:
 
 
 class PendingTicket:
-    """One admitted connection's place under :class:`PendingLimit`; released once."""
+    """One admitted connection's place under :class:`PendingLimit`; released once.
+    ``released`` is read and set under the limit's lock only."""
 
-    __slots__ = ("_limit", "_ip", "_released")
+    __slots__ = ("limit", "ip", "released")
 
     def __init__(self, limit: PendingLimit, ip: str) -> None:
-        self._limit = limit
-        self._ip = ip
-        self._released = False
+        self.limit = limit
+        self.ip = ip
+        self.released = False
 
     def release(self) -> None:
-        self._limit._release(self)
+        self.limit.release(self)
 
 
 class PendingLimit:
@@ -162,14 +163,15 @@ class PendingLimit:
             "_per_address" if over_address else "")
         return None
 
-    def _release(self, ticket: PendingTicket) -> None:
+    def release(self, ticket: PendingTicket) -> None:
+        """Give ``ticket``'s place back (a second release of the same ticket does nothing)."""
         with self._lock:
-            if ticket._released:
+            if ticket.released:
                 return
-            ticket._released = True
+            ticket.released = True
             self._count -= 1
-            left = self._by_ip[ticket._ip] - 1
+            left = self._by_ip[ticket.ip] - 1
             if left:
-                self._by_ip[ticket._ip] = left
+                self._by_ip[ticket.ip] = left
             else:
-                del self._by_ip[ticket._ip]
+                del self._by_ip[ticket.ip]

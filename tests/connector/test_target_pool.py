@@ -21,15 +21,73 @@ def test_connections_past_the_pool_size_are_closed_without_a_warning(target, cap
             assert resp.status == 200
             assert resp.read() == deterministic_bytes(100, 1)
             resp.release_conn()
-        assert client.pool.num_connections == 3
-        assert client.pool.pool is not None and client.pool.pool.qsize() == 1
+        assert client.connections_made == 3
+        assert client.idle_count() == 1
         # the kept connection serves the next request
         again = client.send(head, None)
         assert again.read() == deterministic_bytes(100, 1)
         again.release_conn()
-        assert client.pool.num_connections == 3
+        assert client.connections_made == 3
     finally:
         client.close()
     warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert not warnings, [r.getMessage() for r in warnings]
     assert sum("closing a surplus connection" in r.getMessage() for r in caplog.records) == 2
+
+
+def test_nothing_is_added_to_a_bodyless_post_and_connections_are_reused(target):
+    client = TargetClient(target.url, connect_timeout=5, read_timeout=5, maxsize=2)
+    try:
+        head = RequestHead(method="POST", target="/svc/bytes/10?seed=2",
+                           headers=(("Host", "127.0.0.1"),))
+        for _ in range(2):
+            resp = client.send(head, None)
+            assert resp.status == 200
+            assert resp.read() == deterministic_bytes(10, 2)
+            resp.release_conn()
+        assert client.connections_made == 1
+    finally:
+        client.close()
+    seen = target.received_for("/svc/bytes/10")
+    assert len(seen) == 2
+    for rec in seen:
+        assert [n.lower() for n, _ in rec.headers] == ["host"], rec.headers
+
+
+def test_target_errors_carry_the_reason_the_connector_sends():
+    import socket
+
+    from crank_sync.errors import TargetError
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # bound, not listening: the connect is refused
+        client = TargetClient(f"http://127.0.0.1:{port}", connect_timeout=5, read_timeout=5)
+        head = RequestHead(method="GET", target="/x", headers=(("Host", "a"),))
+        try:
+            client.send(head, None)
+        except TargetError as err:
+            assert err.reason == "connection refused"
+            assert isinstance(err.__cause__, ConnectionRefusedError)
+        else:
+            raise AssertionError("a refused connect must raise TargetError")
+        finally:
+            client.close()
+
+
+def test_a_body_read_to_its_length_frees_the_connection(target):
+    """A v3 stream stops reading at length_remaining == 0, without the final empty read."""
+    client = TargetClient(target.url, connect_timeout=5, read_timeout=5, maxsize=2)
+    try:
+        head = RequestHead(method="GET", target="/svc/bytes/10?seed=3",
+                           headers=(("Host", "127.0.0.1"),))
+        for _ in range(3):
+            resp = client.send(head, None)
+            data = b""
+            while resp.length_remaining:
+                data += resp.read1(65536)
+            assert data == deterministic_bytes(10, 3)
+            resp.release_conn()
+        assert client.connections_made == 1
+    finally:
+        client.close()

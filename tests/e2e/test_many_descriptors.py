@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import http.client
+import logging
 import os
 import resource
 
@@ -34,7 +35,7 @@ def high_descriptors():
 
 @both_protocols
 def test_slow_request_on_a_high_descriptor_completes(high_descriptors, router, target,
-                                                     connector_factory):
+                                                     connector_factory, caplog):
     connector_factory(target, route="svc")
     client = http.client.HTTPConnection(LOOPBACK, router.http_port, timeout=20)
     try:
@@ -44,5 +45,14 @@ def test_slow_request_on_a_high_descriptor_completes(high_descriptors, router, t
         resp = client.getresponse()
         assert resp.status == 200
         assert resp.read() == b"slow done\n"
+        # the connector reuses its target connection (a high descriptor too): its check that
+        # the target did not close it meanwhile must not rely on select() either
+        for _ in range(2):
+            client.request("GET", "/svc/bytes/10?seed=1")
+            again = client.getresponse()
+            assert again.status == 200
+            assert len(again.read()) == 10
     finally:
         client.close()
+    failures = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert not failures, failures

@@ -59,3 +59,16 @@ def test_candidates(path, resolver, expected):
 ])
 def test_resolve(path, resolver, known, expected):
     assert resolve(path, resolver, known.__contains__) == expected
+
+
+@pytest.mark.parametrize(("host", "name"), [
+    ("Example.COM", "example.com"),
+    ("example.com:8080", "example.com"),
+    (" a.example ", "a.example"),
+    ("[::1]:443", "[::1]"),
+    ("[::1]", "[::1]"),
+])
+def test_host_name(host: str, name: str) -> None:
+    from crank_sync.protocol.routes import host_name
+
+    assert host_name(host) == name
