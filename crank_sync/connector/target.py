@@ -1,12 +1,13 @@
 """Replaying a request against the target, adding nothing the client did not send.
 
-The pool owns standard-library ``http.client`` connections (the base urllib3 builds on):
-urllib3's public ``request()`` adds ``User-Agent`` and a ``Content-Length: 0`` to a bodyless
-POST, and its pool re-encodes the target, so the request is written here with the public
-``putrequest``/``putheader``/``endheaders``/``send`` and the request line goes out byte for
-byte. No retries, no redirects, no decompression; bodies stream both ways; a keep-alive
-connection goes back to a bounded pool once its response is read to the end.
-Foreign errors (OSError, ``http.client.HTTPException``) become :class:`TargetError` here.
+The pool owns urllib3 connections (``urllib3.connection.HTTPConnection``) and uses only their
+public ``connect``/``request``/``getresponse``: urllib3's pool re-encodes the request target,
+so the pool here is our own, and the request line goes out byte for byte. ``User-Agent`` and
+``Accept-Encoding`` are not added (urllib3's public ``SKIP_HEADER``); a bodyless POST, PUT or
+PATCH gets ``Content-Length: 0``, as RFC 9110 asks a sender and as the Java connector sends it.
+No retries, no redirects, no decompression; bodies stream both ways; a keep-alive connection
+goes back to a bounded pool once its response is read to the end. Foreign errors (OSError,
+urllib3's and ``http.client``'s) become :class:`TargetError` here.
 """
 from __future__ import annotations
 
@@ -20,13 +21,16 @@ from collections.abc import Iterable, Iterator
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
+import urllib3
+from urllib3.util import SKIP_HEADER
+
 from ..errors import TargetError
 from ..protocol import RequestHead
 
 log = logging.getLogger(__name__)
-_Connection = http.client.HTTPConnection
+_Connection = urllib3.connection.HTTPConnection
 #: What a target connection raises, translated to TargetError where it enters.
-_FOREIGN = (OSError, http.client.HTTPException)
+_FOREIGN = (OSError, http.client.HTTPException, urllib3.exceptions.HTTPError)
 
 
 def failure_reason(err: BaseException) -> str:
@@ -53,7 +57,8 @@ _FAILURE_WORDS: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...
     (TimeoutError, "timed out"),
     (socket.gaierror, "name resolution failed"),
     (ssl.SSLError, "TLS error"),
-    ((http.client.HTTPException, ConnectionError, TargetError), "connection closed"),
+    ((http.client.HTTPException, ConnectionError, TargetError,
+      urllib3.exceptions.HTTPError), "connection closed"),
 )
 
 
@@ -133,33 +138,33 @@ class PooledResponse:
     was read to the end and the target keeps it alive, else closes it."""
 
     def __init__(self, client: TargetClient, conn: _Connection,
-                 resp: http.client.HTTPResponse) -> None:
+                 resp: urllib3.BaseHTTPResponse) -> None:
         self._client = client
         self._conn: _Connection | None = conn
         self._resp = resp
         self.status = resp.status
         self.reason: str | None = resp.reason
-        self.headers = resp.msg
-        self._done = resp.isclosed()
+        self.headers = resp.headers
+        self._done = resp.closed
 
     @property
     def length_remaining(self) -> int | None:
         """Body bytes still to come of a fixed-length body (None: chunked or until close)."""
         if self._done:
             return 0
-        return None if self._resp.chunked else self._resp.length
+        return self._resp.length_remaining
 
     def _complete(self) -> bool:
         """The body was read to its end (a reader may stop at ``length_remaining == 0``
         without the final empty read)."""
-        return self._done or self._resp.isclosed() or self.length_remaining == 0
+        return self._done or self.length_remaining == 0
 
     def read1(self, amt: int | None = None, decode_content: bool | None = None) -> bytes:
         if self._done:
             return b""
         expected = self.length_remaining
         try:
-            data = self._resp.read1(-1 if amt is None else amt)
+            data = self._resp.read1(amt, decode_content=False)
         except _FOREIGN as err:
             self.close()
             raise _translated(err) from err
@@ -190,8 +195,7 @@ class PooledResponse:
         if conn is None:
             return
         complete = self._complete()
-        self._resp.close()  # the file over the socket; the socket stays with conn
-        if complete and not self._resp.will_close:
+        if complete and conn.sock is not None:  # http.client drops it when the target closes
             self._client.checkin(conn)
         else:
             conn.close()
@@ -225,12 +229,12 @@ class TargetClient:
     def _new_connection(self) -> _Connection:
         conn: _Connection
         if self._tls:
-            conn = http.client.HTTPSConnection(self._host, self._port,
-                                               timeout=self._connect_timeout,
-                                               context=self._ssl_context)
+            conn = urllib3.connection.HTTPSConnection(self._host, self._port,
+                                                      timeout=self._connect_timeout,
+                                                      ssl_context=self._ssl_context)
         else:
-            conn = http.client.HTTPConnection(self._host, self._port,
-                                              timeout=self._connect_timeout)
+            conn = urllib3.connection.HTTPConnection(self._host, self._port,
+                                                     timeout=self._connect_timeout)
         with self._lock:
             self.connections_made += 1
         return conn
@@ -275,11 +279,9 @@ class TargetClient:
                         conn.sock.settimeout(self._read_timeout)
                     if cancel is not None:
                         cancel.attach(conn)  # a cancel during the connect
-                chunked = self._send_head(conn, head, body is not None)
+                self._request(conn, head, body)
             except _FOREIGN as err:
                 raise _translated(err) from err
-            if body is not None:
-                self._send_body(conn, body, chunked)
             try:
                 resp = conn.getresponse()
             except _FOREIGN as err:
@@ -290,32 +292,24 @@ class TargetClient:
                 conn.close()
         return PooledResponse(self, conn, resp)
 
-    def _send_head(self, conn: _Connection, head: RequestHead, has_body: bool) -> bool:
-        names = {name.lower() for name, _ in head.headers}
-        conn.putrequest(head.method, self.base_path + head.target,
-                        skip_host="host" in names, skip_accept_encoding=True)
+    def _request(self, conn: _Connection, head: RequestHead,
+                 body: Iterable[bytes] | None) -> None:
+        """The head and the body, through urllib3's public ``request``: the target exactly
+        as the client sent it, and nothing added that the client did not send."""
+        headers = urllib3.HTTPHeaderDict()
         for name, value in head.headers:
-            conn.putheader(name, value)
-        chunked = has_body and "content-length" not in names
-        if chunked and "transfer-encoding" not in names:
-            conn.putheader("Transfer-Encoding", "chunked")
-        conn.endheaders()
-        return chunked
-
-    @staticmethod
-    def _send_body(conn: _Connection, body: Iterable[bytes], chunked: bool) -> None:
-        for chunk in body:  # Cancelled (the router's side) passes through untranslated
-            if not chunk:
-                continue
-            try:
-                conn.send(b"%x\r\n%b\r\n" % (len(chunk), chunk) if chunked else chunk)
-            except _FOREIGN as err:
-                raise _translated(err) from err
-        if chunked:
-            try:
-                conn.send(b"0\r\n\r\n")
-            except _FOREIGN as err:
-                raise _translated(err) from err
+            headers.add(name, value)
+        for name in ("User-Agent", "Accept-Encoding"):
+            if name not in headers:
+                headers[name] = SKIP_HEADER
+        chunked = body is not None and "content-length" not in headers
+        if chunked:  # urllib3 writes the framing itself
+            for name in [n for n in headers if n.lower() == "transfer-encoding"]:
+                del headers[name]
+        conn.request(head.method, self.base_path + head.target,
+                     body=(c for c in body if c) if body is not None else None,
+                     headers=headers, chunked=chunked, preload_content=False,
+                     decode_content=False)
 
     def close(self) -> None:
         with self._lock:
