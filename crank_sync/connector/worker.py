@@ -12,9 +12,7 @@ import ssl
 import threading
 import time
 from collections.abc import Iterator
-from enum import Enum
 from typing import TYPE_CHECKING
-from urllib.parse import quote
 
 import websocket
 from websocket import ABNF
@@ -24,16 +22,15 @@ from ..protocol import (
     MARKER_BODY_ENDED,
     RequestHead,
     ResponseHead,
-    concluded_version,
     encode_response_head,
-    offer_headers,
     parse_request,
 )
 from ..protocol.limits import DEFAULT_MESSAGE_LIMIT, MESSAGE_LIMIT_HEADER, peer_message_limit
 from ..ws.client import send_frames
 from ..ws.ping import silent_too_long
-from .frames import MAX_MESSAGE, FrameReader, small_body
+from .frames import FrameReader, small_body
 from .handshake import open_websocket
+from .registering import SocketState, chosen_version, endpoint, handshake_headers
 from .target import Cancel, TargetResponse, failure_reason, iter_response
 from .v3 import V3Socket
 
@@ -66,35 +63,6 @@ def _shutdown(ws: websocket.WebSocket) -> None:
 
 class Cancelled(Exception):
     """The router closed the socket (client went away): stop working on this request."""
-
-
-def handshake_headers(route: str, protocols: tuple[str, ...], domain: str = "*",
-                      token: str | None = None) -> list[str]:
-    """Registration headers (protocol.registration.offer_headers), with this side's limit."""
-    return offer_headers(route, protocols, message_limit=MAX_MESSAGE, domain=domain,
-                         token=token)
-
-
-def chosen_version(ws: websocket.WebSocket, offered: tuple[str, ...]) -> str | None:
-    """The version the router picked: its echoed subprotocol, or v1 when it echoed none."""
-    return concluded_version((ws.getheaders() or {}).get("sec-websocket-protocol"), offered)
-
-
-def endpoint(router_url: str, action: str, instance_id: str, component: str) -> str:
-    return (
-        f"{router_url.rstrip('/')}/{action}/?connectorInstanceID={quote(instance_id, safe='')}"
-        f"&componentName={quote(component, safe='')}"
-    )
-
-
-class SocketState(str, Enum):
-    """Where a socket worker is (a str, so logs and tests read ``"idle"``)."""
-
-    CONNECTING = "connecting"  # registering (or waiting to retry)
-    IDLE = "idle"  # a v1 socket waiting for its request
-    BUSY = "busy"  # a v1 socket serving its request
-    V3 = "v3"  # a v3 socket, serving any number of streams
-    DONE = "done"  # the worker has ended
 
 
 class SocketWorker:
