@@ -130,6 +130,25 @@ def receive_until_closed(ws: Any, timeout: float = 10.0) -> tuple[list[Any], int
         return messages, closed.reason
 
 
+def read_until_closed(sock: socket.socket, timeout: float = 10.0) -> tuple[bytes, bool]:
+    """Everything the router sends until it closes the connection: (bytes, closed).
+
+    ``closed`` is False when the connection was still open at the deadline.
+    """
+    sock.settimeout(timeout)
+    data = b""
+    try:
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                return data, True
+            data += chunk
+    except (ConnectionResetError, BrokenPipeError):
+        return data, True
+    except TimeoutError:
+        return data, False
+
+
 class ScriptedRouter:
     """A router stand-in for connector tests: takes the first registration as a websocket
     (simple-websocket, answering with ``subprotocols``; None echoes none), runs

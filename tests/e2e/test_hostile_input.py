@@ -18,31 +18,12 @@ from typing import Any
 import pytest
 import requests
 import websocket
-from crank_test_support import LOOPBACK, both_protocols, wait_for
+from crank_test_support import LOOPBACK, both_protocols, read_until_closed, wait_for
 from websocket import ABNF
 
 from crank_sync.protocol import v3
 
 # --------------------------------------------------------------------------- raw client helpers
-
-
-def read_until_closed(sock: socket.socket, timeout: float = 10.0) -> tuple[bytes, bool]:
-    """Everything the router sends until it closes the connection: (bytes, closed).
-
-    ``closed`` is False when the connection was still open at the deadline.
-    """
-    sock.settimeout(timeout)
-    data = b""
-    try:
-        while True:
-            chunk = sock.recv(65536)
-            if not chunk:
-                return data, True
-            data += chunk
-    except (ConnectionResetError, BrokenPipeError):
-        return data, True
-    except TimeoutError:
-        return data, False
 
 
 def read_one_response(sock: socket.socket, timeout: float = 10.0) -> bytes:

@@ -13,7 +13,13 @@ import socket
 
 import pytest
 import requests
-from crank_test_support import LOOPBACK, raw_exchange, single_protocols, wait_for
+from crank_test_support import (
+    LOOPBACK,
+    raw_exchange,
+    read_until_closed,
+    single_protocols,
+    wait_for,
+)
 from prometheus_client.parser import text_string_to_metric_families
 
 pytestmark = single_protocols
@@ -38,17 +44,7 @@ def exchange_until_closed(port: int, data: bytes, timeout: float = 10.0) -> tupl
             sock.sendall(data)
         except (BrokenPipeError, ConnectionResetError):
             pass  # the router may answer and close before reading everything
-        received = b""
-        try:
-            while True:
-                chunk = sock.recv(65536)
-                if not chunk:
-                    return received, True
-                received += chunk
-        except (ConnectionResetError, BrokenPipeError):
-            return received, True
-        except TimeoutError:
-            return received, False
+        return read_until_closed(sock, timeout)
     finally:
         sock.close()
 
