@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ..protocol import v3
+from ..protocol.v3_session import DataReceived, Event
 from .websocket import ConnectionClosed
 
 if TYPE_CHECKING:
@@ -57,8 +58,12 @@ class _DirectFailed:
 DirectWriter = Callable[[bytes], bytes]
 
 
+#: What the client's thread takes from a stream: a session event, or news from the reader.
+Item = Event | _Closed | _Leftover | _DirectFailed
+
+
 class RouterStream:
-    """One request on a v3 socket: frames in, window accounting for what we send.
+    """One request on a v3 socket: session events in, window accounting for what we send.
 
     While the client's thread waits with nothing to do, it may lend the stream a
     :data:`DirectWriter` (:meth:`write_directly`): the reader thread then writes each DATA
@@ -74,26 +79,24 @@ class RouterStream:
         #: The session's send window of this stream (changed under ``session.lock``).
         self.window = state.window
         self._cond = threading.Condition()
-        self._events: collections.deque[v3.Frame | _Closed | _Leftover | _DirectFailed] = (
-            collections.deque())
+        self._events: collections.deque[Item] = collections.deque()
         self._buffered = 0
         self.overflowed = False
         self._direct: DirectWriter | None = None
 
     # reader thread side
-    def put(self, event: v3.Frame | _Closed) -> None:
+    def put(self, event: Event | _Closed) -> None:
         ack = 0
         reset = False
         with self._cond:
-            direct = self._direct
-            if self.overflowed and isinstance(event, v3.Frame):
+            if self.overflowed and not isinstance(event, _Closed):
                 return  # reset for ignoring flow control: what it still sends is dropped
-            if (direct is not None and not self._events and isinstance(event, v3.Frame)
-                    and event.type == v3.DATA and event.payload and not event.end_stream):
-                ack = self._write_directly(direct, event.payload)
+            if type(event) is DataReceived and self._direct is not None and not self._events \
+                    and event.data and not event.end_stream:
+                ack = self._write_directly(self._direct, event.data)
             else:
-                if isinstance(event, v3.Frame):
-                    self._buffered += len(event.payload)
+                if type(event) is DataReceived:
+                    self._buffered += len(event.data)
                     if self._buffered > STREAM_BUFFER_LIMIT:
                         # the connector sent far past its window: reset the stream and drop
                         # the rest, so memory stays bounded and the other streams go on
@@ -106,7 +109,7 @@ class RouterStream:
             self.session.reset(self, v3.RST_PROTOCOL_ERROR, "flow control ignored")
         if ack:
             try:
-                self.session.send(v3.window_update_frame(self.id, ack))
+                self.session.ack(self.id, [ack])
             except (ConnectionClosed, OSError) as err:
                 log.debug("stream %d: acknowledging a direct write: %r", self.id, err)
 
@@ -145,14 +148,14 @@ class RouterStream:
             self._cond.notify_all()
 
     # worker side
-    def get(self, timeout: float) -> v3.Frame | _Closed | _Leftover | _DirectFailed | None:
+    def get(self, timeout: float) -> Item | None:
         with self._cond:
             if not self._cond.wait_for(lambda: self._events, timeout):
                 return None
             self._direct = None  # from here on only the client's thread writes
             event = self._events.popleft()
-            if isinstance(event, v3.Frame):
-                self._buffered -= len(event.payload)
+            if type(event) is DataReceived:
+                self._buffered -= len(event.data)
             return event
 
     def take_back(self) -> None:

@@ -16,9 +16,9 @@ from ..errors import (
     ClientGone,
     ConnectorProtocolError,
     GatewayTimeout,
-    RemoteProtocolError,
 )
 from ..protocol import v3
+from ..protocol import v3_session as core
 from ..protocol.limits import V3_OVERHEAD, pieces
 from .exchange import Exchange
 from .pool import ConnectorSocket
@@ -26,6 +26,7 @@ from .response import CLIENT_CHECK_INTERVAL, ResponseState, start_response
 from .v3 import (
     BULK,
     DirectWriter,
+    Item,
     RouterStream,
     _Closed,
     _DirectFailed,
@@ -89,15 +90,14 @@ def _direct_writer(response: ResponseState) -> DirectWriter | None:
 
 
 class _Relay:
-    """The client's thread relaying one stream's response: events in, the client written,
-    acknowledgements gathered and sent when nothing more is at hand."""
+    """The client's thread relaying one stream's response: session events in, the client
+    written, acknowledgements (payload sizes) gathered and sent when nothing more is at hand."""
 
     def __init__(self, ex: Exchange, stream: RouterStream, idle: float) -> None:
         self.ex, self.stream, self.idle = ex, stream, idle
-        self.assembler = v3.HeaderAssembler()
         self.response: ResponseState | None = None
         self.direct: DirectWriter | None = None
-        self.acks: list[bytes] = []
+        self.acks: list[int] = []
         self.last_data = time.monotonic()
 
     def run(self) -> None:
@@ -119,7 +119,7 @@ class _Relay:
         if self.response is not None:
             self.response.writer.flush()
         if self.acks:
-            self.stream.session.send_many(self.acks)
+            self.stream.session.ack(self.stream.id, self.acks)
             self.acks = []
         if self.direct is not None:
             self.stream.write_directly(self.direct)
@@ -134,32 +134,38 @@ class _Relay:
             raise GatewayTimeout(f"no response from connector in {self.idle:.0f}s")
         raise self.ex.aborted(f"no data from connector in {self.idle:.0f}s", "idle_timeout")
 
-    def _handle(self, event: v3.Frame | _Closed | _Leftover | _DirectFailed) -> bool:
+    def _handle(self, event: Item) -> bool:
         """Act on one event; True when the response is complete."""
-        if isinstance(event, _DirectFailed):
-            error, event.error = event.error, None
-            assert error is not None
-            try:  # nothing may keep the error once raised: its traceback holds this frame
-                raise error
-            finally:
-                del error
-        if isinstance(event, _Leftover):
+        if type(event) is core.DataReceived and not self.stream.overflowed:
+            return self._data(event)
+        if type(event) is _DirectFailed:
+            self._raise_direct_failure(event)
+        if type(event) is _Leftover:
             assert self.response is not None
             self.response.write_rest(event.data)
-            self.acks.append(v3.window_update_frame(self.stream.id, event.ack))
+            self.acks.append(event.ack)
             return False
         if self.stream.overflowed:
             raise self._fail("connector ignored flow control")
+        if isinstance(event, core.HeadReceived):
+            return self._head(event)
         if isinstance(event, _Closed):
             raise self._closed(event.code)
-        if event.type == v3.RST_STREAM:
-            code, message = event.rst_code()
-            raise self._fail(f"connector reset the stream ({code} {message})")
-        if event.type == v3.HEADER:
-            return self._header(event)
-        if event.type == v3.DATA:
-            return self._data(event)
-        return False
+        if isinstance(event, core.StreamReset):
+            raise self._fail(f"connector reset the stream ({event.code} {event.message})")
+        assert isinstance(event, core.StreamError)
+        if self.response is None:
+            raise ConnectorProtocolError(f"bad response from the connector: {event.reason}")
+        raise self.ex.aborted(f"connector broke the protocol: {event.reason}")
+
+    @staticmethod
+    def _raise_direct_failure(event: _DirectFailed) -> None:
+        error, event.error = event.error, None
+        assert error is not None
+        try:  # nothing may keep the error once raised: its traceback holds this frame
+            raise error
+        finally:
+            del error
 
     def _closed(self, code: int | None) -> Exception:
         if self.response is not None:
@@ -168,33 +174,26 @@ class _Relay:
             return BadRequest("connector closed with 1008 (policy violation)")
         return BadGateway(f"connector socket closed with {code} before responding")
 
-    def _header(self, event: v3.Frame) -> bool:
-        if self.response is not None:
-            raise self._fail("second response head")
-        try:
-            text = self.assembler.feed(event)
-        except RemoteProtocolError as err:
-            raise ConnectorProtocolError(f"bad response head: {err}") from err
-        self.acks.append(v3.window_update_frame(self.stream.id, len(event.payload)))
-        if text is not None:
-            self.response = start_response(self.ex, text)
-            self.direct = _direct_writer(self.response)
-        if event.end_stream and self.response is not None:
+    def _head(self, event: core.HeadReceived) -> bool:
+        self.acks.extend(event.frame_sizes)
+        self.response = start_response(self.ex, event.text)
+        self.direct = _direct_writer(self.response)
+        if event.end_stream:
             self.response.finish()
             return True
         return False
 
-    def _data(self, event: v3.Frame) -> bool:
+    def _data(self, event: core.DataReceived) -> bool:
         response = self.response
-        if response is None:
-            raise ConnectorProtocolError("connector sent DATA before a response head")
-        if event.payload:
-            response.write(event.payload)
-            self.acks.append(v3.window_update_frame(self.stream.id, len(event.payload)))
-            if len(event.payload) >= BULK and not event.end_stream:
+        assert response is not None  # the session lets no DATA through before a head
+        data = event.data
+        if data:
+            response.write(data)
+            self.acks.append(len(data))
+            if len(data) >= BULK and not event.end_stream:
                 # bulk data: acknowledge at once, or the connector's window runs dry
                 response.writer.flush()
-                self.stream.session.send_many(self.acks)
+                self.stream.session.ack(self.stream.id, self.acks)
                 self.acks = []
         if event.end_stream:
             response.finish()
@@ -207,13 +206,13 @@ class _Relay:
         return self.ex.aborted(reason)
 
 
-def _last_acks(stream: RouterStream, acks: list[bytes]) -> None:
+def _last_acks(stream: RouterStream, acks: list[int]) -> None:
     """Acknowledge the frames that completed a response. A connector may close its socket
     right after its last frame (asgi-cc does on shutdown): the response is complete all the
     same, so a socket closed by then is no failure."""
     if not acks:
         return
     try:
-        stream.session.send_many(acks)
+        stream.session.ack(stream.id, acks)
     except (ConnectionClosed, OSError) as err:
         log.debug("stream %d complete; its last WINDOW_UPDATE not sent: %r", stream.id, err)

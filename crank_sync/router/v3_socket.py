@@ -12,7 +12,6 @@ import logging
 import threading
 
 from ..errors import RemoteProtocolError
-from ..protocol import v3
 from ..protocol import v3_session as core
 from .v3 import RouterStream, _Closed
 from .websocket import ConnectionClosed, RouterWebSocket
@@ -54,6 +53,12 @@ class V3Session:
         except (ConnectionClosed, OSError) as err:
             log.debug("stream %d: sending RST_STREAM %d: %r", stream.id, code, err)
 
+    def ack(self, stream_id: int, counts: list[int]) -> None:
+        """Acknowledge received payloads: one WINDOW_UPDATE each, as peers count them."""
+        with self.lock:
+            frames = [self.core.ack(stream_id, n) for n in counts]
+        self.send_many(frames)
+
     def open_stream(self) -> RouterStream:
         with self.lock:
             if self._closed or self._draining:
@@ -94,12 +99,11 @@ class V3Session:
             stream = self._streams.get(event.stream_id)
             if stream is None:
                 continue
-            if isinstance(event, core.WindowUpdated):
+            if type(event) is core.WindowUpdated:
                 if event.resumed:
                     stream.resumed()
             else:
-                for frame in _frames_of(event):
-                    stream.put(frame)
+                stream.put(event)
 
     def on_socket_closed(self, ws: RouterWebSocket) -> None:
         code = ws.close_reason if ws.close_received else None
@@ -109,33 +113,3 @@ class V3Session:
         for stream in streams:
             stream.put(_Closed(int(code) if code is not None else None))
 
-
-def _frames_of(event: core.Event) -> list[v3.Frame]:
-    """The frames the relay (:func:`~crank_sync.router.v3._relay_events`) reads for a session
-    event: a head as the HEADER frames it came in, so each is acknowledged; a stream the
-    session reset for a bad head reads as reset with 1002."""
-    sid = event.stream_id
-    if isinstance(event, core.DataReceived):
-        flags = v3.END_STREAM if event.end_stream else 0
-        return [v3.Frame(type=v3.DATA, flags=flags, stream_id=sid, payload=event.data)]
-    if isinstance(event, core.HeadReceived):
-        return _head_frames(event)
-    if isinstance(event, core.StreamReset):
-        code, message = event.code, event.message
-    else:
-        assert isinstance(event, core.StreamError)
-        code, message = v3.RST_PROTOCOL_ERROR, event.reason
-    payload = v3.rst_frame(sid, code, message)[6:]
-    return [v3.Frame(type=v3.RST_STREAM, flags=0, stream_id=sid, payload=payload)]
-
-
-def _head_frames(event: core.HeadReceived) -> list[v3.Frame]:
-    data = event.text.encode("utf-8")
-    frames, start = [], 0
-    for index, size in enumerate(event.frame_sizes):
-        last = index == len(event.frame_sizes) - 1
-        flags = (v3.END_HEADER | (v3.END_STREAM if event.end_stream else 0)) if last else 0
-        frames.append(v3.Frame(type=v3.HEADER, flags=flags, stream_id=event.stream_id,
-                               payload=data[start:start + size]))
-        start += size
-    return frames
