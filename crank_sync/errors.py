@@ -14,6 +14,7 @@ __all__ = [
     "GatewayTimeout",
     "HeadersTooLarge",
     "HttpVersionNotSupported",
+    "ListenerFailed",
     "LocalProtocolError",
     "MethodNotAllowed",
     "NoConnectorAvailable",
@@ -132,3 +133,11 @@ class ClientGone(CrankError):
     """The client disconnected; nothing can be sent to it any more."""
 
     status = 499
+
+
+class ListenerFailed(CrankError):
+    """A proxy or connector listener raised something other than
+    :class:`~crank_sync.hooks.Reject`: that request fails (500 at the router), the others go
+    on; the listener's exception is the ``__cause__`` and is logged with its traceback."""
+
+    status = 500

@@ -135,7 +135,7 @@ class ProxyInfo:
 
     @property
     def protocol(self) -> str:
-        """The Cranker protocol of the connector socket: ``1.0``, ``3.0``, or ``-`` before."""
+        """The connector socket's protocol: ``cranker_1.0``, ``cranker_3.0``, ``-`` before."""
         return str(self._ex.protocol)
 
     # what
@@ -183,7 +183,7 @@ class ProxyInfo:
 
     @property
     def bytes_out(self) -> int:
-        """Bytes written to the client so far (head and body)."""
+        """Response body bytes written to the client so far."""
         return int(self._ex.writer.bytes_written)
 
     @property

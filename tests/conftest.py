@@ -646,8 +646,9 @@ class RouterFactory:
     def __call__(self, **overrides: Any) -> Any:
         from crank_sync import Router, RouterConfig
 
+        listeners = overrides.pop("listeners", ())
         cfg = RouterConfig(**{**ROUTER_DEFAULTS, **overrides})
-        router = Router(cfg)
+        router = Router(cfg, listeners=listeners)
         self.started.append(router)
         router.start()
         return router

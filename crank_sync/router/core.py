@@ -3,10 +3,12 @@ metrics, the registration guard, the deadline watcher and the connections in use
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from ..config import RouterConfig
 from .deadlines import Deadlines
+from .listening import RouterHooks
 from .metrics import RouterMetrics
 from .pool import SocketRegistry
 from .security import RegistrationGuard
@@ -15,8 +17,9 @@ from .security import RegistrationGuard
 class RouterCore:
     """What the handlers share: configuration, the registry, connections in use."""
 
-    def __init__(self, config: RouterConfig) -> None:
+    def __init__(self, config: RouterConfig, listeners: Iterable[object] = ()) -> None:
         self.config = config
+        self.hooks = RouterHooks(listeners)
         self.registry = SocketRegistry(grace=config.route_keep_time,
                                        resolver=config.route_resolver)
         self.busy_connections: set[Any] = set()

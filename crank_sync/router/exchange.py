@@ -25,11 +25,13 @@ from email.message import Message
 from typing import Any
 
 from ..errors import CrankError
-from ..protocol import RequestHead, ResponseHead
+from ..hooks import Headers, ProxyInfo
+from ..protocol import RequestHead
 from .core import RouterCore
 from .http_io import ClientWriter, Reader, Writer, iter_body
 from .sink import ClientSink
 
+HeaderList = list[tuple[str, str]]
 log = logging.getLogger("crank_sync.router.proxy")
 access_log = logging.getLogger("crank_sync.access")
 
@@ -93,6 +95,12 @@ class Exchange:
         self.keep_alive = keep_alive
         self.close_connection = not keep_alive
         self.request_id = request_id_for(headers)
+        #: The client's address for listeners, limits and the access log: the socket's, or
+        #: the one a trusted proxy forwarded.
+        self.client_address = client_ip
+        self.hooks = core.hooks
+        #: What listeners see of this exchange (only when there are listeners).
+        self.info = ProxyInfo(self) if core.hooks.active else None
         #: The head sent to the connector (forwarding headers added), once it is built.
         self.sent_head: RequestHead | None = None
         self.request_body: Iterator[bytes] = iter(())
@@ -103,11 +111,21 @@ class Exchange:
         self.status = 0
         self.route = "(none)"
         self.connector = "-"
+        self.component = ""
+        self.service_address: tuple[str, int] | None = None
         self.protocol = "-"
+        self.socket_wait = 0.0
         self.retries = 0
         self.bytes_in = 0
         self.error: str | None = None
         self.abort_kind: str | None = None
+        #: What ended the exchange, if it failed (for listeners' ``info.error``).
+        self.failure: BaseException | None = None
+        #: A listener answered the client itself (``Reject``).
+        self.rejected = False
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
 
     # -- the request ---------------------------------------------------------------------------
 
@@ -161,37 +179,78 @@ class Exchange:
     # -- where a request's life can be watched -------------------------------------------------
 
     def before_proxy(self, head: RequestHead) -> RequestHead:
-        """The head about to be sent to a connector; what it returns is sent."""
+        """The head about to be sent to a connector; what it returns is sent (listeners may
+        change its headers, or reject the request)."""
+        hooks = self.hooks
+        if hooks.before_proxy:
+            headers = Headers(head.headers)
+            hooks.call("on_before_proxy_to_target", hooks.before_proxy, self.request_id,
+                       self.info, headers)
+            head = RequestHead(method=head.method, target=head.target,
+                               headers=tuple(headers.items()), marker=head.marker)
         self.sent_head = head
         return head
 
-    def target_headers_received(self, head: ResponseHead) -> None:
-        """The connector's response head arrived, before anything of it is written."""
+    def failed_to_acquire(self) -> None:
+        """No connector for the route, or no idle socket in time."""
+        if self.hooks.failure_to_acquire:
+            self.hooks.call_quietly("on_failure_to_acquire_socket",
+                                    self.hooks.failure_to_acquire, self.request_id, self.info)
+
+    def target_headers_received(self, status: int, headers: HeaderList) -> tuple[int, HeaderList]:
+        """The connector's response head (its headers as they would go to the client),
+        before anything of it is written; the status and headers to write instead."""
+        hooks, info = self.hooks, self.info
+        if info is None:
+            return status, headers
+        changed = Headers(headers)
+        for new in hooks.call("on_after_target_headers_received", hooks.after_target_headers,
+                              self.request_id, info, status, changed):
+            if new is not None:
+                status = info.status = int(new)
+        if hooks.before_responding:
+            info.status, info.response_headers = status, changed
+            hooks.call("on_before_responding_to_client", hooks.before_responding,
+                       self.request_id, info)
+            status, changed = info.status or status, info.response_headers
+        info.response_headers = changed
+        return status, changed.items()
 
     def request_body_chunk(self, data: bytes) -> None:
         """A piece of the request body was read from the client."""
         self.bytes_in += len(data)
+        if self.hooks.request_chunk:
+            self.hooks.call("on_request_body_chunk", self.hooks.request_chunk,
+                            self.request_id, self.info, data)
 
     def response_body_chunk(self, data: bytes) -> None:
         """A piece of the response body goes to the client (possibly from a reader thread)."""
+        if self.hooks.response_chunk:
+            self.hooks.call("on_response_body_chunk", self.hooks.response_chunk,
+                            self.request_id, self.info, data)
 
     def complete(self) -> None:
         """The exchange is over: one access line and the metrics. An exchange cut short
         (client gone, connector lost, idle timeout) is ``outcome=aborted`` with its reason,
         whatever status had gone out: a 200 whose body was cut off is no success."""
         self.sink.error = None  # a failure kept past the exchange ties it into a cycle
+        if self.hooks.complete:
+            self.hooks.call_quietly("on_complete", self.hooks.complete, self.request_id,
+                                    self.info)
+        self.failure = self.info = None  # both would tie the exchange into a cycle
         seconds = time.monotonic() - self.started
         out = self.writer.bytes_written
         self.core.metrics.observe(self.route, self.status, seconds, self.bytes_in, out,
                                   self.error, self.abort_kind)
         if access_log.isEnabledFor(logging.INFO):
             aborted, error = self.abort_kind, self.error
-            outcome = f"aborted:{aborted}" if aborted else "error" if error else "ok"
+            outcome = (f"aborted:{aborted}" if aborted else "error" if error
+                       else "rejected" if self.rejected else "ok")
             access_log.info(
                 '%s %s "%s %s" route=%s status=%s outcome=%s in=%d out=%d %.1fms connector=%s'
                 " protocol=%s request_id=%s retries=%d",
                 time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - seconds)),
-                self.client_ip, self.method, self.path[:500], self.route,
+                self.client_address, self.method, self.path[:500], self.route,
                 self.status or "-", outcome, self.bytes_in, out, seconds * 1000,
                 self.connector, self.protocol, self.request_id, self.retries,
             )

@@ -2,16 +2,14 @@
 
 v1 sockets carry one request each: ``acquire`` takes a socket out of the idle set for good,
 and the socket leaves the registry when it closes. v3 sockets carry many requests at once
-and stay in the pool: requests are spread over them round-robin, and a route with both kinds
-alternates between them. v3 sockets registered for a ``Domain`` serve requests whose ``Host``
-matches it, before path routing. A route stays known while it has sockets,
-and for ``grace`` seconds after its last one closed, so a request arriving between a v1
-socket's end and its replacement's registration waits instead of getting 404.
+and stay in the pool, spread round-robin; a route with both kinds alternates. v3 sockets of a
+``Domain`` serve requests whose ``Host`` matches it, before path routing. A route stays known
+while it has sockets, and ``grace`` seconds after its last one closed: a request arriving
+between a v1 socket's end and its replacement's registration waits instead of getting 404.
 
 Requests that find no socket wait in arrival order: each waiter has its own slot, and a socket
-that turns up is handed to the oldest waiter directly, so a request arriving later cannot take
-it first (with a plain condition variable, one waiter in a few thousand was overtaken until its
-``connector_max_wait`` ran out).
+that turns up goes to the oldest waiter directly, so a later request cannot take it first (with
+a plain condition variable, one waiter in a few thousand was overtaken until it timed out).
 """
 from __future__ import annotations
 
@@ -70,8 +68,7 @@ class ConnectorSocket:
 
 @dataclass(eq=False)
 class _Waiter:
-    """A request waiting for a socket: the registry puts the socket in ``sock``, then sets
-    ``ready``. Only the registry's lock guards ``sock``."""
+    """A request waiting: the registry sets ``sock`` (under its lock), then ``ready``."""
 
     ready: threading.Event = field(default_factory=threading.Event)
     sock: ConnectorSocket | None = None
@@ -93,10 +90,7 @@ class _Route:
         return not self.idle and not self.busy and not self.v3
 
     def pick(self, dark: frozenset[str]) -> ConnectorSocket | None:
-        """Next socket for a request: v3 round-robin, alternating with idle v1 sockets.
-
-        Sockets from ``dark`` IPs stay registered but are passed over.
-        """
+        """Next socket: v3 round-robin, alternating with idle v1 ones; ``dark`` IPs skipped."""
         self.toggle += 1
         if self.v3 and (not self.idle or self.toggle % 2):
             for _ in range(len(self.v3)):
@@ -128,9 +122,8 @@ class SocketRegistry:
         self._domains: dict[str, _Route] = {}
         self._dark: frozenset[str] = frozenset()
         self._deregistered: dict[str, float] = {}
-        #: sockets registered per connector instance, and the instances whose registration
-        #: was logged and whose end has not been: a connector is logged when it arrives, not
-        #: for each v1 socket it opens
+        #: sockets per connector instance, and the instances logged as arrived and not yet
+        #: as gone: a connector is logged when it arrives, not for each v1 socket it opens
         self._members: dict[str, set[ConnectorSocket]] = {}
         self._announced: set[str] = set()
         self._closed = False
@@ -273,6 +266,14 @@ class SocketRegistry:
 
     # -- requests ----------------------------------------------------------------------------
 
+    def route_name(self, path: str) -> str:
+        """The route a request for ``path`` would go to now: a registered one, else the
+        catch-all ``*`` when registered, else the name it looks for."""
+        key = resolve(path, self._resolver, self._routes.__contains__)
+        if key is None and CATCH_ALL in self._routes:
+            return CATCH_ALL
+        return key or self._shown(path)
+
     def _shown(self, path: str) -> str:
         """The route a request for ``path`` looked for, as error messages name it."""
         return next(candidates(path, self._resolver), path)
@@ -386,8 +387,7 @@ class SocketRegistry:
 
     def idle_count(self, name: str) -> int:
         with self._lock:
-            route = self._routes.get(name)
-            return len(route.idle) + len(route.v3) if route else 0
+            return len(r.idle) + len(r.v3) if (r := self._routes.get(name)) else 0
 
     def snapshot(self) -> dict[str, dict[str, list[ConnectorSocket]]]:
         """Sockets by route (domain groups as ``domain:<host>``): idle v1, busy v1, v3."""

@@ -23,6 +23,7 @@ from ..errors import (
     SocketClosedBeforeResponse,
     UriTooLong,
 )
+from ..hooks import Reject
 from ..protocol import (
     MARKER_BODY_FOLLOWS,
     MARKER_NO_BODY,
@@ -38,7 +39,7 @@ from .core import RouterCore
 from .exchange import Aborted, Exchange
 from .http_io import read_request_head, request_framing
 from .pool import ConnectorSocket
-from .response import error_response
+from .response import error_response, rejection_response
 from .v3 import RouterStream
 from .websocket import ConnectionClosed
 
@@ -151,11 +152,15 @@ class ClientHandler(BaseHTTPRequestHandler):
         )
         try:
             forward(ex)
+        except Reject as rej:
+            self._answer_rejected(ex, rej)
         except ClientGone as err:
+            ex.failure = err
             ex.error, ex.abort_kind = "ClientGone", "client_gone"
             log.debug("client %s went away [%s]: %s", ex.client_ip, ex.request_id, err)
             ex.close_connection = True
         except Aborted as err:
+            ex.failure = err
             ex.error, ex.abort_kind = "Aborted", err.kind
             try:
                 ex.writer.flush()  # what arrived goes out; the close then marks it short
@@ -165,6 +170,7 @@ class ClientHandler(BaseHTTPRequestHandler):
                         ex.request_id, err)
             ex.close_connection = True
         except CrankError as err:
+            ex.failure = err
             ex.failed(err)
             self._reject(ex, err)
         finally:
@@ -174,6 +180,20 @@ class ClientHandler(BaseHTTPRequestHandler):
             ex.complete()
 
     # -- errors ------------------------------------------------------------------------------
+
+    def _answer_rejected(self, ex: Exchange, rej: Reject) -> None:
+        """A listener answered the request itself; nothing (more) of it reaches a connector."""
+        ex.rejected, ex.status = True, rej.status
+        log.info("listener rejected %s %r from %s with %d [%s]", ex.method, ex.path[:200],
+                 ex.client_address, rej.status, ex.request_id)
+        if ex.body_pending:
+            ex.close_connection = True
+        data = rejection_response(rej, ex.request_id, ex.close_connection,
+                                  head=ex.method == "HEAD")
+        try:
+            ex.writer.write_raw(data)
+        except (OSError, ClientGone):
+            ex.close_connection = True
 
     def _reject(self, ex: Exchange, err: CrankError) -> None:
         status = err.status
@@ -218,6 +238,8 @@ def forward(ex: Exchange) -> None:
     if has_body:
         # an unread body would be parsed as the next request: only a full read may keep alive
         ex.close_connection = True
+    if ex.info is not None:  # listeners see the route the request is headed for
+        ex.route = ex.core.registry.route_name(target)
     head = ex.before_proxy(_request_head(ex, target, has_body))
     if has_body:
         ex.open_body(length)
@@ -227,6 +249,7 @@ def forward(ex: Exchange) -> None:
         try:
             sock, stream = _borrow(ex, target.split("?", 1)[0], head, deadline)
         except (NoConnectorAvailable, NoRoute):
+            ex.failed_to_acquire()
             if unanswered is None:
                 raise
             raise unanswered from None  # no other socket in time: the first failure counts
@@ -299,10 +322,16 @@ def _borrow(ex: Exchange, route: str, head: RequestHead,
     registry = ex.core.registry
     host = ex.headers.get("Host")
     for _ in range(_MAX_SEND_ATTEMPTS):
-        sock = registry.acquire(route, max(0.0, deadline - time.monotonic()), host,
-                                gone=ex.client_gone)
+        began = time.monotonic()
+        try:
+            sock = registry.acquire(route, max(0.0, deadline - began), host,
+                                    gone=ex.client_gone)
+        finally:
+            ex.socket_wait += time.monotonic() - began
         ex.route, ex.connector, ex.protocol = (sock.route, sock.connector_instance_id,
                                                sock.protocol)
+        ex.component, ex.service_address = sock.component_name, (sock.remote_ip,
+                                                                 sock.remote_port)
         try:
             if sock.session is None:
                 sock.ws.send(encode_request(head))

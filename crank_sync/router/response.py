@@ -4,6 +4,7 @@ from __future__ import annotations
 import http
 
 from ..errors import ConnectorProtocolError, RemoteProtocolError
+from ..hooks import Reject
 from ..protocol import ResponseHead, filter_response_headers, parse_response_head
 from .exchange import Aborted, Exchange
 from .websocket import RouterWebSocket
@@ -30,7 +31,6 @@ def start_response(exchange: Exchange, text: str,
         if ws is not None:
             ws.close(1002, "informational status")
         raise ConnectorProtocolError(f"connector answered with status {head.status}")
-    exchange.target_headers_received(head)
     return ResponseState(exchange, head)
 
 
@@ -43,14 +43,19 @@ class ResponseState:
         self.sink = exchange.sink
         headers = filter_response_headers(head.headers,
                                           keep_server=exchange.config.proxy_server_header)
+        status, reason = head.status, head.reason.strip()
+        if exchange.info is not None:  # listeners may change the status and headers
+            status, headers = exchange.target_headers_received(status, headers)
+            if status != head.status:
+                reason = ""
         lengths = {v.strip() for n, v in headers if n.lower() == "content-length"}
         if len(lengths) > 1 or (lengths and not next(iter(lengths)).isdigit()):
             raise ConnectorProtocolError(f"invalid Content-Length from connector: {lengths}")
         self.expected = int(lengths.pop()) if lengths else None
         self.body_allowed = not (
-            exchange.method == "HEAD" or head.status in (204, 304) or head.status < 200
+            exchange.method == "HEAD" or status in (204, 304) or status < 200
         )
-        if head.status == 204:
+        if status == 204:
             headers = [(n, v) for n, v in headers if n.lower() != "content-length"]
         if self.body_allowed and self.expected is None:
             if exchange.version == "HTTP/1.1":
@@ -62,16 +67,15 @@ class ResponseState:
             headers.append(("X-Request-Id", exchange.request_id))
         if exchange.close_connection or exchange.core.draining:
             headers.append(("Connection", "close"))
-        reason = head.reason.strip()
         if not reason or not reason.isascii() or reason.isdigit():  # crank4go: "200 200"
-            reason = phrase(head.status)
-        lines = [f"HTTP/1.1 {head.status} {reason}"]
+            reason = phrase(status)
+        lines = [f"HTTP/1.1 {status} {reason}"]
         lines.extend(f"{n}: {v}" for n, v in headers)
         try:
             data = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
         except UnicodeEncodeError as err:
             raise ConnectorProtocolError("response header is not latin-1") from err
-        exchange.response_head_written(head.status)
+        exchange.response_head_written(status)
         writer.write(data)
         self.sent = 0
         #: Whether a reader thread may write the body with :meth:`try_write`.
@@ -133,6 +137,25 @@ def error_response(status: int, text: str, request_id: str | None, close: bool,
         lines.append("Connection: close")
     data = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
     return data if head else data + body
+
+
+def rejection_response(rej: Reject, request_id: str, close: bool, head: bool = False) -> bytes:
+    """A listener's own answer (:class:`~crank_sync.hooks.Reject`): its status, headers and
+    body, framed by us (its Content-Length, Transfer-Encoding and Connection are ours)."""
+    framing = ("content-length", "transfer-encoding", "connection")
+    headers = [(n, v) for n, v in rej.headers if n.lower() not in framing]
+    names = {n.lower() for n, _ in headers}
+    if rej.body and "content-type" not in names:
+        headers.append(("Content-Type", "text/plain; charset=utf-8"))
+    if "x-request-id" not in names:
+        headers.append(("X-Request-Id", request_id))
+    headers.append(("Content-Length", str(len(rej.body))))
+    if close:
+        headers.append(("Connection", "close"))
+    lines = [f"HTTP/1.1 {rej.status} {phrase(rej.status)}"]
+    lines.extend(f"{n}: {v}" for n, v in headers)
+    data = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1", "replace")
+    return data if head else data + rej.body
 
 
 def phrase(status: int) -> str:

@@ -6,6 +6,7 @@ import socket
 import ssl
 import threading
 import time
+from collections.abc import Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -162,13 +163,17 @@ class Router:
     (``Router(http_port=0, registration_port=0)``), not both. ``start()`` binds both listeners
     and returns; ``stop()`` closes them, ends every connector socket with 1001, and joins every
     thread it started. A stopped router cannot start again: make a new one.
+
+    ``listeners``: :class:`~crank_sync.hooks.ProxyListener` objects, called in that order for
+    every request (see :mod:`crank_sync.hooks`).
     """
 
-    def __init__(self, config: RouterConfig | None = None, **options: Any) -> None:
+    def __init__(self, config: RouterConfig | None = None, *,
+                 listeners: Iterable[object] = (), **options: Any) -> None:
         if config is not None and options:
             raise TypeError("Router() takes a RouterConfig or keyword options, not both")
         self.config = config if config is not None else RouterConfig(**options)
-        self._core = RouterCore(self.config)
+        self._core = RouterCore(self.config, listeners)
         self._servers: list[_Server] = []
         self._threads: list[threading.Thread] = []
         self._started = False
