@@ -233,11 +233,11 @@ def small_ceiling(children: list[Child], target_port: int, direct: dict[int, Any
     return rows
 
 
-def start_router(children: list[Child]) -> tuple[Child, int, int]:
+def start_router(children: list[Child], extra: list[str] | None = None) -> tuple[Child, int, int]:
     child = Child("router", [
         os.path.join(SCRIPTS, "run_router.py"), "--host", HOST, "--http-port", "0",
         "--registration-port", "0", "--connector-max-wait", str(SLOW_TIMEOUT),
-        "--log-level", "WARNING",
+        "--log-level", "WARNING", *(extra or []),
     ])
     children.append(child)
     deadline = time.monotonic() + STARTUP_DEADLINE
@@ -729,6 +729,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="connector sliding window (default %(default)s)")
     parser.add_argument("--load-generator", choices=["auto", "wrk", "builtin"], default="auto",
                         help="small-GET load generator (default: wrk if on PATH)")
+    parser.add_argument("--router-arg", action="append", default=[], metavar="ARG",
+                        help="one more argument for run_router.py, e.g. --router-arg=--plugin "
+                             "--router-arg=MODULE:FACTORY (repeatable): measures the router "
+                             "with listeners or limits")
     args = parser.parse_args(argv)
     args.protocols = [p.strip() for p in args.protocols.split(",") if p.strip()]
     if not args.protocols:
@@ -759,7 +763,7 @@ def run(args: argparse.Namespace, children: list[Child]) -> tuple[dict[str, Any]
         print(f"[bench] {msg}", file=sys.stderr, flush=True)
 
     target_port = start_target(children)
-    router, router_port, reg_port = start_router(children)
+    router, router_port, reg_port = start_router(children, args.router_arg)
     progress(f"target on {target_port}, router http {router_port} registration {reg_port}, "
              f"load generator {args.load_generator}")
 
@@ -890,7 +894,7 @@ def run(args: argparse.Namespace, children: list[Child]) -> tuple[dict[str, Any]
             "websocket masking: " + masking.implementation()
             + (" (the [speed] extra)" if masking.implementation() == "numpy"
                else " (install crank_sync[speed] for numpy: bulk transfers are bound by it)"),
-        ],
+        ] + ([f"router run with: {' '.join(args.router_arg)}"] if args.router_arg else []),
     }
     return result, ctx
 
