@@ -1,25 +1,33 @@
 """The exception tree of crank_sync.
 
 Every error that can end a client request knows the HTTP status it becomes, so the router maps
-failures to responses in exactly one place (:func:`crank_sync.router.proxy.status_for`).
+failures to responses in exactly one place (:func:`crank_sync.router.proxy.status_for`). The
+errors raised before any request (:class:`SettingError`, :class:`ListenError`) keep the
+default. Foreign errors (the socket's, urllib3's) are translated where they enter, with the
+original as the ``__cause__``.
 """
 from __future__ import annotations
+
+import re
 
 __all__ = [
     "BadGateway",
     "BadRequest",
+    "ClientDisconnected",
     "ClientGone",
     "ConnectorProtocolError",
     "CrankError",
     "GatewayTimeout",
     "HeadersTooLarge",
     "HttpVersionNotSupported",
+    "ListenError",
     "LocalProtocolError",
     "MethodNotAllowed",
     "NoConnectorAvailable",
     "NoRoute",
     "ProtocolError",
     "RemoteProtocolError",
+    "SettingError",
     "SocketClosedBeforeResponse",
     "TargetError",
     "UriTooLong",
@@ -132,3 +140,38 @@ class ClientGone(CrankError):
     """The client disconnected; nothing can be sent to it any more."""
 
     status = 499
+
+
+class ClientDisconnected(ClientGone, OSError):
+    """Raised to a WSGI application by ``wsgi.input`` when the request body cannot be read (the
+    client or the router went away): an ``OSError``, as frameworks expect from a socket."""
+
+
+class SettingError(CrankError, ValueError):
+    """A setting could not be read or is invalid. ``str()`` is one line naming the setting and
+    where the value came from (:mod:`crank_sync.settings`)."""
+
+    def __init__(self, setting: str | None, message: str, source: str | None = None) -> None:
+        self.setting = setting
+        self.source = source
+        text = " ".join(message.split())
+        if setting:
+            # "x: x must be ..." says its name twice: once is enough
+            text = re.sub(rf"^{re.escape(setting)}(:\s*|\s+(?=(must|is|needs)\b))", "", text)
+            text = f"{setting}: {text}"
+        if source:
+            text = f"{text} (from {source})"
+        super().__init__(text)
+
+
+class ListenError(CrankError, OSError):
+    """A router listener could not bind (``Router.start``): ``setting`` (``http_port`` or
+    ``registration_port``) names the port, so the command line can say which setting to change;
+    ``errno`` and ``strerror`` are the socket's."""
+
+    def __init__(self, err: OSError, setting: str, host: str, port: int) -> None:
+        super().__init__(err.errno, err.strerror or str(err))
+        self.setting, self.host, self.port = setting, host, port
+
+    def __str__(self) -> str:
+        return f"cannot listen on {self.host}:{self.port} ({self.setting}): {self.strerror}"
