@@ -73,6 +73,12 @@ def _translated(err: BaseException) -> TargetError:
     return TargetError(failure_reason(err), repr(err))
 
 
+class _Cancelled(Exception):
+    """The router is done with a request (the client went away, the stream was reset, the
+    socket was closed or lost): the worker stops working on it. Raised by a worker's request
+    body iterator, it passes through ``Target.send``; never seen outside the connector."""
+
+
 class Cancel:
     """Lets another thread abort a request that is blocked on the target.
 

@@ -27,7 +27,7 @@ from ..protocol.limits import DEFAULT_MESSAGE_LIMIT, V3_OVERHEAD
 from ..ws.client import send_frames
 from ..ws.ping import silent_too_long
 from .frames import FrameReader, body_complete, small_body
-from .target import Cancel, failure_reason, iter_response
+from .target import Cancel, _Cancelled, failure_reason, iter_response
 
 if TYPE_CHECKING:
     from .connector import RouterLink
@@ -37,10 +37,6 @@ log = logging.getLogger(__name__)
 _WS_ERRORS = (websocket.WebSocketException, OSError)
 _TARGET_ERRORS = (TargetError, OSError)
 _END = object()
-
-
-class _Cancelled(Exception):
-    pass
 
 
 class ConnectorStream:

@@ -31,7 +31,7 @@ from ..ws.ping import silent_too_long
 from .frames import FrameReader, small_body
 from .handshake import open_websocket
 from .registering import SocketState, chosen_version, endpoint, handshake_headers
-from .target import Cancel, TargetResponse, failure_reason, iter_response
+from .target import Cancel, TargetResponse, _Cancelled, failure_reason, iter_response
 from .v3 import V3Socket
 
 if TYPE_CHECKING:
@@ -59,10 +59,6 @@ def _shutdown(ws: websocket.WebSocket) -> None:
         ws.shutdown()
     except Exception:  # noqa: BLE001 - best effort on the way out
         pass
-
-
-class Cancelled(Exception):
-    """The router closed the socket (client went away): stop working on this request."""
 
 
 class SocketWorker:
@@ -244,7 +240,7 @@ class SocketWorker:
             watcher.watch(ws, cancel.cancel)
         try:
             resp = self.link.target.send(head, body, cancel)
-        except Cancelled:
+        except _Cancelled:
             log.info("request %s cancelled by the router", head.label)
             return
         except _TARGET_ERRORS as err:
@@ -266,7 +262,7 @@ class SocketWorker:
             try:
                 opcode, data = reader.recv()
             except _WS_ERRORS as err:
-                raise Cancelled(f"router socket lost during request body: {err!r}") from err
+                raise _Cancelled(f"router socket lost during request body: {err!r}") from err
             if opcode == ABNF.OPCODE_BINARY:
                 if data:
                     yield data
@@ -274,15 +270,15 @@ class SocketWorker:
                 if data.decode("utf-8", "replace").strip() == MARKER_BODY_ENDED:
                     break
             elif opcode == ABNF.OPCODE_CLOSE:
-                raise Cancelled("router closed the socket during the request body")
+                raise _Cancelled("router closed the socket during the request body")
         # the body is complete: the watcher (websocket-client) reads the socket from here on,
         # so what the reader holds beyond the marker is looked at now
         try:
             rest = reader.finish()
         except _WS_ERRORS as err:
-            raise Cancelled(f"router socket lost after the request body: {err!r}") from err
+            raise _Cancelled(f"router socket lost after the request body: {err!r}") from err
         if any(opcode == ABNF.OPCODE_CLOSE for opcode, _ in rest):
-            raise Cancelled("router closed the socket after the request body")
+            raise _Cancelled("router closed the socket after the request body")
         # watch for a cancel while the target answers
         self.link.watcher.watch(ws, cancel.cancel)
 
@@ -309,7 +305,7 @@ class SocketWorker:
             if complete:
                 self.link.watcher.unwatch(ws)
                 self._close(ws, 1000, "")
-        except Cancelled:
+        except _Cancelled:
             log.info("request %s cancelled by the router", head.label)
         except _WS_ERRORS as err:
             log.info("router socket lost while responding to %s: %r", head.label, err)
