@@ -4,7 +4,7 @@ Every error that can end a client request knows the HTTP status it becomes, so t
 failures to responses in exactly one place (:func:`crank_sync.router.proxy.status_for`). The
 errors raised before any request (:class:`SettingError`, :class:`ListenError`) keep the
 default. Foreign errors (the socket's, urllib3's) are translated where they enter, with the
-original as the ``__cause__``.
+original as the ``__cause__``: the connector's workers catch crank_sync errors only.
 """
 from __future__ import annotations
 
@@ -15,9 +15,13 @@ __all__ = [
     "BadRequest",
     "ClientDisconnected",
     "ClientGone",
+    "ConnectionClosed",
+    "ConnectionLost",
     "ConnectorProtocolError",
     "CrankError",
+    "FrameError",
     "GatewayTimeout",
+    "HandshakeError",
     "HeadersTooLarge",
     "HttpVersionNotSupported",
     "ListenError",
@@ -26,11 +30,15 @@ __all__ = [
     "NoConnectorAvailable",
     "NoRoute",
     "ProtocolError",
+    "ReadTimeout",
+    "RegistrationRefused",
     "RemoteProtocolError",
     "SettingError",
     "SocketClosedBeforeResponse",
     "TargetError",
+    "TlsError",
     "UriTooLong",
+    "WebSocketError",
 ]
 
 
@@ -175,3 +183,70 @@ class ListenError(CrankError, OSError):
 
     def __str__(self) -> str:
         return f"cannot listen on {self.host}:{self.port} ({self.setting}): {self.strerror}"
+
+
+# -- websockets between routers and connectors ----------------------------------------------
+
+
+class WebSocketError(CrankError):
+    """A websocket between a router and a connector failed: it could not be opened, the peer
+    broke the protocol, nothing arrived in time, or it ended. websocket-client's and the
+    socket's errors become one of these where they arise (the connector's
+    :mod:`~crank_sync.connector.websocket` and :mod:`~crank_sync.connector.handshake`)."""
+
+    status = 502
+
+
+class HandshakeError(WebSocketError):
+    """The upgrade could not be made: not a websocket URL, a proxy refused the tunnel, or the
+    answer is not a valid websocket handshake."""
+
+
+class RegistrationRefused(WebSocketError):
+    """The router answered a connector's upgrade (to register or deregister) with
+    ``status_code`` other than 101; ``body`` is the start of what it said why."""
+
+    def __init__(self, status_code: int, status_message: str = "",
+                 headers: dict[str, str] | None = None, body: bytes = b"") -> None:
+        super().__init__(f"Handshake status {status_code} {status_message}")
+        self.status_code = status_code
+        self.status_message = status_message
+        self.headers = headers if headers is not None else {}
+        self.body = body
+
+
+class TlsError(WebSocketError):
+    """The TLS handshake with the router failed: its certificate is not trusted, ours was not
+    accepted, or only one end speaks TLS."""
+
+
+class ConnectionLost(WebSocketError):
+    """The websocket could not be opened or has ended: refused, reset, timed out while
+    opening, closed by the peer, or a read or write failed."""
+
+
+class ConnectionClosed(ConnectionLost):
+    """The router's end of a connector websocket is closing or closed: ``reason`` is its close
+    code (1005 when there was none), ``message`` its close reason."""
+
+    def __init__(self, reason: int = 1005, message: str | None = None) -> None:
+        self.reason = reason
+        self.message = message
+        super().__init__(f"Connection closed: {reason} {message or ''}")
+
+
+class ReadTimeout(WebSocketError):
+    """Nothing arrived within the socket's timeout: the connector pings an idle router then,
+    and gives up a request whose body stopped coming."""
+
+
+class FrameError(WebSocketError):
+    """The peer broke the websocket protocol: close with ``code``. ``too_long``: the frame or
+    message is over the limit, or its length cannot be (1009, or 1002 for a 64-bit length
+    with the top bit set)."""
+
+    def __init__(self, code: int, reason: str, *, too_long: bool = False) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+        self.too_long = too_long or code == 1009

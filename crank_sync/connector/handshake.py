@@ -22,6 +22,7 @@ from typing import Any
 
 import websocket
 
+from ..errors import ConnectionLost, HandshakeError
 from ..ws import handshake as ws_handshake
 from ..ws.frames import mask_keys
 from ..ws.handshake import MAX_HEAD, parse_response_head, read_response_head
@@ -46,7 +47,7 @@ def open_websocket(url: str, *, timeout: float, header: list[str],
         # websocket-client's default options (TCP_NODELAY, keepalive), then the caller's
         options = (*((a, b, c) for a, b, c in websocket.DEFAULT_SOCKET_OPTION), *sockopt)
         sock, target = ws_handshake.connect(url, timeout, context, options)
-    except ws_handshake.HandshakeError as err:
+    except HandshakeError as err:
         raise websocket.WebSocketException(str(err)) from None
     try:
         request, key = ws_handshake.client_request(target, header)
@@ -57,10 +58,10 @@ def open_websocket(url: str, *, timeout: float, header: list[str],
             raise websocket.WebSocketBadStatusException(
                 f"Handshake status {status} {reason}", status, reason, headers, body)
         ws_handshake.subprotocol_of(headers, key)
-    except ws_handshake.ServerClosed as err:
+    except ConnectionLost as err:
         sock.close()
         raise websocket.WebSocketConnectionClosedException(str(err)) from None
-    except ws_handshake.HandshakeError as err:
+    except HandshakeError as err:
         sock.close()
         raise websocket.WebSocketException(str(err)) from None
     except BaseException:

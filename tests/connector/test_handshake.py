@@ -29,10 +29,10 @@ from crank_test_support import LOOPBACK, wait_for
 
 from crank_sync.connector.handshake import open_websocket
 from crank_sync.connector.worker import handshake_headers
+from crank_sync.errors import ConnectionLost
 from crank_sync.ws.handshake import (
     MAX_HEAD,
     HandshakeError,
-    ServerClosed,
     parse_response_head,
     read_response_head,
 )
@@ -682,7 +682,7 @@ def test_read_response_head_eof_raises_connection_closed(pair) -> None:
     reader, writer = pair
     writer.sendall(b"HTTP/1.1 101 Switching\r\n")
     writer.shutdown(socket.SHUT_WR)
-    with pytest.raises(ServerClosed):
+    with pytest.raises(ConnectionLost):
         read_response_head(reader)
 
 
