@@ -325,10 +325,24 @@ class TargetClient:
             conn.close()
 
 
+def send_request(target: Target, head: RequestHead, body: Iterable[bytes] | None,
+                 cancel: Cancel) -> TargetResponse:
+    """``target.send``: TargetClient and WsgiTarget raise TargetError; an OSError of a Target
+    of the application's own becomes one here, so the workers catch TargetError only."""
+    try:
+        return target.send(head, body, cancel)
+    except OSError as err:
+        raise _translated(err) from err
+
+
 def iter_response(resp: TargetResponse, chunk_size: int) -> Iterator[bytes]:
-    """The raw (still encoded) response body, as it arrives."""
+    """The raw (still encoded) response body, as it arrives (an OSError of a response of the
+    application's own as a TargetError, as in :func:`send_request`)."""
     while True:
-        data = resp.read1(chunk_size, decode_content=False)
+        try:
+            data = resp.read1(chunk_size, decode_content=False)
+        except OSError as err:
+            raise _translated(err) from err
         if not data:
             return
         yield data

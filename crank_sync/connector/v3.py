@@ -24,7 +24,7 @@ from ..protocol.limits import DEFAULT_MESSAGE_LIMIT, V3_OVERHEAD
 from ..ws.frames import Opcode
 from ..ws.ping import silent_too_long
 from .frames import FrameReader, body_complete, small_body
-from .target import Cancel, _Cancelled, failure_reason, iter_response
+from .target import Cancel, _Cancelled, failure_reason, iter_response, send_request
 from .websocket import ConnectorWebSocket
 
 if TYPE_CHECKING:
@@ -32,7 +32,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_TARGET_ERRORS = (TargetError, OSError)
 _END = object()
 
 
@@ -163,8 +162,8 @@ class ConnectorStream:
             return
         body = self._request_body(idle) if has_body else None
         try:
-            resp = self.sock.link.target.send(head, body, self.target_cancel)
-        except _TARGET_ERRORS as err:
+            resp = send_request(self.sock.link.target, head, body, self.target_cancel)
+        except TargetError as err:
             if self.cancelled:
                 return
             log.warning("target failed for %s: %r", head.label, err)
@@ -189,7 +188,7 @@ class ConnectorStream:
                 self._wait_window(idle)
                 try:
                     chunk = next(chunks, None)
-                except _TARGET_ERRORS as err:
+                except TargetError as err:
                     if self.cancelled:
                         raise _Cancelled() from err
                     log.warning("target failed mid-body for %s: %r", head.label, err)

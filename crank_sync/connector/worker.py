@@ -28,7 +28,14 @@ from ..ws.ping import silent_too_long
 from .frames import FrameReader, small_body
 from .handshake import open_websocket
 from .registering import SocketState, chosen_version, endpoint, handshake_headers
-from .target import Cancel, TargetResponse, _Cancelled, failure_reason, iter_response
+from .target import (
+    Cancel,
+    TargetResponse,
+    _Cancelled,
+    failure_reason,
+    iter_response,
+    send_request,
+)
 from .v3 import V3Socket
 from .websocket import ConnectorWebSocket
 
@@ -37,7 +44,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_TARGET_ERRORS = (TargetError, OSError)
 CLOSE_TIMEOUT = 3.0
 #: While a response streams, how often the socket is polled for the router's cancel (a poll
 #: per chunk cost a system call every 64 KiB).
@@ -221,11 +227,11 @@ class SocketWorker:
         if body is None:
             watcher.watch(ws, cancel.cancel)
         try:
-            resp = self.link.target.send(head, body, cancel)
+            resp = send_request(self.link.target, head, body, cancel)
         except _Cancelled:
             log.info("request %s cancelled by the router", head.label)
             return
-        except _TARGET_ERRORS as err:
+        except TargetError as err:
             if cancel.cancelled:
                 log.info("request %s cancelled: the client went away", head.label)
                 return
@@ -318,7 +324,7 @@ class SocketWorker:
         while True:
             try:
                 chunk = next(chunks, None)
-            except _TARGET_ERRORS as err:
+            except TargetError as err:
                 if cancel.cancelled:
                     log.info("request %s cancelled: the client went away", head.label)
                     return False
