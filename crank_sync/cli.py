@@ -20,8 +20,8 @@ from typing import Any
 from . import settings
 from .config import redact_url
 from .connector import Connector
+from .errors import ListenError
 from .router import Router
-from .router.server import ListenError
 
 #: Exit status for invalid settings, as argparse uses.
 EXIT_USAGE = 2

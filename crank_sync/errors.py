@@ -1,29 +1,45 @@
 """The exception tree of crank_sync.
 
 Every error that can end a client request knows the HTTP status it becomes, so the router maps
-failures to responses in exactly one place (:func:`crank_sync.router.proxy.status_for`).
+failures to responses in exactly one place (:func:`crank_sync.router.proxy.status_for`). The
+errors raised before any request (:class:`SettingError`, :class:`ListenError`) keep the
+default. Foreign errors (the socket's, urllib3's) are translated where they enter, with the
+original as the ``__cause__``: the connector's workers catch crank_sync errors only.
 """
 from __future__ import annotations
+
+import re
 
 __all__ = [
     "BadGateway",
     "BadRequest",
+    "ClientDisconnected",
     "ClientGone",
+    "ConnectionClosed",
+    "ConnectionLost",
     "ConnectorProtocolError",
     "CrankError",
+    "FrameError",
     "GatewayTimeout",
+    "HandshakeError",
     "HeadersTooLarge",
     "HttpVersionNotSupported",
+    "ListenError",
     "ListenerFailed",
     "LocalProtocolError",
     "MethodNotAllowed",
     "NoConnectorAvailable",
     "NoRoute",
     "ProtocolError",
+    "ReadTimeout",
+    "RegistrationRefused",
     "RemoteProtocolError",
+    "SettingError",
     "SocketClosedBeforeResponse",
     "TargetError",
+    "TlsError",
     "UriTooLong",
+    "WebSocketError",
 ]
 
 
@@ -133,6 +149,108 @@ class ClientGone(CrankError):
     """The client disconnected; nothing can be sent to it any more."""
 
     status = 499
+
+
+class ClientDisconnected(ClientGone, OSError):
+    """Raised to a WSGI application by ``wsgi.input`` when the request body cannot be read (the
+    client or the router went away): an ``OSError``, as frameworks expect from a socket."""
+
+
+class SettingError(CrankError, ValueError):
+    """A setting could not be read or is invalid. ``str()`` is one line naming the setting and
+    where the value came from (:mod:`crank_sync.settings`)."""
+
+    def __init__(self, setting: str | None, message: str, source: str | None = None) -> None:
+        self.setting = setting
+        self.source = source
+        text = " ".join(message.split())
+        if setting:
+            # "x: x must be ..." says its name twice: once is enough
+            text = re.sub(rf"^{re.escape(setting)}(:\s*|\s+(?=(must|is|needs)\b))", "", text)
+            text = f"{setting}: {text}"
+        if source:
+            text = f"{text} (from {source})"
+        super().__init__(text)
+
+
+class ListenError(CrankError, OSError):
+    """A router listener could not bind (``Router.start``): ``setting`` (``http_port`` or
+    ``registration_port``) names the port, so the command line can say which setting to change;
+    ``errno`` and ``strerror`` are the socket's."""
+
+    def __init__(self, err: OSError, setting: str, host: str, port: int) -> None:
+        super().__init__(err.errno, err.strerror or str(err))
+        self.setting, self.host, self.port = setting, host, port
+
+    def __str__(self) -> str:
+        return f"cannot listen on {self.host}:{self.port} ({self.setting}): {self.strerror}"
+
+
+# -- websockets between routers and connectors ----------------------------------------------
+
+
+class WebSocketError(CrankError):
+    """A websocket between a router and a connector failed: it could not be opened, the peer
+    broke the protocol, nothing arrived in time, or it ended. websocket-client's and the
+    socket's errors become one of these where they arise (the connector's
+    :mod:`~crank_sync.connector.websocket` and :mod:`~crank_sync.connector.handshake`)."""
+
+    status = 502
+
+
+class HandshakeError(WebSocketError):
+    """The upgrade could not be made: not a websocket URL, a proxy refused the tunnel, or the
+    answer is not a valid websocket handshake."""
+
+
+class RegistrationRefused(WebSocketError):
+    """The router answered a connector's upgrade (to register or deregister) with
+    ``status_code`` other than 101; ``body`` is the start of what it said why."""
+
+    def __init__(self, status_code: int, status_message: str = "",
+                 headers: dict[str, str] | None = None, body: bytes = b"") -> None:
+        super().__init__(f"Handshake status {status_code} {status_message}")
+        self.status_code = status_code
+        self.status_message = status_message
+        self.headers = headers if headers is not None else {}
+        self.body = body
+
+
+class TlsError(WebSocketError):
+    """The TLS handshake with the router failed: its certificate is not trusted, ours was not
+    accepted, or only one end speaks TLS."""
+
+
+class ConnectionLost(WebSocketError):
+    """The websocket could not be opened or has ended: refused, reset, timed out while
+    opening, closed by the peer, or a read or write failed."""
+
+
+class ConnectionClosed(ConnectionLost):
+    """The router's end of a connector websocket is closing or closed: ``reason`` is its close
+    code (1005 when there was none), ``message`` its close reason."""
+
+    def __init__(self, reason: int = 1005, message: str | None = None) -> None:
+        self.reason = reason
+        self.message = message
+        super().__init__(f"Connection closed: {reason} {message or ''}")
+
+
+class ReadTimeout(WebSocketError):
+    """Nothing arrived within the socket's timeout: the connector pings an idle router then,
+    and gives up a request whose body stopped coming."""
+
+
+class FrameError(WebSocketError):
+    """The peer broke the websocket protocol: close with ``code``. ``too_long``: the frame or
+    message is over the limit, or its length cannot be (1009, or 1002 for a 64-bit length
+    with the top bit set)."""
+
+    def __init__(self, code: int, reason: str, *, too_long: bool = False) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+        self.too_long = too_long or code == 1009
 
 
 class ListenerFailed(CrankError):

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 from .config import ConnectorConfig, RouterConfig, redact_url
+from .errors import SettingError
 from .setting_values import value_of
 
 if sys.version_info >= (3, 11):
@@ -49,22 +50,6 @@ _CLI_HELP = {
     "connector_instance_id": "unique id of this connector instance",
     "connect_timeout": "seconds to wait for a router connection",
 }
-
-
-class SettingError(ValueError):
-    """A setting could not be read or is invalid. ``str()`` is one line."""
-
-    def __init__(self, setting: str | None, message: str, source: str | None = None) -> None:
-        self.setting = setting
-        self.source = source
-        text = " ".join(message.split())
-        if setting:
-            # "x: x must be ..." says its name twice: once is enough
-            text = re.sub(rf"^{re.escape(setting)}(:\s*|\s+(?=(must|is|needs)\b))", "", text)
-            text = f"{setting}: {text}"
-        if source:
-            text = f"{text} (from {source})"
-        super().__init__(text)
 
 
 @dataclass(frozen=True)

@@ -112,8 +112,7 @@ def test_print_config_masks_the_target_password() -> None:
 
 def test_an_address_not_of_this_machine_names_host() -> None:
     """(Built by hand: the test binds nothing but loopback.)"""
-    from crank_sync import cli, settings
-    from crank_sync.router.server import ListenError
+    from crank_sync import ListenError, cli, settings
 
     resolved = settings.parse(settings.ROUTER, [], {})
     err = ListenError(OSError(errno.EADDRNOTAVAIL, "Cannot assign requested address"),

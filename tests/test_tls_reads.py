@@ -26,6 +26,8 @@ import websocket
 from crank_test_support import ws_frame
 
 from crank_sync.connector.frames import FrameReader
+from crank_sync.connector.websocket import ConnectorWebSocket
+from crank_sync.errors import ReadTimeout
 from crank_sync.router.websocket import LockedSocket
 
 TIMEOUT = 5.0
@@ -94,21 +96,21 @@ def test_connector_reads_tls_only_between_writes(tls_pair):
     ws = websocket.WebSocket(enable_multithread=True, skip_utf8_validation=True)
     ws.sock = client
     ws.connected = True
-    reader = FrameReader(ws)
+    reader = FrameReader(ConnectorWebSocket(ws))
     got = _read_held_off_by(ws.lock, reader.recv,
                             lambda: server.sendall(ws_frame(BINARY, b"x" * 1000)))
     assert got == (BINARY, b"x" * 1000)
     assert client.gettimeout() == TIMEOUT  # the read's non-blocking moment is undone
 
 
-def test_connector_tls_read_times_out_as_websocket_timeout(tls_pair):
+def test_connector_tls_read_times_out_as_read_timeout(tls_pair):
     client, _server = tls_pair
     client.settimeout(0.2)
     ws = websocket.WebSocket(enable_multithread=True, skip_utf8_validation=True)
     ws.sock = client
     ws.connected = True
-    with pytest.raises(websocket.WebSocketTimeoutException):
-        FrameReader(ws).recv()
+    with pytest.raises(ReadTimeout):
+        FrameReader(ConnectorWebSocket(ws)).recv()
 
 
 def test_router_reads_tls_only_between_writes(tls_pair):

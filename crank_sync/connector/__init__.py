@@ -21,6 +21,10 @@ Threads (every one named, created by ``Connector.start`` and joined by ``Connect
   request. It reads the socket only in that window, when its own thread does not. During a
   response on TLS it is not used: the socket's thread polls between chunks instead.
 
+Errors: websocket-client's and the socket's errors become crank_sync errors where they arise,
+in :mod:`.websocket` (a read, a write) and :mod:`.handshake` (the upgrade); urllib3's and a
+target's in :mod:`.target`. The threads above catch crank_sync errors only.
+
 Writes to a websocket go through websocket-client's send lock (``ws.lock``), so a v3 socket's
 reader (WINDOW_UPDATEs, pongs) and its streams' pool threads never interleave frames; on TLS a
 read also happens under that lock.

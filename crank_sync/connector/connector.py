@@ -2,16 +2,15 @@
 from __future__ import annotations
 
 import logging
-import ssl
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import websocket
-
 from ..config import ConnectorConfig, redact_url
+from ..errors import RegistrationRefused, TlsError, WebSocketError
 from ..threads import ThreadCache
+from ..ws.frames import Opcode
 from .handshake import open_websocket, refusal_text
 from .target import Target, TargetClient
 from .tls import client_context
@@ -103,7 +102,7 @@ class RouterLink:
         if wanted:
             self._spawn(wanted)
 
-    def on_connect_failed(self, worker: SocketWorker, err: Exception) -> float:
+    def on_connect_failed(self, worker: SocketWorker, err: WebSocketError) -> float:
         """A registration attempt failed: log it (quietly for the first few, unless the
         router refused), and return how long to wait before the next."""
         delay = self.next_backoff()
@@ -112,9 +111,8 @@ class RouterLink:
             lost = self._up and not self._registered(worker)
             if lost:
                 self._up = False
-        refused = isinstance(err, websocket.WebSocketBadStatusException | ssl.SSLError)
-        text = refusal_text(err) if isinstance(err, websocket.WebSocketBadStatusException) \
-            else str(err) or repr(err)
+        refused = isinstance(err, RegistrationRefused | TlsError)
+        text = refusal_text(err) if isinstance(err, RegistrationRefused) else str(err) or repr(err)
         if lost:
             log.warning("lost registration at %s: %s", self.shown, text)
         level = logging.WARNING if refused or attempts > QUIET_ATTEMPTS else logging.INFO
@@ -191,17 +189,17 @@ class RouterLink:
                 header=handshake_headers(cfg.route, cfg.protocols, cfg.domain, cfg.token),
                 sslopt=self.sslopt,
             )
-        except (websocket.WebSocketException, OSError) as err:
+        except WebSocketError as err:
             log.info("deregistration at %s failed: %s", self.shown, err)
             return False
         try:
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:
                 ws.settimeout(max(0.05, deadline - time.monotonic()))
-                opcode, _ = ws.recv_data_frame(True)
-                if opcode == websocket.ABNF.OPCODE_CLOSE:
+                opcode, _ = ws.recv_frame()
+                if opcode == Opcode.CLOSE:
                     return True
-        except (websocket.WebSocketException, OSError) as err:
+        except WebSocketError as err:
             log.info("deregistration at %s got no answer: %r", self.shown, err)
         finally:
             ws.shutdown()

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import functools
 
-import websocket
-
-from ..ws.frames import FrameDecoder, FrameError, Opcode, Role, mask_keys
+from ..errors import ConnectionLost, WebSocketError
+from ..ws.frames import FrameDecoder, Opcode, Role, mask_keys
 from ..ws.frames import encode_frame as _encode_frame
 from ..ws.tls import recv_locked
+from .websocket import ConnectorWebSocket, translated
 
 __all__ = ["MAX_MESSAGE", "FrameReader", "body_complete", "encode_frame", "mask_keys",
            "small_body"]
@@ -42,20 +42,16 @@ def body_complete(resp: object) -> bool:
     return getattr(resp, "length_remaining", None) == 0
 
 
-def _translated(err: FrameError) -> websocket.WebSocketException:
-    if err.too_long:
-        return websocket.WebSocketPayloadException(err.reason)
-    return websocket.WebSocketProtocolException(err.reason)
-
-
 class FrameReader:
     """Reads complete messages from the router's side of ``ws`` (unmasked server frames).
 
     Pings are answered, pongs dropped, and a close frame is answered and returned. The socket's
-    timeout applies to each read; a timeout raises ``websocket.WebSocketTimeoutException``.
+    timeout applies to each read; a timeout raises :class:`~crank_sync.errors.ReadTimeout`, a
+    frame against the protocol :class:`~crank_sync.errors.FrameError`, a socket that ended or
+    failed :class:`~crank_sync.errors.ConnectionLost`.
     """
 
-    def __init__(self, ws: websocket.WebSocket, max_message: int | None = None) -> None:
+    def __init__(self, ws: ConnectorWebSocket, max_message: int | None = None) -> None:
         self.ws = ws
         self._decoder = FrameDecoder(Role.CLIENT, max_message or MAX_MESSAGE)
 
@@ -67,10 +63,7 @@ class FrameReader:
     def recv(self) -> tuple[int, bytes]:
         """The next ``(opcode, payload)``: a whole text or binary message, or a close frame."""
         while True:
-            try:
-                message = self._decoder.next()
-            except FrameError as err:
-                raise _translated(err) from None
+            message = self._decoder.next()
             if message is None:
                 self._fill()
             elif self._control(*message):
@@ -95,10 +88,7 @@ class FrameReader:
         rest: list[tuple[int, bytes]] = []
         decoder = self._decoder
         while decoder.buffered or decoder.in_message:
-            try:
-                message = decoder.next()
-            except FrameError as err:
-                raise _translated(err) from None
+            message = decoder.next()
             if message is None:
                 self._fill(decoder.missing())
             elif self._control(*message):
@@ -112,17 +102,17 @@ class FrameReader:
     def _fill(self, limit: int = RECV_BYTES) -> None:
         sock = self.ws.sock
         if sock is None:
-            raise websocket.WebSocketConnectionClosedException("socket is already closed")
+            raise ConnectionLost("socket is already closed")
         try:
             data = recv_locked(sock, limit, self.ws.lock)
-        except TimeoutError as err:  # socket.timeout, and SSL read timeouts
-            raise websocket.WebSocketTimeoutException(str(err)) from err
+        except OSError as err:  # a timeout (socket.timeout, SSL read timeouts) is ReadTimeout
+            raise translated(err, reading=True) from err
         if not data:
-            raise websocket.WebSocketConnectionClosedException("router closed the connection")
+            raise ConnectionLost("router closed the connection")
         self._decoder.feed(data)
 
     def _answer_close(self) -> None:
         try:
             self.ws.send_close()
-        except (websocket.WebSocketException, OSError):
+        except WebSocketError:
             pass

@@ -5,7 +5,9 @@ about 200 system calls (and as many GIL hand-offs) per socket; a v1 connector op
 per request, so that was a third of its CPU time. :mod:`crank_sync.ws.handshake` connects,
 sends the upgrade and reads the head in one go; the connected socket is then handed to a
 ``websocket.WebSocket`` through its public attributes (``sock``, ``connected``,
-``handshake_response``), which the rest of the connector uses through its public API.
+``handshake_response``), which the rest of the connector uses through its public API, behind
+:class:`~crank_sync.connector.websocket.ConnectorWebSocket`. The upgrade's errors become
+crank_sync errors here.
 
 Kept websocket-client's ``WebSocket`` rather than a connection object of ours: its public API
 (``recv_data_frame``, ``ping``, ``pong``, ``send_close``, ``settimeout``, ``lock``, ``sock``)
@@ -18,16 +20,19 @@ environment are honoured (a CONNECT tunnel).
 from __future__ import annotations
 
 import socket
+import ssl
 from typing import Any
 
 import websocket
 
+from ..errors import ConnectionLost, RegistrationRefused, TlsError
 from ..ws import handshake as ws_handshake
 from ..ws.frames import mask_keys
 from ..ws.handshake import MAX_HEAD, parse_response_head, read_response_head
+from .websocket import ConnectorWebSocket
 
 __all__ = ["MAX_HEAD", "open_websocket", "parse_response_head", "read_response_head",
-           "refusal_text"]
+           "refusal_text", "upgrade"]
 
 #: Longest part of a refusal's body we read (the router's reason is one short line).
 MAX_REFUSAL = 4096
@@ -35,34 +40,39 @@ MAX_REFUSAL = 4096
 
 def open_websocket(url: str, *, timeout: float, header: list[str],
                    sslopt: dict[str, Any] | None = None,
-                   sockopt: tuple[tuple[int, int, int], ...] = ()) -> websocket.WebSocket:
+                   sockopt: tuple[tuple[int, int, int], ...] = ()) -> ConnectorWebSocket:
+    """A connected websocket (:func:`upgrade`), as the connector uses it."""
+    return ConnectorWebSocket(upgrade(url, timeout=timeout, header=header, sslopt=sslopt,
+                                      sockopt=sockopt))
+
+
+def upgrade(url: str, *, timeout: float, header: list[str],
+            sslopt: dict[str, Any] | None = None,
+            sockopt: tuple[tuple[int, int, int], ...] = ()) -> websocket.WebSocket:
     """A connected websocket-client ``WebSocket``, as ``websocket.create_connection`` gives.
 
-    Raises ``WebSocketBadStatusException`` for an answer other than 101, and
-    ``WebSocketException`` or ``OSError`` for anything else that goes wrong.
+    Raises :class:`RegistrationRefused` for an answer other than 101, :class:`TlsError` when
+    the TLS handshake fails, :class:`HandshakeError` for an answer that is no websocket
+    handshake (or a URL or proxy that cannot be used), and :class:`ConnectionLost` for the rest
+    (refused, reset, timed out, closed by the router).
     """
     context = (sslopt or {}).get("context")
     try:
         # websocket-client's default options (TCP_NODELAY, keepalive), then the caller's
         options = (*((a, b, c) for a, b, c in websocket.DEFAULT_SOCKET_OPTION), *sockopt)
         sock, target = ws_handshake.connect(url, timeout, context, options)
-    except ws_handshake.HandshakeError as err:
-        raise websocket.WebSocketException(str(err)) from None
+    except OSError as err:
+        raise _translated(err) from err
     try:
         request, key = ws_handshake.client_request(target, header)
         sock.sendall(request)
         status, headers, reason = read_response_head(sock)
         if status != 101:
-            body = read_refusal(sock, headers)
-            raise websocket.WebSocketBadStatusException(
-                f"Handshake status {status} {reason}", status, reason, headers, body)
+            raise RegistrationRefused(status, reason, headers, read_refusal(sock, headers))
         ws_handshake.subprotocol_of(headers, key)
-    except ws_handshake.ServerClosed as err:
+    except OSError as err:
         sock.close()
-        raise websocket.WebSocketConnectionClosedException(str(err)) from None
-    except ws_handshake.HandshakeError as err:
-        sock.close()
-        raise websocket.WebSocketException(str(err)) from None
+        raise _translated(err) from err
     except BaseException:
         sock.close()
         raise
@@ -78,6 +88,13 @@ def open_websocket(url: str, *, timeout: float, header: list[str],
         status, headers, None)
     ws.connected = True
     return ws
+
+
+def _translated(err: OSError) -> TlsError | ConnectionLost:
+    """The socket's error during the upgrade: a failed TLS handshake is a refusal (a
+    certificate, or TLS on one end only), the rest a connection that could not be made."""
+    text = str(err) or repr(err)
+    return TlsError(text) if isinstance(err, ssl.SSLError) else ConnectionLost(text)
 
 
 def read_refusal(sock: socket.socket, headers: dict[str, str]) -> bytes:
@@ -99,13 +116,12 @@ def read_refusal(sock: socket.socket, headers: dict[str, str]) -> bytes:
     return body
 
 
-def refusal_text(err: websocket.WebSocketBadStatusException) -> str:
+def refusal_text(err: RegistrationRefused) -> str:
     """One line saying why a router refused a registration: its status and reason, and the
     first line of what it said, with a hint where the status suggests a wrong port."""
-    reason = getattr(err, "resp_body", None) or b""
-    said = reason.decode("utf-8", "replace").strip().splitlines()
-    status = getattr(err, "status_code", 0)
-    text = f"router answered {status} {getattr(err, 'status_message', '') or ''}".rstrip()
+    said = err.body.decode("utf-8", "replace").strip().splitlines()
+    status = err.status_code
+    text = f"router answered {status} {err.status_message}".rstrip()
     first = said[0].removeprefix(text.removeprefix("router answered ")).lstrip(": ") \
         if said else ""
     if first:

@@ -4,10 +4,9 @@ from __future__ import annotations
 from enum import Enum
 from urllib.parse import quote
 
-import websocket
-
 from ..protocol import concluded_version, offer_headers
 from .frames import MAX_MESSAGE
+from .websocket import ConnectorWebSocket
 
 __all__ = ["SocketState", "chosen_version", "endpoint", "handshake_headers"]
 
@@ -19,9 +18,9 @@ def handshake_headers(route: str, protocols: tuple[str, ...], domain: str = "*",
                          token=token)
 
 
-def chosen_version(ws: websocket.WebSocket, offered: tuple[str, ...]) -> str | None:
+def chosen_version(ws: ConnectorWebSocket, offered: tuple[str, ...]) -> str | None:
     """The version the router picked: its echoed subprotocol, or v1 when it echoed none."""
-    return concluded_version((ws.getheaders() or {}).get("sec-websocket-protocol"), offered)
+    return concluded_version(ws.headers.get("sec-websocket-protocol"), offered)
 
 
 def endpoint(router_url: str, action: str, instance_id: str, component: str) -> str:

@@ -73,6 +73,12 @@ def _translated(err: BaseException) -> TargetError:
     return TargetError(failure_reason(err), repr(err))
 
 
+class _Cancelled(Exception):
+    """The router is done with a request (the client went away, the stream was reset, the
+    socket was closed or lost): the worker stops working on it. Raised by a worker's request
+    body iterator, it passes through ``Target.send``; never seen outside the connector."""
+
+
 class Cancel:
     """Lets another thread abort a request that is blocked on the target.
 
@@ -319,10 +325,24 @@ class TargetClient:
             conn.close()
 
 
+def send_request(target: Target, head: RequestHead, body: Iterable[bytes] | None,
+                 cancel: Cancel) -> TargetResponse:
+    """``target.send``: TargetClient and WsgiTarget raise TargetError; an OSError of a Target
+    of the application's own becomes one here, so the workers catch TargetError only."""
+    try:
+        return target.send(head, body, cancel)
+    except OSError as err:
+        raise _translated(err) from err
+
+
 def iter_response(resp: TargetResponse, chunk_size: int) -> Iterator[bytes]:
-    """The raw (still encoded) response body, as it arrives."""
+    """The raw (still encoded) response body, as it arrives (an OSError of a response of the
+    application's own as a TargetError, as in :func:`send_request`)."""
     while True:
-        data = resp.read1(chunk_size, decode_content=False)
+        try:
+            data = resp.read1(chunk_size, decode_content=False)
+        except OSError as err:
+            raise _translated(err) from err
         if not data:
             return
         yield data

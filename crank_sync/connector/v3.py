@@ -17,30 +17,22 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
-import websocket
-from websocket import ABNF
-
-from ..errors import RemoteProtocolError, TargetError
+from ..errors import ReadTimeout, RemoteProtocolError, TargetError, WebSocketError
 from ..protocol import ResponseHead, encode_response_head, parse_request_text, v3
 from ..protocol import v3_session as core
 from ..protocol.limits import DEFAULT_MESSAGE_LIMIT, V3_OVERHEAD
-from ..ws.client import send_frames
+from ..ws.frames import Opcode
 from ..ws.ping import silent_too_long
 from .frames import FrameReader, body_complete, small_body
-from .target import Cancel, failure_reason, iter_response
+from .target import Cancel, _Cancelled, failure_reason, iter_response, send_request
+from .websocket import ConnectorWebSocket
 
 if TYPE_CHECKING:
     from .connector import RouterLink
 
 log = logging.getLogger(__name__)
 
-_WS_ERRORS = (websocket.WebSocketException, OSError)
-_TARGET_ERRORS = (TargetError, OSError)
 _END = object()
-
-
-class _Cancelled(Exception):
-    pass
 
 
 class ConnectorStream:
@@ -131,7 +123,7 @@ class ConnectorStream:
             raise _Cancelled()
         frames = self._with_deferred_ack(frames)
         if frames:
-            send_frames(self.sock.ws, [(ABNF.OPCODE_BINARY, f) for f in frames])
+            self.sock.ws.send_frames([(Opcode.BINARY, f) for f in frames])
 
     def _with_deferred_ack(self, frames: list[bytes]) -> list[bytes]:
         ack, self.deferred_ack = self.deferred_ack, None
@@ -144,7 +136,7 @@ class ConnectorStream:
                         min(cfg.chunk_size, self.sock.message_limit - V3_OVERHEAD))
         except _Cancelled:
             log.debug("stream %d cancelled", self.id)
-        except _WS_ERRORS as err:
+        except WebSocketError as err:
             log.info("router socket lost while serving stream %d: %r", self.id, err)
         except Exception:  # noqa: BLE001 - never lose a pool thread silently
             log.exception("stream %d failed", self.id)
@@ -157,8 +149,8 @@ class ConnectorStream:
             rst = self.sock.session.reset(self.id, code, message)
         frames = self._with_deferred_ack([rst])
         try:
-            send_frames(self.sock.ws, [(ABNF.OPCODE_BINARY, f) for f in frames])
-        except _WS_ERRORS:
+            self.sock.ws.send_frames([(Opcode.BINARY, f) for f in frames])
+        except WebSocketError:
             pass
 
     def _serve(self, text: str, has_body: bool, idle: float, chunk_size: int) -> None:
@@ -170,8 +162,8 @@ class ConnectorStream:
             return
         body = self._request_body(idle) if has_body else None
         try:
-            resp = self.sock.link.target.send(head, body, self.target_cancel)
-        except _TARGET_ERRORS as err:
+            resp = send_request(self.sock.link.target, head, body, self.target_cancel)
+        except TargetError as err:
             if self.cancelled:
                 return
             log.warning("target failed for %s: %r", head.label, err)
@@ -196,7 +188,7 @@ class ConnectorStream:
                 self._wait_window(idle)
                 try:
                     chunk = next(chunks, None)
-                except _TARGET_ERRORS as err:
+                except TargetError as err:
                     if self.cancelled:
                         raise _Cancelled() from err
                     log.warning("target failed mid-body for %s: %r", head.label, err)
@@ -223,7 +215,7 @@ class ConnectorStream:
 class V3Socket:
     """Reads one v3 websocket until it ends; streams run on the connector's pool."""
 
-    def __init__(self, link: RouterLink, ws: websocket.WebSocket, pool: ThreadPoolExecutor,
+    def __init__(self, link: RouterLink, ws: ConnectorWebSocket, pool: ThreadPoolExecutor,
                  message_limit: int = DEFAULT_MESSAGE_LIMIT) -> None:
         self.link = link
         #: The largest message the router takes: DATA payloads stay 6 bytes under it.
@@ -256,7 +248,7 @@ class V3Socket:
             while True:
                 try:
                     opcode, payload = reader.recv()
-                except websocket.WebSocketTimeoutException:
+                except ReadTimeout:
                     if silent_too_long(last_heard, interval, time.monotonic()):
                         log.warning("router %s silent for %.0fs: reconnecting", self.link.shown,
                                     2 * interval)
@@ -264,11 +256,11 @@ class V3Socket:
                     self.ws.ping()
                     continue
                 last_heard = time.monotonic()
-                if opcode == ABNF.OPCODE_CLOSE:
+                if opcode == Opcode.CLOSE:
                     return
-                if opcode == ABNF.OPCODE_BINARY:
+                if opcode == Opcode.BINARY:
                     self._dispatch(payload)
-        except _WS_ERRORS as err:
+        except WebSocketError as err:
             if not self.link.stopping.is_set():
                 log.info("v3 socket to %s lost: %r", self.link.shown, err)
         finally:

@@ -12,8 +12,9 @@ import socket
 import threading
 from collections.abc import Callable
 
-import websocket
-from websocket import ABNF
+from ..errors import WebSocketError
+from ..ws.frames import Opcode
+from .websocket import ConnectorWebSocket
 
 log = logging.getLogger(__name__)
 
@@ -34,14 +35,14 @@ class CancelWatcher:
                                         daemon=True)
         self._thread.start()
 
-    def watch(self, ws: websocket.WebSocket, on_close: Callable[[], None]) -> None:
+    def watch(self, ws: ConnectorWebSocket, on_close: Callable[[], None]) -> None:
         with self._lock:
             self._watched.add(id(ws))
             self._register(ws, on_close)
         if self._wake_on_watch:
             self._wake()
 
-    def _register(self, ws: websocket.WebSocket, on_close: Callable[[], None]) -> None:
+    def _register(self, ws: ConnectorWebSocket, on_close: Callable[[], None]) -> None:
         if self._stopping or ws.sock is None or id(ws) not in self._watched:
             return
         try:
@@ -49,13 +50,13 @@ class CancelWatcher:
         except (KeyError, ValueError, OSError):
             return
 
-    def unwatch(self, ws: websocket.WebSocket) -> None:
+    def unwatch(self, ws: ConnectorWebSocket) -> None:
         """Stop watching ``ws``; call before its owner reads it again or closes it."""
         with self._lock:
             self._watched.discard(id(ws))
             self._unregister(ws)
 
-    def _unregister(self, ws: websocket.WebSocket) -> None:
+    def _unregister(self, ws: ConnectorWebSocket) -> None:
         if ws.sock is not None:
             try:
                 self._sel.unregister(ws.sock)
@@ -86,12 +87,12 @@ class CancelWatcher:
                     self._unregister(ws)
                 self._check(ws, on_close)
 
-    def _check(self, ws: websocket.WebSocket, on_close: Callable[[], None]) -> None:
+    def _check(self, ws: ConnectorWebSocket, on_close: Callable[[], None]) -> None:
         try:
-            opcode, _frame = ws.recv_data_frame(True)
-        except (websocket.WebSocketException, OSError):
-            opcode = ABNF.OPCODE_CLOSE
-        if opcode == ABNF.OPCODE_CLOSE:
+            opcode, _data = ws.recv_frame()
+        except WebSocketError:
+            opcode = Opcode.CLOSE
+        if opcode == Opcode.CLOSE:
             try:
                 on_close()
             except Exception:  # noqa: BLE001 - keep watching the others

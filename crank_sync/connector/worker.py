@@ -14,10 +14,7 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-import websocket
-from websocket import ABNF
-
-from ..errors import RemoteProtocolError, TargetError
+from ..errors import ReadTimeout, RemoteProtocolError, TargetError, WebSocketError
 from ..protocol import (
     MARKER_BODY_ENDED,
     RequestHead,
@@ -26,43 +23,31 @@ from ..protocol import (
     parse_request,
 )
 from ..protocol.limits import DEFAULT_MESSAGE_LIMIT, MESSAGE_LIMIT_HEADER, peer_message_limit
-from ..ws.client import send_frames
+from ..ws.frames import Opcode
 from ..ws.ping import silent_too_long
 from .frames import FrameReader, small_body
 from .handshake import open_websocket
 from .registering import SocketState, chosen_version, endpoint, handshake_headers
-from .target import Cancel, TargetResponse, failure_reason, iter_response
+from .target import (
+    Cancel,
+    TargetResponse,
+    _Cancelled,
+    failure_reason,
+    iter_response,
+    send_request,
+)
 from .v3 import V3Socket
+from .websocket import ConnectorWebSocket
 
 if TYPE_CHECKING:
     from .connector import RouterLink
 
 log = logging.getLogger(__name__)
 
-_WS_ERRORS = (websocket.WebSocketException, OSError)
-_TARGET_ERRORS = (TargetError, OSError)
 CLOSE_TIMEOUT = 3.0
 #: While a response streams, how often the socket is polled for the router's cancel (a poll
 #: per chunk cost a system call every 64 KiB).
 CANCEL_CHECK_INTERVAL = 0.05
-
-
-def _shutdown(ws: websocket.WebSocket) -> None:
-    """Close at once, waking a thread blocked in recv (close() alone does not, on Linux)."""
-    sock = ws.sock
-    if sock is not None:
-        try:
-            sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-    try:
-        ws.shutdown()
-    except Exception:  # noqa: BLE001 - best effort on the way out
-        pass
-
-
-class Cancelled(Exception):
-    """The router closed the socket (client went away): stop working on this request."""
 
 
 class SocketWorker:
@@ -72,7 +57,7 @@ class SocketWorker:
     def __init__(self, link: RouterLink) -> None:
         self.link = link
         self.state = SocketState.CONNECTING
-        self.ws: websocket.WebSocket | None = None
+        self.ws: ConnectorWebSocket | None = None
         self.v3: V3Socket | None = None
         #: The largest message the router takes (announced in its 101, else 16 KiB).
         self.message_limit = DEFAULT_MESSAGE_LIMIT
@@ -98,7 +83,7 @@ class SocketWorker:
         """Unblock a worker with nothing in flight (used on stop)."""
         ws = self.ws
         if ws is not None and self.inflight == 0:
-            _shutdown(ws)
+            ws.shutdown()
 
     def force_close(self) -> None:
         """Close even a busy socket with 1001 (stop() ran out of time)."""
@@ -106,9 +91,9 @@ class SocketWorker:
         if ws is not None:
             try:
                 ws.send_close(1001, b"connector stopping")
-            except _WS_ERRORS:
+            except WebSocketError:
                 pass
-            _shutdown(ws)
+            ws.shutdown()
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -150,7 +135,7 @@ class SocketWorker:
             self.link.on_exit(self)
             self.done.set()
 
-    def _connect(self) -> websocket.WebSocket | None:
+    def _connect(self) -> ConnectorWebSocket | None:
         cfg = self.link.config
         url = endpoint(self.link.url, "register", cfg.connector_instance_id, cfg.component_name)
         if not self.link.begin_handshake(self):
@@ -163,7 +148,7 @@ class SocketWorker:
                 sslopt=self.link.sslopt,
                 sockopt=((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),),
             )
-        except _WS_ERRORS as err:
+        except WebSocketError as err:
             self.handshaking = False
             self.link.stopping.wait(self.link.on_connect_failed(self, err))
             return None
@@ -177,8 +162,7 @@ class SocketWorker:
             self.link.stopping.wait(delay)
             return None
         self.ws = ws
-        self.message_limit = peer_message_limit(
-            (ws.getheaders() or {}).get(MESSAGE_LIMIT_HEADER.lower()))
+        self.message_limit = peer_message_limit(ws.headers.get(MESSAGE_LIMIT_HEADER.lower()))
         # registered even if stop() began meanwhile: stop() waits for handshakes to finish
         # before it deregisters, so the router closes this socket with the others
         if version == "3.0":
@@ -189,46 +173,46 @@ class SocketWorker:
         self.link.on_registered(self, version)
         return ws
 
-    def _discard(self, ws: websocket.WebSocket) -> None:
+    def _discard(self, ws: ConnectorWebSocket) -> None:
         self.state = SocketState.CONNECTING
         self.ws = None
-        _shutdown(ws)
+        ws.shutdown()
 
-    def _wait_for_request(self, ws: websocket.WebSocket) -> str | None:
+    def _wait_for_request(self, ws: ConnectorWebSocket) -> str | None:
         """Idle: answer pings, ping the router, return the request text or None if closed."""
         interval = self.link.config.ping_interval
         ws.settimeout(interval)
         last_heard = time.monotonic()
         while True:  # until the router closes it (deregistration) or stop() aborts it
             try:
-                opcode, frame = ws.recv_data_frame(True)
-            except websocket.WebSocketTimeoutException:
+                opcode, data = ws.recv_frame()
+            except ReadTimeout:
                 if silent_too_long(last_heard, interval, time.monotonic()):
                     log.warning("router %s silent for %.0fs: reconnecting", self.link.shown,
                                 2 * interval)
                     return None
                 try:
                     ws.ping()
-                except _WS_ERRORS:
+                except WebSocketError:
                     return None
                 continue
-            except _WS_ERRORS as err:
+            except WebSocketError as err:
                 if not self.link.stopping.is_set():
                     log.info("idle socket to %s lost: %r", self.link.shown, err)
                 return None
             last_heard = time.monotonic()
-            if opcode == ABNF.OPCODE_TEXT:
-                return frame.data.decode("utf-8")
-            if opcode == ABNF.OPCODE_CLOSE:
-                log.debug("router closed idle socket: %r", frame.data[2:])
+            if opcode == Opcode.TEXT:
+                return data.decode("utf-8")
+            if opcode == Opcode.CLOSE:
+                log.debug("router closed idle socket: %r", data[2:])
                 return None
-            if opcode == ABNF.OPCODE_BINARY:
+            if opcode == Opcode.BINARY:
                 log.warning("router sent binary data to an idle v1 socket; closing it")
                 return None
 
     # -- one request -------------------------------------------------------------------------
 
-    def _serve(self, ws: websocket.WebSocket, text: str) -> None:
+    def _serve(self, ws: ConnectorWebSocket, text: str) -> None:
         cfg = self.link.config
         ws.settimeout(cfg.idle_timeout)
         try:
@@ -243,11 +227,11 @@ class SocketWorker:
         if body is None:
             watcher.watch(ws, cancel.cancel)
         try:
-            resp = self.link.target.send(head, body, cancel)
-        except Cancelled:
+            resp = send_request(self.link.target, head, body, cancel)
+        except _Cancelled:
             log.info("request %s cancelled by the router", head.label)
             return
-        except _TARGET_ERRORS as err:
+        except TargetError as err:
             if cancel.cancelled:
                 log.info("request %s cancelled: the client went away", head.label)
                 return
@@ -258,35 +242,35 @@ class SocketWorker:
             watcher.unwatch(ws)
         self._respond(ws, head, resp, cancel)
 
-    def _request_body(self, ws: websocket.WebSocket, cancel: Cancel) -> Iterator[bytes]:
+    def _request_body(self, ws: ConnectorWebSocket, cancel: Cancel) -> Iterator[bytes]:
         # FrameReader reads what has arrived (websocket-client reads 16 KiB at a time, and
         # each frame's head apart): a 64 KiB body frame takes one or two reads instead of six
         reader = FrameReader(ws)
         while True:
             try:
                 opcode, data = reader.recv()
-            except _WS_ERRORS as err:
-                raise Cancelled(f"router socket lost during request body: {err!r}") from err
-            if opcode == ABNF.OPCODE_BINARY:
+            except WebSocketError as err:
+                raise _Cancelled(f"router socket lost during request body: {err!r}") from err
+            if opcode == Opcode.BINARY:
                 if data:
                     yield data
-            elif opcode == ABNF.OPCODE_TEXT:
+            elif opcode == Opcode.TEXT:
                 if data.decode("utf-8", "replace").strip() == MARKER_BODY_ENDED:
                     break
-            elif opcode == ABNF.OPCODE_CLOSE:
-                raise Cancelled("router closed the socket during the request body")
+            elif opcode == Opcode.CLOSE:
+                raise _Cancelled("router closed the socket during the request body")
         # the body is complete: the watcher (websocket-client) reads the socket from here on,
         # so what the reader holds beyond the marker is looked at now
         try:
             rest = reader.finish()
-        except _WS_ERRORS as err:
-            raise Cancelled(f"router socket lost after the request body: {err!r}") from err
-        if any(opcode == ABNF.OPCODE_CLOSE for opcode, _ in rest):
-            raise Cancelled("router closed the socket after the request body")
+        except WebSocketError as err:
+            raise _Cancelled(f"router socket lost after the request body: {err!r}") from err
+        if any(opcode == Opcode.CLOSE for opcode, _ in rest):
+            raise _Cancelled("router closed the socket after the request body")
         # watch for a cancel while the target answers
         self.link.watcher.watch(ws, cancel.cancel)
 
-    def _respond(self, ws: websocket.WebSocket, head: RequestHead,
+    def _respond(self, ws: ConnectorWebSocket, head: RequestHead,
                  resp: TargetResponse, cancel: Cancel) -> None:
         complete = False
         try:
@@ -302,16 +286,16 @@ class SocketWorker:
             if watched:
                 self.link.watcher.watch(ws, cancel.cancel)
             if not small_body(resp, chunk_size):
-                send_frames(ws, pending)
+                ws.send_frames(pending)
                 pending = []
             complete = self._send_body(ws, head, iter_response(resp, chunk_size), cancel,
                                        pending, watched)
             if complete:
                 self.link.watcher.unwatch(ws)
                 self._close(ws, 1000, "")
-        except Cancelled:
+        except _Cancelled:
             log.info("request %s cancelled by the router", head.label)
-        except _WS_ERRORS as err:
+        except WebSocketError as err:
             log.info("router socket lost while responding to %s: %r", head.label, err)
         finally:
             self.link.watcher.unwatch(ws)
@@ -319,7 +303,7 @@ class SocketWorker:
                 resp.close()
             resp.release_conn()
 
-    def _head_frames(self, ws: websocket.WebSocket,
+    def _head_frames(self, ws: ConnectorWebSocket,
                      resp: TargetResponse) -> list[tuple[int, bytes]] | None:
         """The response head as the frame to send (it goes out with the first body chunk, or
         alone if the body is empty or slow); None after closing with 1011 on a bad head."""
@@ -330,9 +314,9 @@ class SocketWorker:
             log.warning("target sent an unusable response head: %s", err)
             self._close(ws, 1011, "bad response from target")
             return None
-        return [(ABNF.OPCODE_TEXT, encode_response_head(response_head).encode())]
+        return [(Opcode.TEXT, encode_response_head(response_head).encode())]
 
-    def _send_body(self, ws: websocket.WebSocket, head: RequestHead, chunks: Iterator[bytes],
+    def _send_body(self, ws: ConnectorWebSocket, head: RequestHead, chunks: Iterator[bytes],
                    cancel: Cancel, pending: list[tuple[int, bytes]], watched: bool) -> bool:
         """Relay the body (after the ``pending`` frames): True when all of it went out, False
         when the request was cancelled or the target failed (then closed with 1011)."""
@@ -340,13 +324,13 @@ class SocketWorker:
         while True:
             try:
                 chunk = next(chunks, None)
-            except _TARGET_ERRORS as err:
+            except TargetError as err:
                 if cancel.cancelled:
                     log.info("request %s cancelled: the client went away", head.label)
                     return False
                 log.warning("target failed mid-body for %s: %r", head.label, err)
                 if pending:
-                    send_frames(ws, pending)
+                    ws.send_frames(pending)
                 self._close(ws, 1011, f"target failed mid-body: {failure_reason(err)}")
                 return False
             if chunk is None:
@@ -360,14 +344,14 @@ class SocketWorker:
                     log.info("request %s cancelled by the router", head.label)
                     return False
                 next_check = now + CANCEL_CHECK_INTERVAL
-            pending.append((ABNF.OPCODE_BINARY, chunk))
-            send_frames(ws, pending)
+            pending.append((Opcode.BINARY, chunk))
+            ws.send_frames(pending)
             pending = []
         if pending:
-            send_frames(ws, pending)
+            ws.send_frames(pending)
         return True
 
-    def _router_cancelled(self, ws: websocket.WebSocket) -> bool:
+    def _router_cancelled(self, ws: ConnectorWebSocket) -> bool:
         """Between chunks: has the router sent anything (a 1001 close when the client left)?"""
         while True:
             if ws.sock is None:
@@ -376,12 +360,12 @@ class SocketWorker:
             poller.register(ws.sock, select.POLLIN | select.POLLPRI)
             if not poller.poll(0):
                 return False
-            opcode, _frame = ws.recv_data_frame(True)
-            if opcode == ABNF.OPCODE_CLOSE:
+            opcode, _data = ws.recv_frame()
+            if opcode == Opcode.CLOSE:
                 return True
 
-    def _close(self, ws: websocket.WebSocket, code: int, reason: str) -> None:
+    def _close(self, ws: ConnectorWebSocket, code: int, reason: str) -> None:
         try:
-            ws.close(status=code, reason=reason.encode(), timeout=CLOSE_TIMEOUT)
-        except _WS_ERRORS as err:
+            ws.close(code, reason, CLOSE_TIMEOUT)
+        except WebSocketError as err:
             log.debug("close %d failed: %r", code, err)

@@ -34,7 +34,7 @@ _NO_BODY_STATUS = (204, 304)
 _ERROR_BODY = b"Internal Server Error\n"
 
 
-class ApplicationError(TargetError):
+class _ApplicationError(TargetError):
     """The application failed after its response started: the worker aborts the stream,
     exactly as for an HTTP target that died mid-body (v1 close 1011, v3 RST_STREAM)."""
 
@@ -129,7 +129,7 @@ class WsgiResponse:
         except Exception as err:
             log.exception("WSGI application failed mid-body")
             self._finish()
-            raise ApplicationError(f"application failed mid-body: {err!r}") from err
+            raise _ApplicationError(f"application failed mid-body: {err!r}") from err
         if self._expected is not None:
             room = self._expected - self._sent
             if len(data) > room:
@@ -140,7 +140,7 @@ class WsgiResponse:
         if not data:
             self._finish()
             if self._expected is not None and self._sent < self._expected:
-                raise ApplicationError(
+                raise _ApplicationError(
                     f"application sent {self._sent} of {self._expected} bytes")
             return b""
         self._sent += len(data)
@@ -332,5 +332,4 @@ class WsgiTarget:
         """Nothing to release: the application belongs to its owner."""
 
 
-__all__ = ["ApplicationError", "ClientDisconnected", "FileWrapper", "RequestInput",
-           "WsgiResponse", "WsgiTarget"]
+__all__ = ["ClientDisconnected", "FileWrapper", "RequestInput", "WsgiResponse", "WsgiTarget"]

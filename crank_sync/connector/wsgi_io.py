@@ -6,11 +6,9 @@ import logging
 from collections.abc import Iterable, Iterator
 from typing import IO
 
+from ..errors import ClientDisconnected
+
 app_log = logging.getLogger("crank_sync.connector.wsgi.app")  # wsgi.errors
-
-
-class ClientDisconnected(OSError):
-    """Raised to the application by ``wsgi.input`` when the request body cannot be read."""
 
 
 class RequestInput:

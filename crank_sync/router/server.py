@@ -11,6 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from ..config import RouterConfig
+from ..errors import ListenError
 from ..threads import ThreadCache
 from .core import RouterCore
 from .deadlines import Deadlines
@@ -21,18 +22,6 @@ from .security import PendingLimit, PendingTicket, server_context
 from .tls_probe import start_tls_or_refuse
 
 log = logging.getLogger(__name__)
-
-
-class ListenError(OSError):
-    """A listener could not bind: ``setting`` (``http_port`` or ``registration_port``) names
-    the port, so the command line can say which setting to change."""
-
-    def __init__(self, err: OSError, setting: str, host: str, port: int) -> None:
-        super().__init__(err.errno, err.strerror or str(err))
-        self.setting, self.host, self.port = setting, host, port
-
-    def __str__(self) -> str:
-        return f"cannot listen on {self.host}:{self.port} ({self.setting}): {self.strerror}"
 
 
 class _Server(ThreadingHTTPServer):

@@ -5,8 +5,8 @@
 * :mod:`.masking`: the XOR of masking, with numpy as the fast path;
 * :mod:`.handshake`: the server's 101 answer and the client's upgrade;
 * :mod:`.tls`: reading a socket other threads write to (:class:`LockedSocket`);
-* :mod:`.connection`: the blocking server-side connection the router holds;
-* :mod:`.client`: writing several client frames with one system call;
+* :mod:`.connection`: the blocking server-side connection the router holds (the connector's
+  end is websocket-client's, in :mod:`crank_sync.connector.websocket`);
 * :mod:`.ping`: when a silent peer is given up.
 """
 from __future__ import annotations

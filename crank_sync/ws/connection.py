@@ -23,7 +23,8 @@ import threading
 import time
 from collections.abc import Callable
 
-from .frames import FrameDecoder, FrameError, Opcode, Role, encode_frame
+from ..errors import ConnectionClosed, FrameError
+from .frames import FrameDecoder, Opcode, Role, encode_frame
 from .ping import silent_too_long
 from .tls import LockedSocket
 
@@ -48,15 +49,6 @@ NO_STATUS_RCVD, ABNORMAL_CLOSURE, INVALID_PAYLOAD = 1005, 1006, 1007
 #: 3000-4999.
 _SENDABLE_CLOSE_CODES = frozenset({1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011,
                                    1012, 1013, 1014})
-
-
-class ConnectionClosed(Exception):
-    """The websocket is closing or closed; ``reason`` is its close code."""
-
-    def __init__(self, reason: int = NO_STATUS_RCVD, message: str | None = None) -> None:
-        self.reason = reason
-        self.message = message
-        super().__init__(f"Connection closed: {reason} {message or ''}")
 
 
 def _valid_close_code(code: int) -> bool:

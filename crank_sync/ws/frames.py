@@ -21,6 +21,7 @@ import threading
 from collections.abc import Iterator
 from typing import NamedTuple
 
+from ..errors import FrameError
 from .masking import xor_mask
 
 __all__ = ["FrameDecoder", "FrameError", "FrameHead", "Opcode", "Role", "encode_frame",
@@ -48,18 +49,6 @@ class Role(enum.Enum):
 
 _DATA = frozenset({0x0, 0x1, 0x2})
 _CONTROL = frozenset({0x8, 0x9, 0xA})
-
-
-class FrameError(Exception):
-    """The peer broke the websocket protocol: close with ``code``. ``too_long``: the frame or
-    message is over the limit, or its length cannot be (1009, or 1002 for a 64-bit length
-    with the top bit set)."""
-
-    def __init__(self, code: int, reason: str, *, too_long: bool = False) -> None:
-        super().__init__(reason)
-        self.code = code
-        self.reason = reason
-        self.too_long = too_long or code == 1009
 
 
 class FrameHead(NamedTuple):

@@ -18,21 +18,15 @@ from typing import NamedTuple
 from urllib.parse import unquote, urlsplit
 from urllib.request import getproxies, proxy_bypass
 
-__all__ = ["MAX_HEAD", "HandshakeError", "HandshakeResponse", "ServerClosed", "accept_value",
+from ..errors import ConnectionLost, HandshakeError
+
+__all__ = ["MAX_HEAD", "HandshakeError", "HandshakeResponse", "accept_value",
            "client_request", "connect", "parse_response_head", "read_response_head",
            "server_response", "subprotocol_of", "Target"]
 
 GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 #: Longest upgrade response head we accept.
 MAX_HEAD = 65536
-
-
-class HandshakeError(Exception):
-    """The response to an upgrade is not a valid websocket handshake."""
-
-
-class ServerClosed(HandshakeError):
-    """The server closed the connection during the handshake."""
 
 
 class Target(NamedTuple):
@@ -166,7 +160,7 @@ def _read_head_tls(sock: ssl.SSLSocket) -> bytes:
             raise HandshakeError("handshake response head too long")
         byte = sock.recv(1)
         if not byte:
-            raise ServerClosed("router closed the connection during the handshake")
+            raise ConnectionLost("router closed the connection during the handshake")
         head += byte
     return bytes(head)
 
@@ -176,7 +170,7 @@ def _read_head(sock: socket.socket) -> bytes:
     while True:
         peeked = sock.recv(MAX_HEAD - len(taken), socket.MSG_PEEK)
         if not peeked:
-            raise ServerClosed("router closed the connection during the handshake")
+            raise ConnectionLost("router closed the connection during the handshake")
         seen = taken + peeked
         end = _head_end(seen, max(0, len(taken) - 3))
         if end >= 0:

@@ -27,6 +27,8 @@ from websocket import ABNF
 
 from crank_sync.connector import frames
 from crank_sync.connector.frames import MAX_MESSAGE, FrameReader, encode_frame, mask_keys
+from crank_sync.connector.websocket import ConnectorWebSocket
+from crank_sync.errors import ConnectionLost, FrameError, ReadTimeout
 
 TIMEOUT = 5.0
 TEXT, BINARY, CONT, CLOSE, PING, PONG = 0x1, 0x2, 0x0, 0x8, 0x9, 0xA
@@ -111,7 +113,7 @@ class Pair:
         self.ws = websocket.WebSocket(enable_multithread=True, skip_utf8_validation=True)
         self.ws.sock = self.client
         self.ws.connected = True
-        self.reader = FrameReader(self.ws)
+        self.reader = FrameReader(ConnectorWebSocket(self.ws))
 
     def trickle(self, step: int) -> Trickle:
         self.ws.sock = Trickle(self.client, step)
@@ -364,7 +366,7 @@ def test_finish_raises_when_the_socket_ends_mid_frame(pair: Pair) -> None:
     assert pair.reader.recv() == (TEXT, b"marker")
     wait_for_buffered(pair, 4)
     pair.server.shutdown(socket.SHUT_WR)
-    with pytest.raises(websocket.WebSocketConnectionClosedException):
+    with pytest.raises(ConnectionLost):
         pair.reader.finish()
 
 
@@ -463,21 +465,24 @@ PROTOCOL_ERROR_ROWS = [
 @pytest.mark.parametrize(("sent", "message"), PROTOCOL_ERROR_ROWS)
 def test_protocol_errors(pair: Pair, sent: list[bytes], message: str) -> None:
     pair.send(*sent)
-    with pytest.raises(websocket.WebSocketProtocolException, match=message):
+    with pytest.raises(FrameError, match=message) as info:
         for _ in range(len(sent)):
             pair.reader.recv()
+    assert (info.value.code, info.value.too_long) == (1002, False)
 
 
 def test_frame_longer_than_max_message_raises_before_its_payload(pair: Pair) -> None:
     pair.send(struct.pack("!BBQ", 0x82, 127, MAX_MESSAGE + 1))  # header only
-    with pytest.raises(websocket.WebSocketPayloadException):
+    with pytest.raises(FrameError) as info:
         pair.reader.recv()
+    assert (info.value.code, info.value.too_long) == (1009, True)
 
 
 def test_frame_length_with_top_bit_set_raises(pair: Pair) -> None:
     pair.send(struct.pack("!BBQ", 0x82, 127, 1 << 63))
-    with pytest.raises(websocket.WebSocketPayloadException):
+    with pytest.raises(FrameError) as info:
         pair.reader.recv()
+    assert (info.value.code, info.value.too_long) == (1002, True)
 
 
 def test_max_message_is_64_mib() -> None:
@@ -495,14 +500,15 @@ def test_max_message_is_64_mib() -> None:
     ],
 )
 def test_max_message_limits_frames_and_reassembled_messages(pair: Pair, monkeypatch, sizes, too_long) -> None:
-    pair.reader = FrameReader(pair.ws, max_message=10)
+    pair.reader = FrameReader(ConnectorWebSocket(pair.ws), max_message=10)
     parts = [b"%d" % i * n for i, n in enumerate(sizes)]
     sent = [server_frame(BINARY if i == 0 else CONT, part, fin=(i == len(parts) - 1))
             for i, part in enumerate(parts)]
     pair.send(*sent)
     if too_long:
-        with pytest.raises(websocket.WebSocketPayloadException):
+        with pytest.raises(FrameError) as info:
             pair.reader.recv()
+        assert info.value.too_long
     else:
         assert pair.reader.recv() == (BINARY, b"".join(parts))
 
@@ -520,7 +526,7 @@ def test_max_message_limits_frames_and_reassembled_messages(pair: Pair, monkeypa
 def test_eof_raises_connection_closed(pair: Pair, sent: bytes) -> None:
     pair.send(sent)
     pair.server.shutdown(socket.SHUT_WR)
-    with pytest.raises(websocket.WebSocketConnectionClosedException):
+    with pytest.raises(ConnectionLost):
         pair.reader.recv()
 
 
@@ -529,13 +535,13 @@ def test_eof_after_complete_messages(pair: Pair) -> None:
     pair.server.close()
     assert pair.reader.recv() == (TEXT, b"one")
     assert pair.reader.recv() == (BINARY, b"two")
-    with pytest.raises(websocket.WebSocketConnectionClosedException):
+    with pytest.raises(ConnectionLost):
         pair.reader.recv()
 
 
 def test_closed_websocket_raises_connection_closed(pair: Pair) -> None:
     pair.ws.shutdown()  # ws.sock is None now
-    with pytest.raises(websocket.WebSocketConnectionClosedException):
+    with pytest.raises(ConnectionLost):
         pair.reader.recv()
 
 
@@ -547,11 +553,11 @@ def test_closed_websocket_raises_connection_closed(pair: Pair) -> None:
         pytest.param(server_frame(TEXT, b"a", fin=False), id="part-of-a-message"),
     ],
 )
-def test_socket_timeout_raises_websocket_timeout(pair: Pair, sent: bytes) -> None:
+def test_socket_timeout_raises_read_timeout(pair: Pair, sent: bytes) -> None:
     if sent:
         pair.send(sent)
     pair.client.settimeout(0.2)
-    with pytest.raises(websocket.WebSocketTimeoutException):
+    with pytest.raises(ReadTimeout):
         pair.reader.recv()
 
 
@@ -559,7 +565,7 @@ def test_reading_continues_after_a_timeout(pair: Pair) -> None:
     frame = server_frame(BINARY, b"resumed")
     pair.send(frame[:4])
     pair.client.settimeout(0.2)
-    with pytest.raises(websocket.WebSocketTimeoutException):
+    with pytest.raises(ReadTimeout):
         pair.reader.recv()
     pair.client.settimeout(TIMEOUT)
     pair.send(frame[4:])

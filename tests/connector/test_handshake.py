@@ -1,6 +1,7 @@
 """Connector websocket upgrade: ``crank_sync.connector.handshake``.
 
-``open_websocket`` lets websocket-client open the connection and build the request, but reads
+``open_websocket`` (``upgrade``, in a ``ConnectorWebSocket``) lets websocket-client open the
+connection and build the request, but reads
 the HTTP 101 response head itself: on a plain socket it peeks and consumes exactly the head, so
 the bytes of a websocket frame that arrive in the same TCP segment stay in the socket.
 
@@ -27,12 +28,12 @@ import trustme
 import websocket
 from crank_test_support import LOOPBACK, wait_for
 
-from crank_sync.connector.handshake import open_websocket
+from crank_sync.connector.handshake import open_websocket, upgrade
 from crank_sync.connector.worker import handshake_headers
+from crank_sync.errors import ConnectionLost, RegistrationRefused, TlsError
 from crank_sync.ws.handshake import (
     MAX_HEAD,
     HandshakeError,
-    ServerClosed,
     parse_response_head,
     read_response_head,
 )
@@ -173,7 +174,7 @@ def serve() -> Iterator[Callable[..., ScriptedServer]]:
 
 def connect(server: ScriptedServer, header: tuple[str, ...] = (CUSTOM_HEADER,),
             **kwargs) -> websocket.WebSocket:
-    return open_websocket(server.url(), timeout=TIMEOUT, header=list(header), **kwargs)
+    return upgrade(server.url(), timeout=TIMEOUT, header=list(header), **kwargs)
 
 
 # --------------------------------------------------------------------------- responders
@@ -487,13 +488,14 @@ def test_head_of_exactly_max_head_bytes_is_accepted(serve, tail) -> None:
         pytest.param(503, "Service Unavailable", id="503"),
     ],
 )
-def test_status_other_than_101_raises_bad_status(serve, status, reason) -> None:
+def test_status_other_than_101_raises_registration_refused(serve, status, reason) -> None:
     server = serve(answer_status(status, reason))
-    with pytest.raises(websocket.WebSocketBadStatusException) as info:
+    with pytest.raises(RegistrationRefused) as info:
         connect(server)
     assert info.value.status_code == status
     assert info.value.status_message == reason
-    assert info.value.resp_headers["x-why"] == "scripted"
+    assert info.value.headers["x-why"] == "scripted"
+    assert str(info.value) == f"Handshake status {status} {reason}"
     assert server.saw_eof.wait(TIMEOUT), "open_websocket did not close the socket"
     server.check()
 
@@ -505,11 +507,10 @@ def test_status_other_than_101_raises_bad_status(serve, status, reason) -> None:
         pytest.param(answer_without_upgrade, id="no-upgrade-header"),
     ],
 )
-def test_invalid_101_raises_websocket_exception(serve, respond) -> None:
+def test_invalid_101_raises_handshake_error(serve, respond) -> None:
     server = serve(respond)
-    with pytest.raises(websocket.WebSocketException) as info:
+    with pytest.raises(HandshakeError):
         connect(server)
-    assert not isinstance(info.value, websocket.WebSocketBadStatusException)
     assert server.saw_eof.wait(TIMEOUT), "open_websocket did not close the socket"
     server.check()
 
@@ -524,15 +525,16 @@ def test_invalid_101_raises_websocket_exception(serve, respond) -> None:
 )
 def test_server_closing_during_the_handshake_raises(serve, respond) -> None:
     server = serve(respond)
-    with pytest.raises((websocket.WebSocketException, OSError)):
+    with pytest.raises(ConnectionLost):
         connect(server)
     server.check()
 
 
 def test_silent_server_times_out(serve) -> None:
     server = serve(stay_silent)
-    with pytest.raises((websocket.WebSocketException, OSError)):
+    with pytest.raises(ConnectionLost) as info:
         open_websocket(server.url(), timeout=0.2, header=[CUSTOM_HEADER])
+    assert isinstance(info.value.__cause__, TimeoutError)
     assert server.saw_eof.wait(TIMEOUT), "open_websocket did not close the socket"
     server.check()
 
@@ -547,10 +549,9 @@ def test_silent_server_times_out(serve) -> None:
 )
 def test_head_longer_than_max_head_raises(serve, respond) -> None:
     server = serve(respond)
-    with pytest.raises(websocket.WebSocketException) as info:
-        connect(server)
     # the server is still there: the limit is what stopped the read, not an EOF
-    assert not isinstance(info.value, websocket.WebSocketConnectionClosedException)
+    with pytest.raises(HandshakeError):
+        connect(server)
     assert server.saw_eof.wait(TIMEOUT), "open_websocket did not close the socket"
     server.check()
 
@@ -590,17 +591,27 @@ def test_wss_upgrade_uses_websocket_client_reader(serve, tls_contexts) -> None:
 def test_wss_bad_status_raises(serve, tls_contexts) -> None:
     server_ctx, client_ctx = tls_contexts
     server = serve(answer_status(403, "Forbidden"), tls=server_ctx)
-    with pytest.raises(websocket.WebSocketBadStatusException) as info:
+    with pytest.raises(RegistrationRefused) as info:
         connect(server, sslopt={"context": client_ctx})
     assert info.value.status_code == 403
     assert server.saw_eof.wait(TIMEOUT), "open_websocket did not close the socket"
     server.check()
 
 
+def test_wss_untrusted_certificate_raises_tls_error(serve, tls_contexts) -> None:
+    server_ctx, _ = tls_contexts
+    server = serve(answer_101(), tls=server_ctx)
+    with pytest.raises(TlsError) as info:  # a context that does not trust the test CA
+        connect(server, sslopt={"context": ssl.create_default_context()})
+    assert isinstance(info.value.__cause__, ssl.SSLCertVerificationError)
+    assert str(info.value) == str(info.value.__cause__)  # the text the log line shows
+    server.stop()
+
+
 def test_wss_wrong_accept_raises(serve, tls_contexts) -> None:
     server_ctx, client_ctx = tls_contexts
     server = serve(answer_wrong_accept, tls=server_ctx)
-    with pytest.raises(websocket.WebSocketException):
+    with pytest.raises(HandshakeError):
         connect(server, sslopt={"context": client_ctx})
     server.check()
 
@@ -682,7 +693,7 @@ def test_read_response_head_eof_raises_connection_closed(pair) -> None:
     reader, writer = pair
     writer.sendall(b"HTTP/1.1 101 Switching\r\n")
     writer.shutdown(socket.SHUT_WR)
-    with pytest.raises(ServerClosed):
+    with pytest.raises(ConnectionLost):
         read_response_head(reader)
 
 
@@ -754,7 +765,7 @@ def test_max_head_is_64_kib() -> None:
 def test_upgrade_against_the_real_router(router, protocols, echo) -> None:
     url = (f"ws://{LOOPBACK}:{router.registration_port}/register/"
            "?connectorInstanceID=x&componentName=y")
-    ws = open_websocket(url, timeout=TIMEOUT, header=handshake_headers("myroute", protocols))
+    ws = upgrade(url, timeout=TIMEOUT, header=handshake_headers("myroute", protocols))
     try:
         assert ws.getstatus() == 101
         headers = ws.getheaders()

@@ -6,7 +6,8 @@ import logging
 import pytest
 from crank_test_support import deterministic_bytes
 
-from crank_sync.connector.target import TargetClient
+from crank_sync.connector.target import Cancel, TargetClient, iter_response, send_request
+from crank_sync.errors import TargetError
 from crank_sync.protocol import RequestHead
 
 
@@ -98,3 +99,38 @@ def test_a_body_read_to_its_length_frees_the_connection(target):
         assert client.connections_made == 1
     finally:
         client.close()
+
+
+class _OwnTarget:
+    """A Target of the application's own whose socket fails (the Target protocol)."""
+
+    def __init__(self, fail_on_send: bool) -> None:
+        self.fail_on_send = fail_on_send
+        self.status, self.reason, self.headers = 200, "OK", {}
+
+    def send(self, head, body, cancel=None):
+        if self.fail_on_send:
+            raise ConnectionRefusedError(111, "Connection refused")
+        return self
+
+    def read1(self, amt=None, decode_content=None):
+        raise ConnectionResetError(104, "Connection reset by peer")
+
+    def close(self) -> None:
+        pass
+
+    def release_conn(self) -> None:
+        pass
+
+
+def test_an_os_error_of_an_own_target_becomes_a_target_error():
+    head = RequestHead(method="GET", target="/", headers=())
+    with pytest.raises(TargetError) as info:
+        send_request(_OwnTarget(fail_on_send=True), head, None, Cancel())
+    assert info.value.reason == "connection refused"
+    assert isinstance(info.value.__cause__, ConnectionRefusedError)
+    resp = send_request(_OwnTarget(fail_on_send=False), head, None, Cancel())
+    with pytest.raises(TargetError) as info:
+        next(iter_response(resp, 1024))
+    assert info.value.reason == "connection reset"
+    assert isinstance(info.value.__cause__, ConnectionResetError)
