@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from crank_test_support import LOOPBACK, TargetService, wait_for
+from support import LOOPBACK, TargetService, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN_ROUTER = str(ROOT / "scripts" / "run_router.py")

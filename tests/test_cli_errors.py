@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from crank_test_support import LOOPBACK
+from support import LOOPBACK
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN_ROUTER = str(ROOT / "scripts" / "run_router.py")

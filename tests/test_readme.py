@@ -36,7 +36,7 @@ from typing import Any
 
 import pytest
 import requests
-from crank_test_support import LOOPBACK, closed_port, wait_for
+from support import LOOPBACK, closed_port, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.rst"

@@ -8,7 +8,7 @@ checks, and the one rule for a silent peer.
 from __future__ import annotations
 
 import pytest
-from crank_test_support import ws_frame
+from support import ws_frame
 
 from crank_sync.ws.connection import close_payload, parse_close
 from crank_sync.ws.frames import FrameDecoder, FrameError, Opcode, Role, encode_frame

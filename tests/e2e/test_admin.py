@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 import requests
-from crank_test_support import (
+from prometheus_client.parser import text_string_to_metric_families
+from support import (
     LOOPBACK,
     both_protocols,
     closed_port,
@@ -22,7 +23,6 @@ from crank_test_support import (
     single_protocols,
     wait_for,
 )
-from prometheus_client.parser import text_string_to_metric_families
 
 import crank_sync
 

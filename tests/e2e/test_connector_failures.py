@@ -9,7 +9,7 @@ import threading
 
 import pytest
 import requests
-from crank_test_support import (
+from support import (
     DIE_MID_BODY_DECLARED,
     LOOPBACK,
     both_protocols,

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import requests
 import websocket
-from crank_test_support import LOOPBACK, both_protocols, read_until_closed, wait_for
+from support import LOOPBACK, both_protocols, read_until_closed, wait_for
 from websocket import ABNF
 
 from crank_sync.protocol import v3

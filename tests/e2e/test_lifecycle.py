@@ -10,7 +10,7 @@ import threading
 
 import pytest
 import requests
-from crank_test_support import LOOPBACK, both_protocols, deterministic_bytes, wait_for
+from support import LOOPBACK, both_protocols, deterministic_bytes, wait_for
 
 
 def url(router, path: str) -> str:

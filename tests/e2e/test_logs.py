@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import requests
 import websocket
-from crank_test_support import LOOPBACK, closed_port, single_protocols, wait_for
+from support import LOOPBACK, closed_port, single_protocols, wait_for
 
 from crank_sync.connector.connector import QUIET_ATTEMPTS
 from crank_sync.connector.worker import endpoint, handshake_headers

@@ -8,7 +8,7 @@ import socket
 import threading
 
 import pytest
-from crank_test_support import (
+from support import (
     CHUNKED_PARTS,
     GZIP_BODY,
     LOOPBACK,

@@ -7,7 +7,7 @@ import threading
 import pytest
 import requests
 import websocket
-from crank_test_support import LOOPBACK, FakeConnector, wait_for
+from support import LOOPBACK, FakeConnector, wait_for
 
 
 def url(router, path: str) -> str:

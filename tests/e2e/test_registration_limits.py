@@ -17,7 +17,7 @@ from collections.abc import Iterator
 
 import pytest
 import requests
-from crank_test_support import LOOPBACK, both_protocols, wait_for
+from support import LOOPBACK, both_protocols, wait_for
 
 OTHER = "127.0.0.2"
 THIRD = "127.0.0.3"

@@ -8,7 +8,7 @@ import threading
 
 import pytest
 import requests
-from crank_test_support import LOOPBACK, both_protocols, wait_for
+from support import LOOPBACK, both_protocols, wait_for
 
 import crank_sync
 

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 import requests
 import trustme
-from crank_test_support import (
+from support import (
     LOOPBACK,
     both_protocols,
     deterministic_bytes,

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 import requests
-from crank_test_support import (
+from support import (
     DIE_MID_BODY_DECLARED,
     LOOPBACK,
     closed_port,

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import requests
 import websocket
-from crank_test_support import LOOPBACK, deterministic_bytes, wait_for
+from support import LOOPBACK, deterministic_bytes, wait_for
 from websocket import ABNF
 
 from crank_sync.protocol import v3

@@ -9,7 +9,7 @@ import time
 import pytest
 import requests
 import websocket
-from crank_test_support import LOOPBACK, FakeConnector, wait_for
+from support import LOOPBACK, FakeConnector, wait_for
 
 DATA, HEADER, RST_STREAM, WINDOW_UPDATE = 0, 1, 3, 8
 END_STREAM, END_HEADER = 1, 4
