@@ -28,7 +28,15 @@ from .services import (
     Received,
     TargetService,
 )
-from .sockets import LOOPBACK, ResponseReader, closed_port, raw_exchange, read_until_closed
+from .sockets import (
+    LOOPBACK,
+    ResponseReader,
+    closed_port,
+    is_closed,
+    raw_exchange,
+    read_until_closed,
+)
+from .urls import admin_url, client_url, http_get, registration_url
 from .waiting import wait_for
 
 __all__ = [
@@ -52,14 +60,19 @@ __all__ = [
     "RouterFactory",
     "ScriptedRouter",
     "TargetService",
+    "admin_url",
     "both_protocols",
+    "client_url",
     "closed_port",
     "deterministic_bytes",
+    "http_get",
+    "is_closed",
     "raw_exchange",
     "read_until_closed",
     "receive_until_closed",
     "reference_mask",
     "registered",
+    "registration_url",
     "route_key",
     "sha256",
     "single_protocols",

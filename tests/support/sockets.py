@@ -7,6 +7,7 @@ close is the thing under test.
 from __future__ import annotations
 
 import http.client
+import select
 import socket
 from typing import Any
 
@@ -89,3 +90,14 @@ def raw_exchange(
         return resp.status, resp.headers, body
     finally:
         sock.close()
+
+
+def is_closed(sock: socket.socket) -> bool:
+    """True once the peer closed ``sock`` (EOF or reset); never blocks."""
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+        if not readable:
+            return False
+        return sock.recv(4096, socket.MSG_PEEK) == b""
+    except (ConnectionResetError, BrokenPipeError):
+        return True
