@@ -130,7 +130,7 @@ def test_wss_registration_with_ca_file(router_factory, pki, target, wss_connecto
 def test_bulk_both_ways_over_wss(router_factory, pki, target, wss_connectors):
     """Megabytes each way through a TLS registration socket. The echoes are what once failed:
     with reads and writes on one TLS connection from two threads at once, OpenSSL now and then
-    gave the connector a spurious EOF (see tests/test_tls_reads.py)."""
+    gave the connector a spurious EOF (see tests/wire/test_tls_reads.py)."""
     router = router_factory(registration_tls_cert=pki.server_cert,
                             registration_tls_key=pki.server_key)
     conn = wss_connectors(registration_url(router, "wss"), target.url, ca_file=pki.ca_file)

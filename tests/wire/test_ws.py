@@ -1,6 +1,6 @@
 """The shared websocket layer, ``crank_sync.ws``: what both roles share and where they differ.
 
-The decoders' frame-by-frame rules are table-tested per side (``tests/router/test_frames.py``
+The decoders' frame-by-frame rules are table-tested per side (``tests/wire/test_frames.py``
 for the server role, ``tests/connector/test_frames.py`` through the connector's reader); here:
 the role decides the masking, the close frame's payload both ways, the client handshake's
 checks, and the one rule for a silent peer.

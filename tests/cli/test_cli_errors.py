@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from support import LOOPBACK
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 RUN_ROUTER = str(ROOT / "scripts" / "run_router.py")
 RUN_CONNECTOR = str(ROOT / "scripts" / "run_connector.py")
 DEADLINE = 30.0
