@@ -2,7 +2,19 @@
 
 ``tests`` is on ``sys.path`` (``pythonpath = tests`` in setup.cfg's ``[tool:pytest]``), so this
 is an ordinary package; the fixtures that own what these helpers start are in
-``tests/conftest.py``. Every public name of the modules below is re-exported here.
+``tests/conftest.py``. Every public name of the modules below is re-exported here:
+
+* ``waiting``: ``wait_for``, polling a condition until a deadline.
+* ``data``: deterministic payloads and their digests.
+* ``frames``: websocket frames built by hand, masked by a byte-at-a-time reference.
+* ``sockets``: ``LOOPBACK`` and raw-socket exchanges and reads.
+* ``urls``: a router's client, admin and registration addresses; a plain GET.
+* ``services``: ``TargetService``, the real HTTP target, and its endpoints' constants.
+* ``peers``: scripted peers, a router stand-in and a v1 connector stand-in.
+* ``protocols``: the protocol set-ups and the marks that run a test over each.
+* ``factories``: the router and connector factories behind the fixtures.
+
+tests/README.rst is the map of the suite: which directory holds what.
 """
 
 from .data import deterministic_bytes, sha256
