@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 import websocket
-from crank_test_support import reference_mask, ws_frame
+from support import reference_mask, ws_frame
 from websocket import ABNF
 
 from crank_sync.connector import frames

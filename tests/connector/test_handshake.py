@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator
 import pytest
 import trustme
 import websocket
-from crank_test_support import LOOPBACK, wait_for
+from support import LOOPBACK, wait_for
 
 from crank_sync.connector.handshake import open_websocket, upgrade
 from crank_sync.connector.worker import handshake_headers

@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 
 import pytest
-from crank_test_support import deterministic_bytes
+from support import deterministic_bytes
 
 from crank_sync.connector.target import Cancel, TargetClient, iter_response, send_request
 from crank_sync.errors import TargetError

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import socket
 
-from crank_test_support import LOOPBACK, single_protocols, wait_for
+from support import LOOPBACK, single_protocols, wait_for
 
 
 @single_protocols

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 import requests
-from crank_test_support import LOOPBACK, single_protocols, wait_for
 from prometheus_client.parser import text_string_to_metric_families
+from support import LOOPBACK, single_protocols, wait_for
 
 
 def metric(router: Any, name: str, **labels: str) -> float:

@@ -14,15 +14,17 @@ from typing import Any
 
 import pytest
 import requests
-from crank_test_support import (
+from prometheus_client.parser import text_string_to_metric_families
+from support import (
     LOOPBACK,
+    admin_url,
     both_protocols,
+    client_url,
     closed_port,
     deterministic_bytes,
     single_protocols,
     wait_for,
 )
-from prometheus_client.parser import text_string_to_metric_families
 
 import crank_sync
 
@@ -39,14 +41,6 @@ ADMIN_GET_PATHS = [
 @pytest.fixture
 def http(session: requests.Session) -> requests.Session:
     return session
-
-
-def admin_url(router: Any, path: str) -> str:
-    return f"http://{LOOPBACK}:{router.registration_port}{path}"
-
-
-def client_url(router: Any, path: str) -> str:
-    return f"http://{LOOPBACK}:{router.http_port}{path}"
 
 
 def admin_json(router: Any, path: str) -> Any:

@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 import pytest
 import requests
-from crank_test_support import LOOPBACK, deterministic_bytes, wait_for
+from support import LOOPBACK, deterministic_bytes, wait_for
 
 
 def _serves(router) -> None:

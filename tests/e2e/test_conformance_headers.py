@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 import requests
-from crank_test_support import LOOPBACK, both_protocols
+from support import LOOPBACK, both_protocols
 
 
 def _get(router: Any, path: str, headers: dict[str, str] | None = None) -> requests.Response:

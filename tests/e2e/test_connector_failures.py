@@ -9,18 +9,15 @@ import threading
 
 import pytest
 import requests
-from crank_test_support import (
+from support import (
     DIE_MID_BODY_DECLARED,
     LOOPBACK,
     both_protocols,
+    client_url,
     closed_port,
     deterministic_bytes,
     wait_for,
 )
-
-
-def url(router, path: str) -> str:
-    return f"http://{LOOPBACK}:{router.http_port}{path}"
 
 
 class BackgroundRequest:
@@ -37,7 +34,8 @@ class BackgroundRequest:
         try:
             with requests.Session() as s:
                 s.trust_env = False
-                self.result["resp"] = s.request(method, url(router, path), data=data, timeout=30)
+                self.result["resp"] = s.request(method, client_url(router, path), data=data,
+                                                timeout=30)
         except Exception as err:
             self.result["error"] = err
 
@@ -57,7 +55,7 @@ def healthy(router, target, connector_factory):
 def assert_router_still_serves(router) -> None:
     with requests.Session() as s:
         s.trust_env = False
-        resp = s.get(url(router, "/svc/bytes/1000?seed=5"), timeout=10)
+        resp = s.get(client_url(router, "/svc/bytes/1000?seed=5"), timeout=10)
     assert resp.status_code == 200
     assert resp.content == deterministic_bytes(1000, 5)
 
@@ -123,7 +121,7 @@ def router_logged(caplog, *words: str) -> bool:
 def test_502_when_target_unreachable(router, connector_factory, session, caplog):
     caplog.set_level(logging.INFO, logger="crank_sync")
     connector_factory(f"http://{LOOPBACK}:{closed_port()}", route="deadtarget")
-    resp = session.get(url(router, "/deadtarget/x"), timeout=20)
+    resp = session.get(client_url(router, "/deadtarget/x"), timeout=20)
     assert resp.status_code == 502
     # the connector's reason reaches the client and the router's log line about the request
     assert "target failed: connection refused" in resp.text, resp.text

@@ -12,7 +12,7 @@ import struct
 from typing import Any
 
 import pytest
-from crank_test_support import ScriptedRouter, receive_until_closed, wait_for, ws_frame
+from support import ScriptedRouter, receive_until_closed, wait_for, ws_frame
 
 from crank_sync import Connector
 from crank_sync.protocol import MARKER_BODY_ENDED

@@ -11,7 +11,7 @@ import socket
 from typing import Any
 
 import pytest
-from crank_test_support import ScriptedRouter, deterministic_bytes, wait_for
+from support import ScriptedRouter, deterministic_bytes, wait_for
 
 from crank_sync import Connector
 from crank_sync.protocol import v3

@@ -20,12 +20,12 @@ from typing import Any
 
 import pytest
 import requests
-from crank_test_support import LOOPBACK, V3_PREFERRED, single_protocols, wait_for
 from selenium import webdriver
 from selenium.common.exceptions import JavascriptException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
+from support import LOOPBACK, V3_PREFERRED, single_protocols, wait_for
 
 import crank_sync
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 import requests
-from crank_test_support import (
+from support import (
     LOOPBACK,
     both_protocols,
     deterministic_bytes,

@@ -6,7 +6,7 @@ import http.client
 import json
 
 import pytest
-from crank_test_support import LOOPBACK, both_protocols, raw_exchange
+from support import LOOPBACK, both_protocols, raw_exchange
 
 pytestmark = both_protocols
 

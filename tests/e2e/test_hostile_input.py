@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import requests
 import websocket
-from crank_test_support import LOOPBACK, both_protocols, read_until_closed, wait_for
+from support import LOOPBACK, both_protocols, http_get, read_until_closed, wait_for
 from websocket import ABNF
 
 from crank_sync.protocol import v3
@@ -62,12 +62,6 @@ def send_raw(port: int, data: bytes) -> socket.socket:
     except (BrokenPipeError, ConnectionResetError):
         pass  # the router may answer and close before reading everything
     return sock
-
-
-def http_get(router: Any, path: str) -> requests.Response:
-    with requests.Session() as s:
-        s.trust_env = False
-        return s.get(f"http://{LOOPBACK}:{router.http_port}{path}", timeout=30)
 
 
 def assert_refused_and_closed(router: Any, target: Any, request: bytes, status: int,

@@ -10,17 +10,13 @@ import threading
 
 import pytest
 import requests
-from crank_test_support import LOOPBACK, both_protocols, deterministic_bytes, wait_for
-
-
-def url(router, path: str) -> str:
-    return f"http://{LOOPBACK}:{router.http_port}{path}"
+from support import LOOPBACK, both_protocols, client_url, deterministic_bytes, wait_for
 
 
 def get(router, path: str, timeout: float = 10.0) -> requests.Response:
     with requests.Session() as s:
         s.trust_env = False
-        return s.get(url(router, path), timeout=timeout)
+        return s.get(client_url(router, path), timeout=timeout)
 
 
 def assert_serves(router, route: str = "svc", count: int = 3) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import requests
 import websocket
-from crank_test_support import LOOPBACK, closed_port, single_protocols, wait_for
+from support import LOOPBACK, closed_port, registration_url, single_protocols, wait_for
 
 from crank_sync.connector.connector import QUIET_ATTEMPTS
 from crank_sync.connector.worker import endpoint, handshake_headers
@@ -27,10 +27,6 @@ def messages(caplog: pytest.LogCaptureFixture, logger: str, text: str,
     return [r.getMessage() for r in caplog.records
             if r.name.startswith(logger) and text in r.getMessage()
             and (level is None or r.levelno == level)]
-
-
-def ws_url(router: Any) -> str:
-    return f"ws://{LOOPBACK}:{router.registration_port}"
 
 
 def connector(target: Any, routers: list[str], **options: Any) -> Any:
@@ -50,7 +46,8 @@ def test_connector_logs_its_registration_once(router, target, connector_factory,
         assert session.get(url, timeout=10).status_code == 200
     version = "3.0" if "3.0" in cranker_protocols else "1.0"
     lines = messages(caplog, "crank_sync.connector", "registered at")
-    assert lines == [f"registered at {ws_url(router)} with cranker_{version} for route 'svc'"]
+    at = registration_url(router)
+    assert lines == [f"registered at {at} with cranker_{version} for route 'svc'"]
     # the router logs the connector once too, with its component and protocol
     arrived = messages(caplog, "crank_sync.router", "registered route", logging.INFO)
     assert len(arrived) == 1, arrived
@@ -67,7 +64,7 @@ def test_connector_logs_its_registration_once(router, target, connector_factory,
 def test_connector_logs_loss_and_recovery(router_factory, target, caplog, cranker_protocols):
     first = router_factory()
     port = first.registration_port
-    conn = connector(target, [ws_url(first)], protocols=cranker_protocols).start()
+    conn = connector(target, [registration_url(first)], protocols=cranker_protocols).start()
     try:
         wait_for(lambda: conn.idle_count() >= 1, what="registration")
         router_factory.stop(first)
@@ -86,7 +83,7 @@ def test_connector_logs_loss_and_recovery(router_factory, target, caplog, cranke
 
 
 def test_router_logs_a_connector_lost_without_deregistering(router, caplog):
-    url = endpoint(ws_url(router), "register", "vanishing-connector", "gone-soon")
+    url = endpoint(registration_url(router), "register", "vanishing-connector", "gone-soon")
     ws = websocket.create_connection(url, timeout=10, header=handshake_headers("svc", ("1.0",)))
     try:
         wait_for(lambda: router.idle_sockets("svc") == 1, what="the raw registration")
@@ -102,11 +99,11 @@ def test_router_logs_a_connector_lost_without_deregistering(router, caplog):
 def test_a_refused_registration_says_why(router_factory, target, caplog, case):
     if case == "token":
         router = router_factory(registration_tokens=("right-token",))
-        url, options, why = ws_url(router), {"token": "wrong-token"}, \
+        url, options, why = registration_url(router), {"token": "wrong-token"}, \
             "router answered 403 Forbidden: missing or invalid registration token"
     elif case == "protocol":
         router = router_factory(protocols=("1.0",))
-        url, options, why = ws_url(router), {"protocols": ("3.0",)}, \
+        url, options, why = registration_url(router), {"protocols": ("3.0",)}, \
             "this router speaks cranker_1.0"
     else:
         router = router_factory()
@@ -141,7 +138,7 @@ def test_no_password_or_token_in_logs(router_factory, target, caplog):
     router = router_factory(registration_tokens=("tok-9f8e7d",))
     parts = urllib.parse.urlsplit(target.url)
     with_password = f"http://someone:pw-5a4b3c@{parts.netloc}"
-    conn = connector(with_password, [ws_url(router)], token="tok-9f8e7d").start()
+    conn = connector(with_password, [registration_url(router)], token="tok-9f8e7d").start()
     try:
         wait_for(lambda: router.idle_sockets("svc") >= 1, what="registration")
         with requests.Session() as s:

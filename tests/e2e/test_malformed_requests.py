@@ -6,7 +6,7 @@ import http.client
 
 import pytest
 import requests
-from crank_test_support import LOOPBACK, raw_exchange
+from support import LOOPBACK, raw_exchange
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import os
 import resource
 
 import pytest
-from crank_test_support import LOOPBACK, both_protocols
+from support import LOOPBACK, both_protocols
 
 
 @pytest.fixture

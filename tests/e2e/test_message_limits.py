@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import requests
 import websocket
-from crank_test_support import (
+from support import (
     LOOPBACK,
     ScriptedRouter,
     deterministic_bytes,

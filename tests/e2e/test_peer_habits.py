@@ -23,8 +23,8 @@ here only the same close before any response);
 ``/register`` without the slash but with a query (``test_registration.py::
 test_register_without_trailing_slash``); a router closing without a code
 (``test_connector_v1_wire.py::test_close_right_after_the_marker_cancels[no-code]``); the
-codec tables in ``tests/protocol/test_v1.py``; fragment reassembly in ``tests/router`` and
-``tests/connector/test_frames.py``.
+codec tables in ``tests/protocol/test_v1.py``; fragment reassembly in
+``tests/wire/test_frames.py`` and ``tests/connector/test_frames.py``.
 """
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ from typing import Any
 import pytest
 import requests
 import websocket
-from crank_test_support import (
+from support import (
     LOOPBACK,
     ResponseReader,
     ScriptedRouter,

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 import trustme
-from crank_test_support import LOOPBACK, wait_for
+from support import LOOPBACK, wait_for
 
 from crank_sync import Connector
 

@@ -9,13 +9,9 @@ import logging
 import threading
 
 import pytest
-from crank_test_support import LOOPBACK, both_protocols, deterministic_bytes, wait_for
+from support import LOOPBACK, both_protocols, client_url, deterministic_bytes, wait_for
 
 from crank_sync import Headers, ProxyInfo, ProxyListener, Reject
-
-
-def url(router, path: str) -> str:
-    return f"http://{LOOPBACK}:{router.http_port}{path}"
 
 
 class Recorder(ProxyListener):
@@ -130,7 +126,7 @@ def test_header_changes_reach_the_target_and_the_client(router_factory, target,
 
     router = router_factory(listeners=[Rewrite()])
     connector_factory(target, routers=[router], route="svc")
-    resp = session.get(url(router, "/svc/headers/x"), headers={"X-Secret": "s3"}, timeout=10)
+    resp = session.get(client_url(router, "/svc/headers/x"), headers={"X-Secret": "s3"}, timeout=10)
     assert resp.status_code == 203
     assert resp.reason == "Non-Authoritative Information"
     assert resp.headers["X-From-Listener"] == "yes"
@@ -151,7 +147,7 @@ def test_reject_before_the_target_never_reaches_a_connector(router_factory, targ
     rec = Recorder()
     router = router_factory(listeners=[Auth(), rec])
     connector_factory(target, routers=[router], route="svc")
-    resp = session.post(url(router, "/svc/echo"), data=b"x" * 5000, timeout=10)
+    resp = session.post(client_url(router, "/svc/echo"), data=b"x" * 5000, timeout=10)
     assert resp.status_code == 401
     assert resp.text == "no entry\n"
     assert resp.headers["WWW-Authenticate"] == "Bearer"
@@ -162,7 +158,7 @@ def test_reject_before_the_target_never_reaches_a_connector(router_factory, targ
     assert rec.completed.wait(10)
     assert rec.names() == ["complete"]
     assert rec.calls[-1][1] == 401
-    ok = session.get(url(router, "/svc/bytes/10"), headers={"Authorization": "Bearer good"},
+    ok = session.get(client_url(router, "/svc/bytes/10"), headers={"Authorization": "Bearer good"},
                      timeout=10)
     assert ok.status_code == 200 and len(ok.content) == 10
 
@@ -177,12 +173,12 @@ def test_reject_after_the_target_drops_its_response(router_factory, target,
 
     router = router_factory(listeners=[NoTeapots()])
     connector_factory(target, routers=[router], route="svc")
-    resp = session.get(url(router, "/svc/status/418"), timeout=10)
+    resp = session.get(client_url(router, "/svc/status/418"), timeout=10)
     assert resp.status_code == 502
     assert resp.content == b"refused by policy\n"
     # the connector and the route go on
     for _ in range(3):
-        ok = session.get(url(router, "/svc/bytes/100"), timeout=10)
+        ok = session.get(client_url(router, "/svc/bytes/100"), timeout=10)
         assert ok.status_code == 200 and len(ok.content) == 100
 
 
@@ -198,7 +194,7 @@ def test_a_raising_listener_fails_that_request_only(router_factory, target, conn
     router = router_factory(listeners=[Buggy(), rec])
     connector_factory(target, routers=[router], route="svc")
     with caplog.at_level(logging.ERROR, logger="crank_sync.router.listening"):
-        resp = session.get(url(router, "/svc/bytes/1?boom"), timeout=10)
+        resp = session.get(client_url(router, "/svc/bytes/1?boom"), timeout=10)
     assert resp.status_code == 500
     request_id = resp.headers["X-Request-Id"]
     assert request_id in resp.text
@@ -207,7 +203,7 @@ def test_a_raising_listener_fails_that_request_only(router_factory, target, conn
     assert failed and failed[0].exc_info is not None and request_id in failed[0].getMessage()
     assert rec.completed.wait(10)
     assert type(rec.calls[-1][4]).__name__ == "ListenerFailed"
-    ok = session.get(url(router, "/svc/bytes/7"), timeout=10)
+    ok = session.get(client_url(router, "/svc/bytes/7"), timeout=10)
     assert ok.status_code == 200 and len(ok.content) == 7
 
 
@@ -224,7 +220,7 @@ def test_a_raising_on_complete_is_logged_and_the_router_goes_on(router_factory, 
     connector_factory(target, routers=[router], route="svc")
     with caplog.at_level(logging.ERROR, logger="crank_sync.router.listening"):
         for n in range(3):
-            resp = session.get(url(router, f"/svc/bytes/{n + 1}"), timeout=10)
+            resp = session.get(client_url(router, f"/svc/bytes/{n + 1}"), timeout=10)
             assert resp.status_code == 200 and len(resp.content) == n + 1
     # the other listener's on_complete still ran for each request
     wait_for(lambda: sum(1 for c in rec.calls if c[0] == "complete") == 3, 10,
@@ -235,7 +231,7 @@ def test_a_raising_on_complete_is_logged_and_the_router_goes_on(router_factory, 
 def test_no_connector_calls_failure_to_acquire_and_complete_once(router_factory, session):
     rec = Recorder()
     router = router_factory(listeners=[rec], connector_max_wait=0.2)
-    resp = session.get(url(router, "/nobody/here"), timeout=10)
+    resp = session.get(client_url(router, "/nobody/here"), timeout=10)
     assert resp.status_code in (404, 503)
     assert rec.completed.wait(10)
     assert rec.names() == ["before_proxy", "failure_to_acquire", "complete"]
@@ -267,7 +263,7 @@ def test_listeners_that_override_nothing_are_accepted_and_free(router_factory, t
                                                                connector_factory, session):
     router = router_factory(listeners=[ProxyListener(), ProxyListener()])
     connector_factory(target, routers=[router], route="svc")
-    resp = session.get(url(router, "/svc/bytes/5"), timeout=10)
+    resp = session.get(client_url(router, "/svc/bytes/5"), timeout=10)
     assert resp.status_code == 200
 
 

@@ -8,21 +8,18 @@ import socket
 import threading
 
 import pytest
-from crank_test_support import (
+from support import (
     CHUNKED_PARTS,
     GZIP_BODY,
     LOOPBACK,
     ResponseReader,
     both_protocols,
+    client_url,
     deterministic_bytes,
     sha256,
 )
 
 pytestmark = both_protocols
-
-
-def url(router, path: str) -> str:
-    return f"http://{LOOPBACK}:{router.http_port}{path}"
 
 
 def http_conn(router) -> http.client.HTTPConnection:
@@ -36,7 +33,7 @@ def svc(router, target, connector_factory):
 
 
 def test_get_fixed_size_body(router, svc, session):
-    resp = session.get(url(router, "/svc/bytes/12345?seed=7"), timeout=10)
+    resp = session.get(client_url(router, "/svc/bytes/12345?seed=7"), timeout=10)
     assert resp.status_code == 200
     assert resp.content == deterministic_bytes(12345, 7)
     assert resp.headers["Content-Length"] == "12345"
@@ -59,7 +56,7 @@ def test_get_chunked_body(router, svc):
 
 def test_post_100kb_echo(router, target, svc, session):
     payload = deterministic_bytes(100 * 1024, 3)
-    resp = session.post(url(router, "/svc/echo"), data=payload, timeout=10)
+    resp = session.post(client_url(router, "/svc/echo"), data=payload, timeout=10)
     assert resp.status_code == 200
     assert resp.content == payload
     assert resp.headers["X-Echo-Method"] == "POST"
@@ -73,7 +70,7 @@ def test_chunked_post_body(router, target, svc, session):
     def gen():
         yield from parts
 
-    resp = session.post(url(router, "/svc/echo"), data=gen(), timeout=10)
+    resp = session.post(client_url(router, "/svc/echo"), data=gen(), timeout=10)
     assert resp.status_code == 200
     assert resp.content == b"".join(parts)
     rec = target.received_for("/svc/echo")[-1]
@@ -90,7 +87,7 @@ def test_ten_concurrent_uploads(router, svc):
         try:
             with requests.Session() as s:
                 s.trust_env = False
-                r = s.post(url(router, "/svc/sha256"), data=payload, timeout=30)
+                r = s.post(client_url(router, "/svc/sha256"), data=payload, timeout=30)
             results[i] = (r.status_code, r.json(), sha256(payload), len(payload))
         except Exception as err:  # reported below
             results[i] = err
@@ -112,7 +109,7 @@ def test_ten_concurrent_uploads(router, svc):
 
 def test_5mb_download_byte_exact(router, svc, session):
     size = 5 * 1024 * 1024
-    resp = session.get(url(router, f"/svc/bytes/{size}?seed=11"), timeout=30)
+    resp = session.get(client_url(router, f"/svc/bytes/{size}?seed=11"), timeout=30)
     assert resp.status_code == 200
     assert len(resp.content) == size
     assert sha256(resp.content) == sha256(deterministic_bytes(size, 11))
@@ -120,7 +117,7 @@ def test_5mb_download_byte_exact(router, svc, session):
 
 def test_5mb_upload_byte_exact(router, target, svc, session):
     payload = deterministic_bytes(5 * 1024 * 1024, 12)
-    resp = session.post(url(router, "/svc/sha256"), data=payload, timeout=30)
+    resp = session.post(client_url(router, "/svc/sha256"), data=payload, timeout=30)
     assert resp.status_code == 200
     assert resp.json() == {"length": len(payload), "sha256": sha256(payload)}
 
@@ -174,7 +171,8 @@ def test_duplicate_set_cookie_headers_kept(router, svc):
 
 def test_gzip_body_passes_untouched(router, svc, session):
     resp = session.get(
-        url(router, "/svc/gzip"), headers={"Accept-Encoding": "gzip"}, stream=True, timeout=10
+        client_url(router, "/svc/gzip"), headers={"Accept-Encoding": "gzip"}, stream=True,
+        timeout=10
     )
     try:
         raw = resp.raw.read(decode_content=False)

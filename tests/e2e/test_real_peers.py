@@ -54,7 +54,7 @@ from typing import Any
 
 import pytest
 import requests
-from crank_test_support import (
+from support import (
     GZIP_BODY,
     LOOPBACK,
     ResponseReader,

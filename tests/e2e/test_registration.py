@@ -7,11 +7,7 @@ import threading
 import pytest
 import requests
 import websocket
-from crank_test_support import LOOPBACK, FakeConnector, wait_for
-
-
-def url(router, path: str) -> str:
-    return f"http://{LOOPBACK}:{router.http_port}{path}"
+from support import LOOPBACK, FakeConnector, client_url, wait_for
 
 
 def get_in_background(router, path: str, result: dict) -> threading.Thread:
@@ -19,7 +15,7 @@ def get_in_background(router, path: str, result: dict) -> threading.Thread:
         try:
             with requests.Session() as s:
                 s.trust_env = False
-                result["resp"] = s.get(url(router, path), timeout=30)
+                result["resp"] = s.get(client_url(router, path), timeout=30)
         except Exception as err:
             result["error"] = err
 

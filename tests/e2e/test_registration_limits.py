@@ -10,28 +10,16 @@ from __future__ import annotations
 
 import http.client
 import logging
-import select
 import socket
 import threading
 from collections.abc import Iterator
 
 import pytest
 import requests
-from crank_test_support import LOOPBACK, both_protocols, wait_for
+from support import LOOPBACK, both_protocols, is_closed, wait_for
 
 OTHER = "127.0.0.2"
 THIRD = "127.0.0.3"
-
-
-def is_closed(sock: socket.socket) -> bool:
-    """True once the peer closed ``sock`` (EOF or reset); never blocks."""
-    try:
-        readable, _, _ = select.select([sock], [], [], 0)
-        if not readable:
-            return False
-        return sock.recv(4096, socket.MSG_PEEK) == b""
-    except (ConnectionResetError, BrokenPipeError):
-        return True
 
 
 class Clients:

@@ -6,7 +6,7 @@ import socket
 from typing import Any
 
 import pytest
-from crank_test_support import (
+from support import (
     LOOPBACK,
     ScriptedRouter,
     both_protocols,

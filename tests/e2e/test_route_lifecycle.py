@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import requests
 import websocket
-from crank_test_support import LOOPBACK, single_protocols, wait_for
+from support import LOOPBACK, single_protocols, wait_for
 
 from crank_sync import Connector, ConnectorConfig
 

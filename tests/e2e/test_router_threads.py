@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from crank_test_support import wait_for
+from support import wait_for
 
 
 def _router_threads() -> list[str]:

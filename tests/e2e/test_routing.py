@@ -8,13 +8,9 @@ import threading
 
 import pytest
 import requests
-from crank_test_support import LOOPBACK, both_protocols, wait_for
+from support import LOOPBACK, both_protocols, client_url, wait_for
 
 import crank_sync
-
-
-def url(router, path: str) -> str:
-    return f"http://{LOOPBACK}:{router.http_port}{path}"
 
 
 @pytest.mark.parametrize("empty", ["", "  "])
@@ -34,12 +30,12 @@ def test_catch_all_receives_unknown_route(
     connector_factory(specific, route="svc")
     connector_factory(catch_all, route=catch_all_route)
 
-    resp = session.get(url(router, "/unknown-route/headers/x?y=1"), timeout=10)
+    resp = session.get(client_url(router, "/unknown-route/headers/x?y=1"), timeout=10)
     assert resp.status_code == 200
     assert resp.json()["path"] == "/unknown-route/headers/x?y=1"
     assert resp.headers["X-Target-Name"] == "catch-all"
 
-    resp = session.get(url(router, "/svc/headers/z"), timeout=10)
+    resp = session.get(client_url(router, "/svc/headers/z"), timeout=10)
     assert resp.status_code == 200
     assert resp.headers["X-Target-Name"] == "specific"
     assert [r.path for r in specific.received] == ["/svc/headers/z"]
@@ -49,7 +45,7 @@ def test_catch_all_receives_unknown_route(
 @both_protocols
 def test_path_is_not_stripped(router, target, connector_factory, session):
     connector_factory(target, route="svc")
-    resp = session.get(url(router, "/svc/headers"), timeout=10)
+    resp = session.get(client_url(router, "/svc/headers"), timeout=10)
     assert resp.status_code == 200
     assert json.loads(resp.content)["path"] == "/svc/headers"
 
@@ -64,7 +60,7 @@ def test_two_connectors_on_one_route_both_serve(router, target_factory, connecto
 
     served_by = []
     for i in range(40):
-        resp = session.get(url(router, f"/svc/bytes/10?i={i}"), timeout=10)
+        resp = session.get(client_url(router, f"/svc/bytes/10?i={i}"), timeout=10)
         assert resp.status_code == 200
         served_by.append(resp.headers["X-Target-Name"])
     assert len(first.received) + len(second.received) == 40
@@ -75,13 +71,13 @@ def test_two_connectors_on_one_route_both_serve(router, target_factory, connecto
 @both_protocols
 def test_unknown_route_without_catch_all_is_404(router, target, connector_factory, session):
     connector_factory(target, route="svc")
-    resp = session.get(url(router, "/no-such-route/x"), timeout=10)
+    resp = session.get(client_url(router, "/no-such-route/x"), timeout=10)
     assert resp.status_code == 404
     assert target.received == []
 
 
 def test_no_connector_at_all_is_404(router, session):
-    resp = session.get(url(router, "/svc/x"), timeout=10)
+    resp = session.get(client_url(router, "/svc/x"), timeout=10)
     assert resp.status_code == 404
 
 
@@ -94,7 +90,7 @@ def test_503_when_route_has_no_idle_socket(router, fake_connector_factory):
         try:
             with requests.Session() as s:
                 s.trust_env = False
-                first_result["resp"] = s.get(url(router, "/slowroute/one"), timeout=30)
+                first_result["resp"] = s.get(client_url(router, "/slowroute/one"), timeout=30)
         except Exception as err:
             first_result["error"] = err
 
@@ -106,7 +102,7 @@ def test_503_when_route_has_no_idle_socket(router, fake_connector_factory):
         wait_for(lambda: router.idle_sockets("slowroute") == 0, what="socket taken from the pool")
         with requests.Session() as s:
             s.trust_env = False
-            second = s.get(url(router, "/slowroute/two"), timeout=30)
+            second = s.get(client_url(router, "/slowroute/two"), timeout=30)
         assert second.status_code == 503
     finally:
         fake.close(1011)  # release the first request
@@ -122,7 +118,7 @@ def test_route_names_with_dots_dashes_underscores_and_case(
     router, target, connector_factory, session, route
 ):
     connector_factory(target, route=route)
-    resp = session.get(url(router, f"/{route}/headers/x"), timeout=10)
+    resp = session.get(client_url(router, f"/{route}/headers/x"), timeout=10)
     assert resp.status_code == 200
     assert resp.json()["path"] == f"/{route}/headers/x"
 
@@ -142,8 +138,9 @@ def test_v1_burst_waits_in_arrival_order_and_none_gets_503(router, target, conne
         try:
             with requests.Session() as s:
                 s.trust_env = False
-                status: int | str = s.get(url(router, f"/svc/slow?seconds=0.02&n={i}"),
-                                          timeout=120).status_code
+                status: int | str = s.get(
+                    client_url(router, f"/svc/slow?seconds=0.02&n={i}"), timeout=120
+                ).status_code
         except requests.RequestException as err:
             status = repr(err)
         with lock:
@@ -174,7 +171,7 @@ def test_a_waiting_client_that_leaves_gives_up_its_place(router, fake_connector_
     def third_request() -> None:
         with requests.Session() as s:
             s.trust_env = False
-            third["resp"] = s.get(url(router, "/queue/three"), timeout=30)
+            third["resp"] = s.get(client_url(router, "/queue/three"), timeout=30)
 
     t = threading.Thread(target=third_request, name="test-third-request")
     try:

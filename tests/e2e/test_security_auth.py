@@ -16,13 +16,7 @@ from typing import Any
 import pytest
 import requests
 import trustme
-from crank_test_support import (
-    LOOPBACK,
-    both_protocols,
-    registered,
-    single_protocols,
-    wait_for,
-)
+from support import LOOPBACK, both_protocols, http_get, registered, single_protocols, wait_for
 
 from crank_sync import Connector
 
@@ -62,12 +56,6 @@ def raw_upgrade(port: int, path: str = "/register/", instance: str = "raw",
         return resp.status, body.decode("utf-8", "replace")
     finally:
         conn.close()
-
-
-def http_get(router: Any, path: str) -> requests.Response:
-    with requests.Session() as s:
-        s.trust_env = False
-        return s.get(f"http://{LOOPBACK}:{router.http_port}{path}", timeout=30)
 
 
 def admin(router: Any, method: str, path: str, token: str | None = None) -> int:

@@ -11,7 +11,6 @@ import http.server
 import json
 import logging
 import os
-import select
 import socket
 import ssl
 import subprocess
@@ -24,11 +23,14 @@ from typing import Any
 import pytest
 import requests
 import trustme
-from crank_test_support import (
+from support import (
     LOOPBACK,
     both_protocols,
     deterministic_bytes,
+    http_get,
+    is_closed,
     registered,
+    registration_url,
     single_protocols,
     wait_for,
 )
@@ -74,10 +76,6 @@ def tls_router(router_factory: Any, pki: Pki, **overrides: Any) -> Any:
     )
 
 
-def wss_url(router: Any) -> str:
-    return f"wss://{LOOPBACK}:{router.registration_port}"
-
-
 # --------------------------------------------------------------------------- wss connectors
 
 
@@ -105,23 +103,6 @@ def https_get(router: Any, pki: Pki, path: str) -> requests.Response:
                      timeout=30)
 
 
-def http_get(router: Any, path: str) -> requests.Response:
-    with requests.Session() as s:
-        s.trust_env = False
-        return s.get(f"http://{LOOPBACK}:{router.http_port}{path}", timeout=30)
-
-
-def is_closed(sock: socket.socket) -> bool:
-    """True once the peer closed ``sock`` (EOF or reset); never blocks."""
-    try:
-        readable, _, _ = select.select([sock], [], [], 0)
-        if not readable:
-            return False
-        return sock.recv(4096, socket.MSG_PEEK) == b""
-    except (ConnectionResetError, BrokenPipeError):
-        return True
-
-
 # --------------------------------------------------------------------------- listeners
 
 
@@ -139,7 +120,7 @@ def test_https_client_port_and_forwarded_proto(router_factory, pki, target, conn
 def test_wss_registration_with_ca_file(router_factory, pki, target, wss_connectors):
     router = router_factory(registration_tls_cert=pki.server_cert,
                             registration_tls_key=pki.server_key)
-    conn = wss_connectors(wss_url(router), target.url, ca_file=pki.ca_file)
+    conn = wss_connectors(registration_url(router, "wss"), target.url, ca_file=pki.ca_file)
     registered(router, conn)
     resp = http_get(router, "/svc/bytes/100")
     assert resp.status_code == 200 and len(resp.content) == 100
@@ -149,10 +130,10 @@ def test_wss_registration_with_ca_file(router_factory, pki, target, wss_connecto
 def test_bulk_both_ways_over_wss(router_factory, pki, target, wss_connectors):
     """Megabytes each way through a TLS registration socket. The echoes are what once failed:
     with reads and writes on one TLS connection from two threads at once, OpenSSL now and then
-    gave the connector a spurious EOF (see tests/test_tls_reads.py)."""
+    gave the connector a spurious EOF (see tests/wire/test_tls_reads.py)."""
     router = router_factory(registration_tls_cert=pki.server_cert,
                             registration_tls_key=pki.server_key)
-    conn = wss_connectors(wss_url(router), target.url, ca_file=pki.ca_file)
+    conn = wss_connectors(registration_url(router, "wss"), target.url, ca_file=pki.ca_file)
     registered(router, conn)
     resp = http_get(router, "/svc/bytes/3000000?seed=7")
     assert resp.status_code == 200 and resp.content == deterministic_bytes(3_000_000, 7)
@@ -262,7 +243,7 @@ def test_registration_tls_handshake_has_a_deadline(router_factory, pki, target,
             t.start()
         wait_for(lambda: all(c.is_set() for c in closed) and is_closed(silent), timeout=30,
                  what="trickling and silent TLS handshakes closed after header_timeout")
-        conn = wss_connectors(wss_url(router), target.url, ca_file=pki.ca_file)
+        conn = wss_connectors(registration_url(router, "wss"), target.url, ca_file=pki.ca_file)
         registered(router, conn)
         assert http_get(router, "/svc/bytes/10").status_code == 200
     finally:
@@ -280,8 +261,8 @@ def test_default_verify_refuses_untrusted_router_and_warns(router_factory, pki, 
     caplog.set_level(logging.INFO, logger="crank_sync")
     router = router_factory(registration_tls_cert=pki.server_cert,
                             registration_tls_key=pki.server_key)
-    conn = wss_connectors(wss_url(router), target.url)
-    failures = refused_twice(router, caplog, wss_url(router))
+    conn = wss_connectors(registration_url(router, "wss"), target.url)
+    failures = refused_twice(router, caplog, registration_url(router, "wss"))
     assert conn.idle_count() == 0
     assert any(r.levelno >= logging.WARNING for r in failures), (
         "an untrusted router certificate must be logged as a warning: "
@@ -294,7 +275,7 @@ def test_verify_false_registers_with_untrusted_router(router_factory, pki, targe
                                                       wss_connectors):
     router = router_factory(registration_tls_cert=pki.server_cert,
                             registration_tls_key=pki.server_key)
-    conn = wss_connectors(wss_url(router), target.url, verify=False)
+    conn = wss_connectors(registration_url(router, "wss"), target.url, verify=False)
     registered(router, conn)
     assert http_get(router, "/svc/bytes/5").status_code == 200
 
@@ -305,10 +286,10 @@ def test_verify_false_affects_only_its_connector(router_factory, pki, target, ws
     caplog.set_level(logging.INFO, logger="crank_sync")
     router = router_factory(registration_tls_cert=pki.server_cert,
                             registration_tls_key=pki.server_key)
-    lax = wss_connectors(wss_url(router), target.url, route="lax", verify=False)
+    lax = wss_connectors(registration_url(router, "wss"), target.url, route="lax", verify=False)
     registered(router, lax, route="lax")
-    strict = wss_connectors(wss_url(router), target.url, route="strict")
-    refused_twice(router, caplog, wss_url(router), route="strict")
+    strict = wss_connectors(registration_url(router, "wss"), target.url, route="strict")
+    refused_twice(router, caplog, registration_url(router, "wss"), route="strict")
     assert strict.idle_count() == 0
     assert router.idle_sockets("lax") >= 2
     # nothing process-wide changed
@@ -326,8 +307,8 @@ def test_hostname_mismatch_fails_even_with_ca_file(router_factory, pki, target,
     caplog.set_level(logging.INFO, logger="crank_sync")
     cert, key = pki.issue("example", "example.test")
     router = router_factory(registration_tls_cert=cert, registration_tls_key=key)
-    conn = wss_connectors(wss_url(router), target.url, ca_file=pki.ca_file)
-    refused_twice(router, caplog, wss_url(router))
+    conn = wss_connectors(registration_url(router, "wss"), target.url, ca_file=pki.ca_file)
+    refused_twice(router, caplog, registration_url(router, "wss"))
     assert conn.idle_count() == 0
 
 
@@ -336,7 +317,8 @@ def test_hostname_mismatch_accepted_with_verify_false(router_factory, pki, targe
                                                       wss_connectors):
     cert, key = pki.issue("example", "example.test")
     router = router_factory(registration_tls_cert=cert, registration_tls_key=key)
-    conn = wss_connectors(wss_url(router), target.url, ca_file=pki.ca_file, verify=False)
+    conn = wss_connectors(registration_url(router, "wss"), target.url, ca_file=pki.ca_file,
+                          verify=False)
     registered(router, conn)
     assert http_get(router, "/svc/bytes/5").status_code == 200
 

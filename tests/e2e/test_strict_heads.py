@@ -13,14 +13,14 @@ import socket
 
 import pytest
 import requests
-from crank_test_support import (
+from prometheus_client.parser import text_string_to_metric_families
+from support import (
     LOOPBACK,
     raw_exchange,
     read_until_closed,
     single_protocols,
     wait_for,
 )
-from prometheus_client.parser import text_string_to_metric_families
 
 pytestmark = single_protocols
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import http.client
 import threading
 
-from crank_test_support import LOOPBACK, deterministic_bytes, wait_for
+from support import LOOPBACK, deterministic_bytes, wait_for
 
 
 def _names(prefix: str) -> set[str]:

@@ -9,7 +9,7 @@ import socket
 
 import pytest
 import requests
-from crank_test_support import LOOPBACK, wait_for
+from support import LOOPBACK, wait_for
 
 
 def _send(router, method: str, body: bytes = b"") -> socket.socket:

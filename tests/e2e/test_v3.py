@@ -19,9 +19,10 @@ from typing import Any
 
 import pytest
 import requests
-from crank_test_support import (
+from support import (
     DIE_MID_BODY_DECLARED,
     LOOPBACK,
+    client_url,
     closed_port,
     deterministic_bytes,
     sha256,
@@ -34,14 +35,10 @@ V3_ONLY = ("3.0",)
 # --------------------------------------------------------------------------- helpers
 
 
-def url(router: Any, path: str) -> str:
-    return f"http://{LOOPBACK}:{router.http_port}{path}"
-
-
 def get(router: Any, path: str, timeout: float = 20, **kwargs: Any) -> requests.Response:
     with requests.Session() as s:
         s.trust_env = False
-        return s.get(url(router, path), timeout=timeout, **kwargs)
+        return s.get(client_url(router, path), timeout=timeout, **kwargs)
 
 
 def v3_sockets(router: Any, route: str) -> list[Any]:
@@ -256,7 +253,7 @@ def test_10mb_upload_byte_exact(router, target, v3svc, framing):
         data = payload
     with requests.Session() as s:
         s.trust_env = False
-        resp = s.post(url(router, "/svc/sha256"), data=data, timeout=60)
+        resp = s.post(client_url(router, "/svc/sha256"), data=data, timeout=60)
     assert resp.status_code == 200
     assert resp.json() == {"length": len(payload), "sha256": sha256(payload)}
     rec = target.received_for("/svc/sha256")[-1]

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import requests
 import websocket
-from crank_test_support import LOOPBACK, deterministic_bytes, wait_for
+from support import LOOPBACK, client_url, deterministic_bytes, wait_for
 from websocket import ABNF
 
 from crank_sync.protocol import v3
@@ -213,10 +213,6 @@ def fake_v3(router) -> Iterator[Callable[..., FakeV3Connector]]:
 # --------------------------------------------------------------------------- clients
 
 
-def url(router: Any, path: str) -> str:
-    return f"http://{LOOPBACK}:{router.http_port}{path}"
-
-
 class BackgroundRequest:
     """A client request on its own thread, so the test can drive the fake connector."""
 
@@ -231,7 +227,8 @@ class BackgroundRequest:
         try:
             with requests.Session() as s:
                 s.trust_env = False
-                self.result["resp"] = s.request(method, url(router, path), timeout=30, **kwargs)
+                self.result["resp"] = s.request(method, client_url(router, path), timeout=30,
+                                                **kwargs)
         except Exception as err:  # noqa: BLE001 - the test inspects it
             self.result["error"] = err
 
@@ -313,7 +310,7 @@ def test_unacknowledged_request_body_stalls_only_its_stream(
         with requests.Session() as s:
             s.trust_env = False
             for i in range(5):
-                resp = s.get(url(router, f"/svc/bytes/2000?seed={i}"), timeout=10)
+                resp = s.get(client_url(router, f"/svc/bytes/2000?seed={i}"), timeout=10)
                 assert resp.status_code == 200
                 assert resp.content == deterministic_bytes(2000, i)
         # never a WINDOW_UPDATE from us: at most the window plus one chunk arrived

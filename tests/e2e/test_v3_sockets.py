@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 import requests
-from crank_test_support import LOOPBACK, wait_for
+from support import LOOPBACK, wait_for
 
 from crank_sync import ConnectorConfig
 

@@ -9,14 +9,10 @@ import time
 import pytest
 import requests
 import websocket
-from crank_test_support import LOOPBACK, FakeConnector, wait_for
+from support import LOOPBACK, FakeConnector, client_url, wait_for
 
 DATA, HEADER, RST_STREAM, WINDOW_UPDATE = 0, 1, 3, 8
 END_STREAM, END_HEADER = 1, 4
-
-
-def url(router, path: str) -> str:
-    return f"http://{LOOPBACK}:{router.http_port}{path}"
 
 
 def frame(kind: int, flags: int, request_id: int, payload: bytes = b"") -> bytes:
@@ -94,7 +90,7 @@ def background_get(router, path: str) -> tuple[threading.Thread, dict]:
         try:
             with requests.Session() as s:
                 s.trust_env = False
-                result["resp"] = s.get(url(router, path), timeout=30)
+                result["resp"] = s.get(client_url(router, path), timeout=30)
         except Exception as err:
             result["error"] = err
 

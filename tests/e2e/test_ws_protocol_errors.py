@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 import requests
-from crank_test_support import LOOPBACK, deterministic_bytes, wait_for, ws_frame
+from support import LOOPBACK, deterministic_bytes, wait_for, ws_frame
 
 CONT, TEXT, BINARY, CLOSE, PING, PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
 WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"

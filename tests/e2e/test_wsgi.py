@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import pytest
-from crank_test_support import LOOPBACK, deterministic_bytes, raw_exchange, wait_for
+from support import LOOPBACK, deterministic_bytes, raw_exchange, wait_for
 
 from crank_sync import Connector
 from crank_sync.connector.wsgi import RequestInput, WsgiTarget

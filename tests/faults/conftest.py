@@ -27,7 +27,7 @@ from typing import Any
 import psutil
 import pytest
 import requests
-from crank_test_support import LOOPBACK, wait_for
+from support import LOOPBACK, wait_for
 
 sys.modules.setdefault("crank_fault_support", sys.modules[__name__])
 

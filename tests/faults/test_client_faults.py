@@ -29,7 +29,7 @@ from crank_fault_support import (
     session,
     settled,
 )
-from crank_test_support import LOOPBACK, deterministic_bytes, sha256, wait_for
+from support import LOOPBACK, deterministic_bytes, sha256, wait_for
 
 HOST = b"Host: 127.0.0.1\r\n"
 

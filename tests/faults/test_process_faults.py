@@ -22,7 +22,7 @@ from crank_fault_support import (
     serves,
     settled,
 )
-from crank_test_support import LOOPBACK, wait_for
+from support import LOOPBACK, wait_for
 
 ENDLESS = b"GET /svc/endless HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
 

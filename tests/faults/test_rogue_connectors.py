@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import websocket
 from crank_fault_support import Procs, get, in_thread, raw_request, serves, settled
-from crank_test_support import LOOPBACK, wait_for
+from support import LOOPBACK, wait_for
 from websocket import ABNF
 
 from crank_sync.protocol import v3

@@ -1,6 +1,7 @@
 """Fixtures for the Flask and Django tests: a router, clients, and ways to reach the app.
 
-The generic fixtures (``router``, ``wait_for``, the thread-leak check) come from tests/conftest.py.
+The generic fixtures (``router``, the thread-leak check) come from tests/conftest.py, the helpers
+(``wait_for``, ``LOOPBACK``) from tests/support.
 """
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any
 
 import pytest
 import requests
-from crank_test_support import LOOPBACK, wait_for
+from support import LOOPBACK, wait_for
 
 
 @pytest.fixture(params=[("1.0",), ("3.0",)], ids=["v1", "v3"])

@@ -7,7 +7,7 @@ import re
 import signal
 
 import pytest
-from crank_test_support import LOOPBACK, deterministic_bytes, wait_for
+from support import LOOPBACK, deterministic_bytes, wait_for
 
 pytest.importorskip("django", reason="Django is not installed (pip install -e '.[test]')")
 

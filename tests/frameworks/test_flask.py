@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 import pytest
-from crank_test_support import LOOPBACK, deterministic_bytes, wait_for
+from support import LOOPBACK, deterministic_bytes, wait_for
 
 pytest.importorskip("flask", reason="Flask is not installed (pip install -e '.[test]')")
 

@@ -20,9 +20,9 @@ import io
 import itertools
 from collections.abc import Callable
 
-from crank_test_support import ws_frame
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support import ws_frame
 
 from crank_sync.errors import BadRequest, ClientGone, RemoteProtocolError
 from crank_sync.protocol import v3

@@ -36,9 +36,9 @@ from typing import Any
 
 import pytest
 import requests
-from crank_test_support import LOOPBACK, closed_port, wait_for
+from support import LOOPBACK, closed_port, wait_for
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.rst"
 DEADLINE = 30.0
 
@@ -156,7 +156,7 @@ def classify(block: Block) -> str:
     names = [name for key, name in RUN.items() if key in block.code]
     names += [f"not run: {key}" for key in NOT_RUN if key in block.code]
     assert len(names) == 1, (
-        f"README.rst line {block.line}: classify this block in tests/test_readme.py "
+        f"README.rst line {block.line}: classify this block in tests/readme/test_readme.py "
         f"(matches {names}):\n{block.code}")
     return names[0]
 

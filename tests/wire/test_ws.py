@@ -1,6 +1,6 @@
 """The shared websocket layer, ``crank_sync.ws``: what both roles share and where they differ.
 
-The decoders' frame-by-frame rules are table-tested per side (``tests/router/test_frames.py``
+The decoders' frame-by-frame rules are table-tested per side (``tests/wire/test_frames.py``
 for the server role, ``tests/connector/test_frames.py`` through the connector's reader); here:
 the role decides the masking, the close frame's payload both ways, the client handshake's
 checks, and the one rule for a silent peer.
@@ -8,7 +8,7 @@ checks, and the one rule for a silent peer.
 from __future__ import annotations
 
 import pytest
-from crank_test_support import ws_frame
+from support import ws_frame
 
 from crank_sync.ws.connection import close_payload, parse_close
 from crank_sync.ws.frames import FrameDecoder, FrameError, Opcode, Role, encode_frame

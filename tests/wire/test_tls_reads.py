@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 import trustme
 import websocket
-from crank_test_support import ws_frame
+from support import ws_frame
 
 from crank_sync.connector.frames import FrameReader
 from crank_sync.connector.websocket import ConnectorWebSocket

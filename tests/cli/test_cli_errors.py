@@ -11,9 +11,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from crank_test_support import LOOPBACK
+from support import LOOPBACK
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 RUN_ROUTER = str(ROOT / "scripts" / "run_router.py")
 RUN_CONNECTOR = str(ROOT / "scripts" / "run_connector.py")
 DEADLINE = 30.0

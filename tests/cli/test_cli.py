@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pytest
 import requests
-from crank_test_support import LOOPBACK, TargetService, wait_for
+from support import LOOPBACK, TargetService, wait_for
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 RUN_ROUTER = str(ROOT / "scripts" / "run_router.py")
 RUN_CONNECTOR = str(ROOT / "scripts" / "run_connector.py")
 DEADLINE = 20.0

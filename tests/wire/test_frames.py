@@ -1,6 +1,6 @@
 """Router-side websocket frames: ``crank_sync.ws.frames`` in the server role.
 
-Client (masked) frames are built by hand (``ws_frame`` in conftest) with a byte-at-a-time reference
+Client (masked) frames are built by hand (``support.ws_frame``) with a byte-at-a-time reference
 mask, so the decoder is never checked against crank_sync's own encoders. ``encode_frame`` is
 decoded by hand the same way. Close codes follow the module docstring: 1002 for protocol
 errors, 1009 for a frame or message over ``max_message_size``.
@@ -11,7 +11,7 @@ import random
 import struct
 
 import pytest
-from crank_test_support import ws_frame
+from support import ws_frame
 
 from crank_sync.ws.frames import (
     FrameDecoder,

@@ -5,7 +5,7 @@ import threading
 import time
 
 import pytest
-from crank_test_support import wait_for
+from support import wait_for
 
 from crank_sync.threads import ThreadCache
 
