@@ -141,6 +141,7 @@ RUN = {
     "python scripts/run_connector.py --router ws://127.0.0.1:9070": "traffic",
     'target="http://127.0.0.1:5000",': "python_connector",
     "router = crank_sync.Router(": "python_router",
+    "class RequireApiKey(crank_sync.ProxyListener):": "listener",
     "def app(environ, start_response):": "wsgi",
     "from flask import Blueprint, Flask": "flask_app",
     "python -c 'import app, threading": "flask_run",
@@ -416,6 +417,37 @@ def test_python_router(tmp_path: Path) -> None:
                       check_line(health, '"status": "ok"'))
     assert done.returncode == 0, done.stdout + done.stderr
     assert "README CHECK OK 200" in done.stdout
+
+
+#: What the listener example's ``...`` becomes: no key gets the listener's 401 (and the service
+#: is never asked: there is none); a key gets past it to the router's own 404 (no connector).
+LISTENER_CHECK = '''
+import urllib.error, urllib.request
+opener = urllib.request.build_opener(urllib.request.ProxyHandler({{}}))
+def status(headers):
+    request = urllib.request.Request("http://127.0.0.1:{http}/my-service/", headers=headers)
+    try:
+        with opener.open(request, timeout=10) as resp:
+            return resp.status, resp.read(), dict(resp.headers)
+    except urllib.error.HTTPError as err:
+        return err.code, err.read(), dict(err.headers)
+code, body, headers = status({{}})
+assert (code, body.strip(), headers["WWW-Authenticate"]) == (401, b"an X-Api-Key is needed", "ApiKey")
+code, body, headers = status({{"X-Api-Key": "let-me-in"}})
+assert code == 404, (code, body)
+print("README CHECK OK listener")
+'''
+
+
+def test_listener_example(tmp_path: Path) -> None:
+    ports = {"http": closed_port(), "registration": closed_port(), "service": 1}
+    done = run_python(tmp_path, rewrite_ports(block("listener"), ports),
+                      LISTENER_CHECK.format(http=ports["http"]))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "README CHECK OK listener" in done.stdout
+    # on_complete ran for both requests: request id, route, status, error
+    completed = [line.split() for line in done.stdout.splitlines() if " my-service " in line]
+    assert [fields[2] for fields in completed] == ["401", "404"], done.stdout
 
 
 def test_wsgi_app_with_no_local_port(router_ports: dict[str, int], tmp_path: Path) -> None:
