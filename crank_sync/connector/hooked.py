@@ -27,7 +27,7 @@ from ..errors import ClientGone, ConnectionLost, CrankError, ListenerFailed
 from ..hooks import Headers, Reject, RequestInfo
 from ..protocol import RequestHead
 from .listening import ConnectorHooks
-from .target import Cancel, Target, TargetResponse, send_request
+from .target import Cancel, Target, TargetResponse, _Cancelled, send_request
 
 __all__ = ["Answer", "HookedResponse", "send"]
 
@@ -57,7 +57,7 @@ def send(hooks: ConnectorHooks, target: Target, head: RequestHead,
     try:
         return _exchange(hooks, target, head, counted, cancel, info)
     except Exception as err:
-        info.error = err
+        info.error = public_error(err, cancel)
         finish(hooks, info)
         raise
 
@@ -105,6 +105,17 @@ def _before_request(hooks: ConnectorHooks, head: RequestHead, info: RequestInfo
                   info.request_id, err)
         raise ListenerFailed(f"a connector listener failed (request id {info.request_id})"
                              ) from err
+
+
+def public_error(err: Exception, cancel: Cancel) -> Exception:
+    """What listeners see of ``err``: a request the router cancelled (the workers' private
+    cancel, or the target's connection failing as it was shut down) as ClientGone."""
+    if isinstance(err, _Cancelled) or cancel.cancelled:
+        gone = ClientGone(f"the router cancelled the request: {err}" if str(err)
+                          else "the router cancelled the request")
+        gone.__cause__ = err
+        return gone
+    return err
 
 
 def _counted(body: Iterable[bytes], info: RequestInfo) -> Iterator[bytes]:
@@ -190,7 +201,7 @@ class HookedResponse:
         try:
             data = self._resp.read1(amt, decode_content=decode_content)
         except Exception as err:
-            self.info.error = err
+            self.info.error = public_error(err, self._cancel)
             raise
         self.info.bytes_out += len(data)
         return data
