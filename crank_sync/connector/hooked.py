@@ -80,17 +80,25 @@ def _exchange(hooks: ConnectorHooks, target: Target, head: RequestHead,
     resp = send_request(target, head, body, cancel)
     if not hooks.response:
         return HookedResponse(hooks, info, resp, cancel)
-    info.status = resp.status
-    headers = Headers(resp.headers.items())
     try:
+        info.status = resp.status
+        headers = Headers(resp.headers.items())
         hooks.call("on_response", hooks.response, info.request_id, info, resp.status, headers)
     except (Reject, ListenerFailed) as err:
-        resp.close()  # the target's answer is dropped, its connection not reused
-        resp.release_conn()
+        _drop(resp)
         answer = rejected(err, info.request_id, head.method) if isinstance(err, Reject) \
             else failed(err, info, head.method)
         return HookedResponse(hooks, info, answer, cancel)
+    except BaseException:
+        _drop(resp)
+        raise
     return HookedResponse(hooks, info, resp, cancel, headers)
+
+
+def _drop(resp: TargetResponse) -> None:
+    """The target's answer is not sent: closed, its connection never reused."""
+    resp.close()
+    resp.release_conn()
 
 
 def _before_request(hooks: ConnectorHooks, head: RequestHead, info: RequestInfo

@@ -126,13 +126,13 @@ class RouterLink:
             self._attempts = 0
             if came_up:
                 self.notices.change(RegistrationState.REGISTERED)
-        self.notices.deliver()
         if came_up:
             log.info("registered at %s with cranker_%s for route %r%s", self.shown, version,
                      self.config.route,
                      f" again, after {failures} failed attempt(s)" if again else "")
         if wanted:
             self._spawn(wanted)
+        self.notices.deliver()
 
     def on_connect_failed(self, worker: SocketWorker, err: CrankError) -> float:
         """A registration attempt failed: log it (quietly for the first few, unless the
@@ -147,15 +147,15 @@ class RouterLink:
             lost = self._up and alone
             if lost:
                 self._up = False
-            if alone and (refused or lost):
+            if alone and (refused or lost) and not self.stopping.is_set():
                 self.notices.change(
                     RegistrationState.REFUSED if refused else RegistrationState.LOST, text)
-        self.notices.deliver()
         if lost:
             log.warning("lost registration at %s: %s", self.shown, text)
         level = logging.WARNING if refused or attempts > QUIET_ATTEMPTS else logging.INFO
         log.log(level, "cannot register at %s: %s; retrying in %.2fs (attempt %d)", self.shown,
                 text, delay, attempts)
+        self.notices.deliver()
         return delay
 
     def on_socket_lost(self, worker: SocketWorker) -> None:
@@ -165,10 +165,10 @@ class RouterLink:
             if lost:
                 self._up = False
                 self.notices.change(RegistrationState.LOST, "its last socket closed")
-        self.notices.deliver()
         if lost:
             log.warning("lost registration at %s: its last socket closed; reconnecting",
                         self.shown)
+        self.notices.deliver()
 
     def _registered(self, besides: SocketWorker) -> bool:
         """Another socket than ``besides`` is registered (under the lock)."""
