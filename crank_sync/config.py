@@ -4,10 +4,12 @@ from __future__ import annotations
 import ipaddress
 import re
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from .hooks import ConnectorListener
 from .protocol.registration import SUPPORTED_VERSIONS
 from .protocol.routes import RESOLVERS
 from .protocol.routes import validate_route as _validate_route
@@ -68,6 +70,15 @@ def check_file(name: str, path: str | None) -> None:
             pass
     except OSError as err:
         raise ValueError(f"{name}: cannot read {path!r}: {err.strerror or err}") from None
+
+
+def _listeners(listeners: Any) -> tuple[Any, ...]:
+    """A connector's listeners as a tuple; TypeError for one listener not in a list (it
+    would fail as "not iterable", or iterate itself)."""
+    if isinstance(listeners, ConnectorListener | str) or not isinstance(listeners, Iterable):
+        raise TypeError(f"listeners must be a list of ConnectorListener objects, got "
+                        f"{type(listeners).__name__}")
+    return tuple(listeners)
 
 
 def _positive(name: str, value: float) -> None:
@@ -243,8 +254,12 @@ class ConnectorConfig:
     target_ca_file: str | None = None
     #: Verify an https:// target's certificate and hostname.
     target_verify: bool = True
+    #: :class:`~crank_sync.hooks.ConnectorListener` objects, called in this order for every
+    #: request and registration (objects, so no command-line or file setting).
+    listeners: tuple[Any, ...] = field(default=(), metadata={"setting": False})
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "listeners", _listeners(self.listeners))
         if not isinstance(self.route, str) or not self.route.strip():
             # an empty route used to become the catch-all without a word
             raise ValueError("route: must not be empty: give the first path segment to serve, "

@@ -4,7 +4,9 @@ Every field of :class:`~crank_sync.config.RouterConfig` and
 :class:`~crank_sync.config.ConnectorConfig` becomes a setting with three spellings: a flag
 (``--http-port``), an environment variable (``CRANK_ROUTER_HTTP_PORT``) and a key of a TOML file
 given with ``--config`` (``http_port = 9000``). A new config field therefore shows up on the
-command line without touching this module. Precedence: flag > environment > file > default.
+command line without touching this module, unless its ``metadata`` says
+``{"setting": False}`` (the connector's ``listeners``: objects, given in code only).
+Precedence: flag > environment > file > default.
 
 This module is pure: it never prints and never exits. Problems are raised as
 :class:`SettingError`, whose text names the setting and where the bad value came from; ``cli.py``
@@ -126,6 +128,8 @@ class Resolved:
         """The config plus the command-line-only settings, ready for ``json.dumps``."""
         out = {k: v for k, v in self.values.items() if k not in self.spec.field_names()}
         for f in dataclasses.fields(config):
+            if not f.metadata.get("setting", True):
+                continue
             value = getattr(config, f.name)
             if "token" in f.name and value and not f.name.endswith("_file"):
                 value = "***" if isinstance(value, str) else ["***"] * len(value)
@@ -188,6 +192,8 @@ def derive(cls: type, prog: str, description: str, env_prefix: str, *,
     rows: list[tuple[str, type, Any, str]] = []
     optional: set[str] = set()
     for f in dataclasses.fields(cls):
+        if not f.metadata.get("setting", True):
+            continue  # e.g. the connector's listeners: objects, given in code only
         if f.default is not dataclasses.MISSING:
             default = f.default
         elif f.default_factory is not dataclasses.MISSING:

@@ -35,11 +35,18 @@ was read to the end, closed otherwise). ``Cancel.cancel()`` is the one call anot
 (the watcher, a v3 reader on RST_STREAM or the socket's end) makes on it: it shuts the
 connection's socket down so that the blocked read or write fails at once.
 
-Lock order: a ``RouterLink``'s lock (its worker list) is taken alone. A v3 socket's session
-lock and a stream's condition are never held together: the reader takes the session lock to
-turn a message into events, releases it, then notifies each stream. websocket-client's send
-lock is innermost. A ``Cancel``'s lock guards only its connection and flag, and is released
-before the socket is shut down.
+Listeners (:mod:`.listening`, :mod:`.hooked`): a request's callbacks run on the thread
+serving it (a v1 socket's, a v3 stream's); ``registration_headers`` on the socket's thread
+before its upgrade; ``on_registration_changed`` on the socket thread that saw the change,
+holding only its link's ``RegistrationNotices`` delivery lock, so calls for one router come in
+order and never overlap.
+
+Lock order: a ``RouterLink``'s lock (its worker list) is taken alone, but for its
+``RegistrationNotices`` queue lock, innermost (a change is queued where it is decided). A v3
+socket's session lock and a stream's condition are never held together: the reader takes the
+session lock to turn a message into events, releases it, then notifies each stream.
+websocket-client's send lock is innermost. A ``Cancel``'s lock guards only its connection
+and flag, and is released before the socket is shut down.
 
 Read without a lock, on purpose: a worker's ``state`` (a ``SocketState``, written by its own
 thread; the link reads it under its own lock to count sockets, where a stale read only makes

@@ -1,209 +1,25 @@
 """The Connector: keeps a sliding window of idle sockets registered at each router."""
 from __future__ import annotations
 
+import dataclasses
 import logging
-import threading
 import time
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, cast
 
 from ..config import ConnectorConfig, redact_url
-from ..errors import RegistrationRefused, TlsError, WebSocketError
 from ..threads import ThreadCache
-from ..ws.frames import Opcode
-from .handshake import open_websocket, refusal_text
+from .link import QUIET_ATTEMPTS, RouterLink
+from .listening import ConnectorHooks
 from .target import Target, TargetClient
 from .tls import client_context
 from .watcher import CancelWatcher
-from .worker import CLOSE_TIMEOUT, SocketState, SocketWorker, endpoint, handshake_headers
+from .worker import CLOSE_TIMEOUT, SocketWorker
+
+__all__ = ["QUIET_ATTEMPTS", "Connector"]
 
 log = logging.getLogger(__name__)
-
-#: Failed registration attempts in a row logged at INFO before WARNING (a router restarting).
-QUIET_ATTEMPTS = 3
-
-#: Socket states counted towards a router's v3 sockets, v1 sliding window, registered sockets
-#: and sockets ready for a request.
-_V3_COMING = frozenset({SocketState.V3, SocketState.CONNECTING})
-_V1_COMING = frozenset({SocketState.IDLE, SocketState.CONNECTING})
-_REGISTERED = frozenset({SocketState.IDLE, SocketState.BUSY, SocketState.V3})
-_READY = frozenset({SocketState.IDLE, SocketState.V3})
-
-
-class RouterLink:
-    """The sockets of one connector at one router."""
-
-    def __init__(self, config: ConnectorConfig, url: str, target: Target,
-                 pool: ThreadPoolExecutor, watcher: CancelWatcher, threads: ThreadCache) -> None:
-        self.config = config
-        self.url = url
-        self.target = target
-        self.pool = pool
-        self.watcher = watcher
-        #: Where socket workers run.
-        self.threads = threads
-        #: websocket-client's TLS options: our own context, never global settings
-        self.sslopt: dict[str, object] = {}
-        if url.startswith("wss://"):
-            self.sslopt = {"context": client_context(config.ca_file, config.verify,
-                                                     config.client_cert, config.client_key)}
-        #: ``url`` as logs show it (no password)
-        self.shown = redact_url(url)
-        self.stopping = threading.Event()
-        self._lock = threading.Lock()
-        self._workers: set[SocketWorker] = set()
-        self._attempts = 0
-        #: registered here, and not lost since (each change is logged once)
-        self._up = False
-        self._ever_up = False
-
-    def start(self) -> None:
-        """Open one socket; once the router has said which protocol it speaks, the link tops up
-        to ``sliding_window`` idle v1 sockets or ``v3_sockets`` v3 sockets."""
-        self._spawn()
-
-    def _spawn(self, count: int = 1) -> None:
-        started = []
-        with self._lock:
-            if self.stopping.is_set():
-                return
-            for _ in range(count):
-                worker = SocketWorker(self)
-                self._workers.add(worker)
-                started.append(worker)
-        for worker in started:
-            worker.start()
-
-    def _wanted(self, version: str) -> int:
-        """Sockets to add so that the router has as many as configured, for ``version``."""
-        if version == "3.0":
-            have = sum(1 for w in self._workers if w.state in _V3_COMING)
-            return max(0, self.config.v3_sockets - have)
-        have = sum(1 for w in self._workers if w.state in _V1_COMING)
-        return max(0, self.config.sliding_window - have)
-
-    # -- called by workers -------------------------------------------------------------------
-
-    def on_request(self, worker: SocketWorker) -> None:
-        """A request arrived on ``worker``: open its replacement at once."""
-        self._spawn()
-
-    def on_registered(self, worker: SocketWorker, version: str) -> None:
-        """``worker`` registered with ``version``: open what the link lacks for it."""
-        with self._lock:
-            wanted = self._wanted(version)
-            came_up, again, failures = not self._up, self._ever_up, self._attempts
-            self._up = self._ever_up = True
-            self._attempts = 0
-        if came_up:
-            log.info("registered at %s with cranker_%s for route %r%s", self.shown, version,
-                     self.config.route,
-                     f" again, after {failures} failed attempt(s)" if again else "")
-        if wanted:
-            self._spawn(wanted)
-
-    def on_connect_failed(self, worker: SocketWorker, err: WebSocketError) -> float:
-        """A registration attempt failed: log it (quietly for the first few, unless the
-        router refused), and return how long to wait before the next."""
-        delay = self.next_backoff()
-        with self._lock:
-            attempts = self._attempts
-            lost = self._up and not self._registered(worker)
-            if lost:
-                self._up = False
-        refused = isinstance(err, RegistrationRefused | TlsError)
-        text = refusal_text(err) if isinstance(err, RegistrationRefused) else str(err) or repr(err)
-        if lost:
-            log.warning("lost registration at %s: %s", self.shown, text)
-        level = logging.WARNING if refused or attempts > QUIET_ATTEMPTS else logging.INFO
-        log.log(level, "cannot register at %s: %s; retrying in %.2fs (attempt %d)", self.shown,
-                text, delay, attempts)
-        return delay
-
-    def on_socket_lost(self, worker: SocketWorker) -> None:
-        """A registered socket closed while the connector was not stopping."""
-        with self._lock:
-            lost = self._up and not self._registered(worker)
-            if lost:
-                self._up = False
-        if lost:
-            log.warning("lost registration at %s: its last socket closed; reconnecting",
-                        self.shown)
-
-    def _registered(self, besides: SocketWorker) -> bool:
-        """Another socket than ``besides`` is registered (under the lock)."""
-        return any(w.state in _REGISTERED for w in self._workers if w is not besides)
-
-    def wants_socket(self, worker: SocketWorker) -> bool:
-        """False when enough v3 sockets are registered without ``worker``'s: it may end. (A v3
-        router serves every request on them; more sockets only cost throughput.)"""
-        with self._lock:
-            v3 = sum(1 for w in self._workers if w.state is SocketState.V3 and w is not worker)
-            return v3 < self.config.v3_sockets
-
-    def begin_handshake(self, worker: SocketWorker) -> bool:
-        """Mark ``worker`` as registering, unless stop() has begun: checked and set under the
-        lock stop() takes, so stop() sees every handshake that may register."""
-        with self._lock:
-            if self.stopping.is_set():
-                return False
-            worker.handshaking = True
-            return True
-
-    def begin_stop(self) -> None:
-        with self._lock:
-            self.stopping.set()
-
-    def on_exit(self, worker: SocketWorker) -> None:
-        with self._lock:
-            self._workers.discard(worker)
-
-    def next_backoff(self) -> float:
-        """0.5 s + min(10 s, 2^attempts ms), growing until a connection succeeds."""
-        with self._lock:
-            attempts = self._attempts
-            self._attempts += 1
-        return 0.5 + min(10.0, (2 ** min(attempts, 30)) / 1000.0)
-
-    # -- inspection and stop -----------------------------------------------------------------
-
-    def workers(self) -> list[SocketWorker]:
-        with self._lock:
-            return list(self._workers)
-
-    def idle_count(self) -> int:
-        """Registered sockets ready for a request: idle v1 sockets and every v3 socket."""
-        return sum(1 for w in self.workers() if w.state in _READY)
-
-    def deregister(self, timeout: float) -> bool:
-        """Ask the router to drop our idle sockets; True once it said it is done.
-
-        After that, every socket of ours the router has not closed carries a request, so
-        stop() leaves them alone until they finish.
-        """
-        cfg = self.config
-        url = endpoint(self.url, "deregister", cfg.connector_instance_id, cfg.component_name)
-        try:
-            ws = open_websocket(
-                url, timeout=max(0.1, min(timeout, cfg.connect_timeout)),
-                header=handshake_headers(cfg.route, cfg.protocols, cfg.domain, cfg.token),
-                sslopt=self.sslopt,
-            )
-        except WebSocketError as err:
-            log.info("deregistration at %s failed: %s", self.shown, err)
-            return False
-        try:
-            deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline:
-                ws.settimeout(max(0.05, deadline - time.monotonic()))
-                opcode, _ = ws.recv_frame()
-                if opcode == Opcode.CLOSE:
-                    return True
-        except WebSocketError as err:
-            log.info("deregistration at %s got no answer: %r", self.shown, err)
-        finally:
-            ws.shutdown()
-        return False
 
 
 class Connector:
@@ -215,12 +31,43 @@ class Connector:
     and reconnect with backoff.
     ``stop(timeout)`` deregisters, waits for in-flight requests, closes the rest, joins every
     thread, and returns True only when every request finished in time.
+
+    ``listeners`` (also a ``ConnectorConfig`` field, and allowed beside a config as for
+    ``Router``): :class:`~crank_sync.hooks.ConnectorListener` objects, called in that order.
+    For each request, on the thread serving it (a v1 socket's, a v3 stream's):
+    ``on_before_request(info, headers)`` before the target sees it (the target gets
+    ``headers`` as changed; ``raise Reject(status, body, headers)`` answers instead, the
+    target never sees the request, and the router's request body is read and dropped);
+    ``on_response(info, status, headers)`` with the target's head (the router gets
+    ``headers`` as changed; Reject replaces the response, not called for a Reject's own);
+    ``on_complete(info)`` exactly once, when the response went back or the request failed
+    (``info.error``), with ``info.status``, ``bytes_in``/``bytes_out`` (body bytes),
+    ``router``, ``route``, ``protocol`` ("1.0"/"3.0") and ``request_id`` (the X-Request-Id).
+    Anything else a listener raises answers that request with a 502 naming the request id,
+    and logs the traceback (in ``on_complete``: logged only). Per router:
+    ``registration_headers(router_url)`` is merged into every (de)registration upgrade (a
+    failure fails that attempt); ``on_registration_changed(router_url, state, reason)`` on
+    each change of the router's state: REGISTERED when a first socket registers (at the start,
+    or after LOST or REFUSED), LOST when the last registered socket is lost, REFUSED when the
+    router refuses an upgrade (an HTTP status, or TLS) while no socket of ours is registered
+    there. The same state never comes twice in a row; nothing is reported on ``stop()``.
     """
 
-    def __init__(self, config: ConnectorConfig | None = None, **options: Any) -> None:
+    def __init__(self, config: ConnectorConfig | None = None, *,
+                 listeners: Iterable[object] | None = None, **options: Any) -> None:
         if config is not None and options:
             raise TypeError("Connector() takes a ConnectorConfig or keyword options, not both")
-        self.config = config if config is not None else ConnectorConfig(**options)
+        if config is None:
+            if listeners is not None:
+                options["listeners"] = listeners
+            config = ConnectorConfig(**options)
+        elif listeners is not None:
+            if config.listeners:
+                raise TypeError("Connector() takes listeners in its config or as a keyword, "
+                                "not both")
+            config = dataclasses.replace(config, listeners=cast(Any, listeners))  # checked there
+        self.config = config
+        self.hooks = ConnectorHooks(config.listeners)
         self.target = _make_target(self.config)
         self._pool: ThreadPoolExecutor | None = None
         self._links: list[RouterLink] = []
@@ -241,7 +88,7 @@ class Connector:
         self._watcher = CancelWatcher()
         self._threads = ThreadCache("crank-connector-socket")
         self._links = [RouterLink(self.config, url, self.target, self._pool, self._watcher,
-                                  self._threads)
+                                  self._threads, self.hooks)
                        for url in self.config.routers]
         for link in self._links:
             link.start()

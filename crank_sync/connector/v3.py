@@ -24,11 +24,11 @@ from ..protocol.limits import DEFAULT_MESSAGE_LIMIT, V3_OVERHEAD
 from ..ws.frames import Opcode
 from ..ws.ping import silent_too_long
 from .frames import FrameReader, body_complete, small_body
-from .target import Cancel, _Cancelled, failure_reason, iter_response, send_request
+from .target import Cancel, _Cancelled, failure_reason, iter_response
 from .websocket import ConnectorWebSocket
 
 if TYPE_CHECKING:
-    from .connector import RouterLink
+    from .link import RouterLink
 
 log = logging.getLogger(__name__)
 
@@ -162,7 +162,7 @@ class ConnectorStream:
             return
         body = self._request_body(idle) if has_body else None
         try:
-            resp = send_request(self.sock.link.target, head, body, self.target_cancel)
+            resp = self.sock.link.send(head, body, self.target_cancel, "3.0")
         except TargetError as err:
             if self.cancelled:
                 return

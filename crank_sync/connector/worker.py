@@ -14,7 +14,13 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from ..errors import ReadTimeout, RemoteProtocolError, TargetError, WebSocketError
+from ..errors import (
+    ListenerFailed,
+    ReadTimeout,
+    RemoteProtocolError,
+    TargetError,
+    WebSocketError,
+)
 from ..protocol import (
     MARKER_BODY_ENDED,
     RequestHead,
@@ -27,20 +33,20 @@ from ..ws.frames import Opcode
 from ..ws.ping import silent_too_long
 from .frames import FrameReader, small_body
 from .handshake import open_websocket
-from .registering import SocketState, chosen_version, endpoint, handshake_headers
+from .registering import SocketState, chosen_version, endpoint
+from .registering import handshake_headers as handshake_headers  # tests import it from here
 from .target import (
     Cancel,
     TargetResponse,
     _Cancelled,
     failure_reason,
     iter_response,
-    send_request,
 )
 from .v3 import V3Socket
 from .websocket import ConnectorWebSocket
 
 if TYPE_CHECKING:
-    from .connector import RouterLink
+    from .link import RouterLink
 
 log = logging.getLogger(__name__)
 
@@ -144,11 +150,11 @@ class SocketWorker:
             ws = open_websocket(
                 url,
                 timeout=cfg.connect_timeout,
-                header=handshake_headers(cfg.route, cfg.protocols, cfg.domain, cfg.token),
+                header=self.link.upgrade_headers(),  # a listener's fresh token, say
                 sslopt=self.link.sslopt,
                 sockopt=((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),),
             )
-        except WebSocketError as err:
+        except (WebSocketError, ListenerFailed) as err:
             self.handshaking = False
             self.link.stopping.wait(self.link.on_connect_failed(self, err))
             return None
@@ -227,7 +233,7 @@ class SocketWorker:
         if body is None:
             watcher.watch(ws, cancel.cancel)
         try:
-            resp = send_request(self.link.target, head, body, cancel)
+            resp = self.link.send(head, body, cancel, "1.0")
         except _Cancelled:
             log.info("request %s cancelled by the router", head.label)
             return
