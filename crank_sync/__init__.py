@@ -10,6 +10,7 @@ from .config import ConnectorConfig, RouterConfig
 from .connector import Connector
 from .connector.wsgi import WsgiTarget
 from .errors import (
+    Aborted,
     BadGateway,
     BadRequest,
     ClientDisconnected,
@@ -52,6 +53,7 @@ from .hooks import (
 from .router import Router
 
 __all__ = [
+    "Aborted",
     "BadGateway",
     "BadRequest",
     "ClientDisconnected",

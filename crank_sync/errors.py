@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 
 __all__ = [
+    "Aborted",
     "BadGateway",
     "BadRequest",
     "ClientDisconnected",
@@ -251,6 +252,22 @@ class FrameError(WebSocketError):
         self.code = code
         self.reason = reason
         self.too_long = too_long or code == 1009
+
+
+class Aborted(CrankError):
+    """The response had started when the exchange failed: the client connection is dropped
+    (its status is long gone; 502 is what the metrics count).
+
+    ``kind`` says why, for the access log and ``crank_requests_aborted_total``:
+    ``connector_lost``, ``idle_timeout`` or ``bad_response`` (``client_gone`` is
+    :class:`ClientGone`'s).
+    """
+
+    status = 502
+
+    def __init__(self, message: str, kind: str = "connector_lost") -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 class ListenerFailed(CrankError):

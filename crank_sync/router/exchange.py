@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from email.message import Message
 from typing import Any
 
-from ..errors import CrankError
+from ..errors import Aborted, CrankError
 from ..hooks import Headers, ProxyInfo
 from ..protocol import RequestHead
 from .core import RouterCore
@@ -39,19 +39,6 @@ _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:/+=@-]+$")
 #: Request ids name a request in logs and headers; they are not secrets, so no system call
 #: for each one (uuid4 reads os.urandom).
 _request_ids = random.Random()
-
-
-class Aborted(Exception):
-    """The response had started when the exchange failed: the client connection is dropped.
-
-    ``kind`` says why, for the access log and ``crank_requests_aborted_total``:
-    ``connector_lost``, ``idle_timeout`` or ``bad_response`` (``client_gone`` is
-    :class:`~crank_sync.errors.ClientGone`'s).
-    """
-
-    def __init__(self, message: str, kind: str = "connector_lost") -> None:
-        super().__init__(message)
-        self.kind = kind
 
 
 def readable_now(sock: Any) -> bool:
