@@ -1,6 +1,7 @@
 """Frozen, validated configuration for the router and the connector."""
 from __future__ import annotations
 
+import importlib.util
 import ipaddress
 import re
 import uuid
@@ -10,6 +11,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from .hooks import ConnectorListener
+from .limit_values import limits_by_route, route_tables
 from .protocol.registration import SUPPORTED_VERSIONS
 from .protocol.routes import RESOLVERS
 from .protocol.routes import validate_route as _validate_route
@@ -17,6 +19,8 @@ from .protocol.routes import validate_route as _validate_route
 #: ``Via: 1.1 <name>`` and ``Forwarded: by=<name>`` need an HTTP token or a host[:port].
 _VIA_RE = re.compile(r"^(?:[!#$%&'*+\-.^_`|~0-9A-Za-z]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?$")
 
+#: The forwarding headers ``trusted_proxy_header`` may name.
+TRUSTED_PROXY_HEADERS = ("x-forwarded-for", "forwarded")
 #: Cranker protocol versions crank_sync speaks, in order of preference.
 SUPPORTED_PROTOCOLS = SUPPORTED_VERSIONS
 
@@ -156,9 +160,41 @@ class RouterConfig:
     route_resolver: str = "first-segment"
     #: Cranker versions connectors may register with ("1.0" alone makes a v1-only router).
     protocols: tuple[str, ...] = ("3.0", "1.0")
+    #: Requests allowed per route (or per client, see rate_by) as COUNT/s, COUNT/min or
+    #: COUNT/h (e.g. 100/s); none = no rate limit. Over it: 429 with Retry-After.
+    rate_limit: str | None = None
+    #: Requests a rate-limit bucket holds for bursts; 0 = one second's worth (at least 1).
+    rate_burst: int = 0
+    #: What a rate limit counts: route (all its clients together), client (each client
+    #: address) or route+client (each client on each route).
+    rate_by: str = "route"
+    #: Requests one route serves at once; 0 = no cap. Over it, requests wait in a queue
+    #: (max_queue, queue_timeout), then get 503 with Retry-After.
+    max_in_flight: int = 0
+    #: Requests that may wait for a route at max_in_flight; more get 503 at once.
+    max_queue: int = 0
+    #: How long a queued request waits for a free slot before 503.
+    queue_timeout: float = 10.0
+    #: Limits of single routes, over the defaults above: TOML tables [routes.NAME] with rate,
+    #: burst, rate_by, max_in_flight, max_queue, queue_timeout; on the command line
+    #: NAME:key=value,key=value (several routes separated by ;).
+    routes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: Proxies (addresses or CIDR networks, IPv4 and IPv6) whose forwarding header names the
+    #: client, for rate limits by client and the access log; no one else's header is trusted.
+    trusted_proxies: tuple[str, ...] = ()
+    #: The header trusted proxies append the client to: x-forwarded-for or forwarded.
+    trusted_proxy_header: str = "x-forwarded-for"
+    #: redis://HOST:PORT/N: rate-limit buckets shared by every router using it; none = each
+    #: router counts alone. When it is down, the router counts alone until it is back.
+    rate_limit_store: str | None = None
+    #: Connect and read timeout of the rate-limit store.
+    rate_limit_store_timeout: float = 0.1
+    #: After the rate-limit store failed, how long the router counts alone before trying it.
+    rate_limit_store_retry: float = 5.0
 
     def __post_init__(self) -> None:
-        for name in ("registration_tokens", "registration_allow", "admin_tokens", "protocols"):
+        for name in ("registration_tokens", "registration_allow", "admin_tokens", "protocols",
+                     "trusted_proxies"):
             value = getattr(self, name)
             object.__setattr__(self, name, (value,) if isinstance(value, str) else tuple(value))
         self._check_tls()
@@ -179,6 +215,36 @@ class RouterConfig:
         if not _VIA_RE.match(self.via_name):
             raise ValueError(f"via_name: {self.via_name!r} is not an HTTP token or a "
                              "host[:port]: use letters, digits and -._~ (e.g. router-1)")
+        self._check_limits()
+
+    def _check_limits(self) -> None:
+        for network in self.trusted_proxies:
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError as err:
+                raise ValueError(f"trusted_proxies: {network!r} is not a network: give an "
+                                 f"address or CIDR such as 10.0.0.0/8 or fd00::/8") from err
+        header = self.trusted_proxy_header.strip().lower()
+        if header not in TRUSTED_PROXY_HEADERS:
+            raise ValueError(f"trusted_proxy_header must be one of "
+                             f"{', '.join(TRUSTED_PROXY_HEADERS)}, got {header!r}")
+        object.__setattr__(self, "trusted_proxy_header", header)
+        object.__setattr__(self, "rate_by", self.rate_by.strip().lower())
+        object.__setattr__(self, "routes", route_tables(self.routes))
+        for name in self.routes:
+            try:
+                validate_route(name)
+            except ValueError as err:
+                raise ValueError(f"routes: {name!r}: {err}") from None
+        limits_by_route(self)
+        for name in ("rate_limit_store_timeout", "rate_limit_store_retry"):
+            _positive(name, getattr(self, name))
+        if self.rate_limit_store is not None:
+            check_url("rate_limit_store", self.rate_limit_store, ("redis", "rediss"),
+                      "redis://127.0.0.1:6379/0")
+            if importlib.util.find_spec("redis") is None:
+                raise ValueError("rate_limit_store needs the redis package: "
+                                 "pip install 'crank_sync[redis]'")
 
     def _check_tls(self) -> None:
         for cert, key in (("tls_cert", "tls_key"),

@@ -156,7 +156,7 @@ class ProxyInfo:
     @property
     def client_address(self) -> str:
         """The client's address: the socket's, or the forwarded one from a trusted proxy."""
-        return str(self._ex.client_ip)
+        return str(self._ex.client_address)
 
     @property
     def request_id(self) -> str:

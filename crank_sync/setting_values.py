@@ -9,8 +9,12 @@ _FALSE = ("false", "0", "no", "off")
 
 
 def value_of(kind: type, raw: Any) -> Any:
-    """``raw`` as a ``kind`` (tuple, bool, int, float or str); TypeError or ValueError with
-    what was expected."""
+    """``raw`` as a ``kind`` (tuple, dict, bool, int, float or str); TypeError or ValueError
+    with what was expected. A dict is the router's route tables (:mod:`.limit_values`)."""
+    if kind is dict:
+        from .limit_values import route_tables
+
+        return route_tables(raw)
     if kind is tuple:
         items = raw.split(",") if isinstance(raw, str) else raw
         if not isinstance(items, list | tuple) or not all(isinstance(i, str) for i in items):

@@ -27,6 +27,7 @@ from typing import Any, NoReturn
 
 from .config import ConnectorConfig, RouterConfig, redact_url
 from .errors import SettingError
+from .limit_values import format_route_tables
 from .setting_values import value_of
 
 if sys.version_info >= (3, 11):
@@ -57,7 +58,7 @@ _CLI_HELP = {
 @dataclass(frozen=True)
 class Setting:
     name: str
-    kind: type  # int, float, bool, str or tuple (of str)
+    kind: type  # int, float, bool, str, tuple (of str) or dict (route tables)
     default: Any
     help: str
     flags: tuple[str, ...]
@@ -175,8 +176,8 @@ def _kind(hint: Any) -> tuple[type, bool]:
 def _base_kind(hint: Any) -> type:
     if hint in (int, float, bool, str):
         return typing.cast(type, hint)
-    if typing.get_origin(hint) is tuple:
-        return tuple
+    if typing.get_origin(hint) in (tuple, dict):
+        return typing.cast(type, typing.get_origin(hint))
     return str  # Any (the connector target) and anything else is given as text
 
 
@@ -197,7 +198,7 @@ def derive(cls: type, prog: str, description: str, env_prefix: str, *,
         if f.default is not dataclasses.MISSING:
             default = f.default
         elif f.default_factory is not dataclasses.MISSING:
-            default = _GENERATED
+            default = {} if f.default_factory is dict else _GENERATED
         else:
             default = _REQUIRED
         help_text = _CLI_HELP.get(f.name) or docs.get(f.name) or f.name.replace("_", " ")
@@ -253,6 +254,8 @@ def _format(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, tuple | list):
         return ",".join(str(v) for v in value)
+    if isinstance(value, dict):
+        return format_route_tables(value)
     return str(value)
 
 
@@ -311,7 +314,7 @@ def build_parser(spec: Spec) -> argparse.ArgumentParser:
         common: dict[str, Any] = {"dest": s.name, "default": argparse.SUPPRESS, "help": text}
         if s.kind is bool:
             group.add_argument(*s.flags, action=argparse.BooleanOptionalAction, **common)
-        elif s.kind is tuple:
+        elif s.kind in (tuple, dict):
             group.add_argument(*s.flags, action="append", metavar=s.name.upper(), **common)
         else:
             group.add_argument(*s.flags, metavar=s.name.upper(), **common)

@@ -138,7 +138,20 @@ def stats(core: RouterCore) -> Response:
             for route, counts in socket_counts(core.registry).items()
         },
         "dark_mode": core.registry.dark_ips(),
+        **limit_stats(core),
     })
+
+
+def limit_stats(core: RouterCore) -> dict[str, Any]:
+    """Requests refused by the limits (``{route: {reason: n}}``) and, for capped routes,
+    the requests in flight and queued now."""
+    rejected = core.metrics.rejected_by_route()
+    slots = core.limiter.slots.counts() if core.limiter is not None else {}
+    return {
+        "rejected": rejected,
+        "rejected_total": sum(sum(reasons.values()) for reasons in rejected.values()),
+        "limits": {route: {"in_flight": n, "queued": q} for route, (n, q) in sorted(slots.items())},
+    }
 
 
 def route_states(core: RouterCore) -> dict[str, dict[str, Any]]:

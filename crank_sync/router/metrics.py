@@ -79,6 +79,11 @@ class RouterMetrics:
         self.aborted = Counter("crank_requests_aborted",
                                "Requests cut short (client gone, connector lost, idle timeout)",
                                ["route", "reason"], registry=r)
+        self.rejections = Counter("crank_requests_rejected",
+                                  "Requests refused by a rate limit or concurrency cap, by "
+                                  "route and reason (rate_limit, concurrency, queue_timeout)",
+                                  ["route", "reason"], registry=r)
+        self._rejected: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
         r.register(_SocketCollector(sockets))
         self._lock = threading.Lock()
         self._by_route: dict[str, int] = defaultdict(int)
@@ -112,6 +117,18 @@ class RouterMetrics:
             self._by_route[route] += 1
             if error:
                 self._failed += 1
+
+    def rejected(self, route: str, reason: str) -> None:
+        """A limit refused a request of ``route`` (reason: rate_limit, concurrency or
+        queue_timeout)."""
+        self.rejections.labels(route, reason).inc()
+        with self._lock:
+            self._rejected[route][reason] += 1
+
+    def rejected_by_route(self) -> dict[str, dict[str, int]]:
+        """``{route: {reason: n}}``, for the admin API and the dashboard."""
+        with self._lock:
+            return {route: dict(reasons) for route, reasons in sorted(self._rejected.items())}
 
     def totals(self) -> tuple[dict[str, int], int]:
         """Requests per route and failed requests, for the dashboard's rates."""

@@ -150,6 +150,8 @@ class ClientHandler(BaseHTTPRequestHandler):
             client_ip=self.client_address[0], connection=self.connection, rfile=self.rfile,
             wfile=self.wfile, keep_alive=not self.close_connection,
         )
+        if self.core.trusted_proxies is not None:  # the client behind a trusted proxy
+            ex.client_address = self.core.trusted_proxies.client_of(ex.client_ip, self.headers)
         try:
             forward(ex)
         except Reject as rej:

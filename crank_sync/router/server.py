@@ -263,6 +263,8 @@ class Router:
             thread.join(max(0.0, deadline - time.monotonic()))
         ok = all(server.join_workers(deadline) for server in self._servers) and drained
         core.deadlines.stop()
+        if core.limiter is not None:
+            core.limiter.close()
         self._started = False
         self._stopped = True
         log.info("router stopped%s", "" if ok else " (not clean)")

@@ -388,3 +388,20 @@ def test_dashboard_status_while_draining(router_factory, target, connector_facto
 def health_status(router: Any) -> int:
     return get(f"http://{LOOPBACK}:{router.registration_port}/health").status_code
 
+
+
+def test_dashboard_shows_requests_refused_by_limits(router_factory, target, connector_factory,
+                                                    page):
+    router = router_factory(routes={"limited": {"rate": "1/h", "burst": 1}})
+    connector_factory(target, route="limited", routers=[router])
+    base = f"http://{LOOPBACK}:{router.http_port}"
+    assert [get(f"{base}/limited/bytes/1").status_code for _ in range(3)] == [200, 429, 429]
+    page.open(router)
+    page.wait("return document.getElementById('rejected-total').textContent === '2'",
+              "the refused requests counted")
+    row = 'document.querySelector(\'#limits tr[data-route="limited"]\')'
+    cell = f"{row}.querySelector('[data-reason=\"rate_limit\"]').textContent"
+    assert page.js(f"return {cell}") == "2"
+    assert page.js(f"return {row}.querySelector('[data-reason=\"concurrency\"]').textContent") \
+        == "0"
+    assert page.console_errors() == []
