@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from .plugin_loader import check_specs
 from .protocol.registration import SUPPORTED_VERSIONS
 from .protocol.routes import RESOLVERS
 from .protocol.routes import validate_route as _validate_route
@@ -145,9 +146,13 @@ class RouterConfig:
     route_resolver: str = "first-segment"
     #: Cranker versions connectors may register with ("1.0" alone makes a v1-only router).
     protocols: tuple[str, ...] = ("3.0", "1.0")
+    #: Listeners to add, each NAME [key=value ...]: a plugin name (access-log, server-timing,
+    #: header-auth, or an entry point of group crank_sync.plugins) or module:factory.
+    plugins: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        for name in ("registration_tokens", "registration_allow", "admin_tokens", "protocols"):
+        for name in ("registration_tokens", "registration_allow", "admin_tokens", "protocols",
+                     "plugins"):
             value = getattr(self, name)
             object.__setattr__(self, name, (value,) if isinstance(value, str) else tuple(value))
         self._check_tls()
@@ -162,6 +167,7 @@ class RouterConfig:
             raise ValueError(f"protocols must be taken from {SUPPORTED_PROTOCOLS}")
         object.__setattr__(self, "protocols", protocols)
         self._check_numbers()
+        check_specs(self.plugins)
         if self.route_resolver not in RESOLVERS:
             raise ValueError(f"route_resolver must be one of {', '.join(RESOLVERS)}, "
                              f"got {self.route_resolver!r}")
