@@ -81,8 +81,8 @@ def _parse(spec: str) -> tuple[str, dict[str, str]]:
         key, equals, value = word.partition("=")
         if not equals or not key.isidentifier():
             raise ValueError(f"{word!r} is not an option key=value: options follow the name "
-                             f"as key=value ({_EXAMPLE}); a comma separates plugins, so "
-                             f"several values of one option are separated with |")
+                             f"(access-log path=FILE); a comma separates plugins, so an "
+                             f"option's several values are separated with |")
         if key in options:
             raise ValueError(f"option {key!r} is given twice")
         options[key] = value
@@ -98,16 +98,18 @@ def check_specs(specs: Iterable[str]) -> None:
 
 def load_plugins(specs: Iterable[str], side: str) -> list[object]:
     """A listener for each spec, in order, for ``side`` (``"router"`` or ``"connector"``);
-    :class:`PluginError` for the first that cannot be made."""
-    listeners = []
-    for spec in specs:
+    :class:`PluginError` for the first that cannot be made. Every factory is found before
+    any is called, so a name that is not there is reported before another plugin's refusal."""
+    found = []
+    for index, spec in enumerate(specs):
         try:
             name, options = _parse(spec)
         except ValueError as err:
             raise PluginError(spec, str(err)) from None
-        factory = _factory(spec, name)
-        listeners.append(_checked(spec, _call(spec, factory, options), side))
-    return listeners
+        found.append((spec, _factory(spec, name, after_comma=index > 0 and not options),
+                      options))
+    return [_checked(spec, _call(spec, factory, options), side)
+            for spec, factory, options in found]
 
 
 def available() -> list[str]:
@@ -126,10 +128,10 @@ def _entry_points() -> Any:
     return entry_points(group=GROUP)
 
 
-def _factory(spec: str, name: str) -> Callable[..., Any]:
+def _factory(spec: str, name: str, after_comma: bool = False) -> Callable[..., Any]:
     target = BUILTIN.get(name)
     if target is None and ":" not in name:
-        target = _entry_point(spec, name)
+        target = _entry_point(spec, name, after_comma)
     module_name, _, attribute = (target or name).partition(":")
     try:
         obj: Any = importlib.import_module(module_name)
@@ -153,16 +155,19 @@ def _factory(spec: str, name: str) -> Callable[..., Any]:
     return obj  # type: ignore[no-any-return]
 
 
-def _entry_point(spec: str, name: str) -> str:
-    """The ``module:attribute`` that entry point ``name`` of :data:`GROUP` stands for."""
+def _entry_point(spec: str, name: str, after_comma: bool) -> str:
+    """The ``module:attribute`` that entry point ``name`` of :data:`GROUP` stands for.
+    ``after_comma``: the spec may be the end of the one before, cut at a comma."""
     try:
         found = {ep.value: ep for ep in _entry_points() if ep.name == name}
     except Exception as err:  # noqa: BLE001 - broken metadata is the user's to fix
         raise PluginError(spec, f"cannot read the installed plugins: {err}") from None
     if not found:
+        hint = ("; if it is a value of the plugin before it: a comma separates plugins, so "
+                "an option's several values are separated with |" if after_comma else "")
         raise PluginError(spec, f"no plugin named {name!r}: give module:factory, or install "
                           f"the distribution that offers it (entry point group {GROUP}; "
-                          f"found: {', '.join(available())})")
+                          f"found: {', '.join(available())}){hint}")
     if len(found) > 1:
         offered = ", ".join(sorted(f"{ep.value} ({_dist(ep)})" for ep in found.values()))
         raise PluginError(spec, f"several distributions offer {name!r}: {offered}: give "

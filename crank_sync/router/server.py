@@ -182,6 +182,11 @@ class Router:
         return int(self._servers[1].server_address[1])
 
     @property
+    def listeners(self) -> tuple[object, ...]:
+        """The listeners, in the order they are called: those given, then the plugins'."""
+        return self._core.hooks.listeners
+
+    @property
     def registry(self) -> SocketRegistry:
         return self._core.registry
 
