@@ -20,7 +20,7 @@ from typing import Any
 from . import settings
 from .config import redact_url
 from .connector import Connector
-from .errors import ListenError
+from .errors import ListenError, PluginError
 from .router import Router
 
 #: Exit status for invalid settings, as argparse uses.
@@ -88,7 +88,11 @@ def router_main(argv: Sequence[str] | None = None) -> int:
     if isinstance(prepared, int):
         return prepared
     resolved, config, stop = prepared
-    router = Router(config)
+    try:
+        router = Router(config)
+    except PluginError as err:
+        print(_plugin_error(resolved, err), file=sys.stderr)
+        return EXIT_USAGE
     try:
         router.start()
     except ListenError as err:
@@ -129,6 +133,12 @@ def connector_main(argv: Sequence[str] | None = None) -> int:
     finally:
         ok = connector.stop(resolved.values["stop_timeout"])
     return 0 if ok else 1
+
+
+def _plugin_error(resolved: settings.Resolved, err: PluginError) -> str:
+    """One line: the spec, what is wrong with it, and where it was given."""
+    source = resolved.sources.get("plugins", "default")
+    return f"{resolved.spec.prog}: error: {err} (from {source})"
 
 
 def _listen_error(resolved: settings.Resolved, err: ListenError) -> str:

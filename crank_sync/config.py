@@ -12,6 +12,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from .hooks import ConnectorListener
 from .limit_values import limits_by_route, route_tables
+from .plugin_loader import check_specs
 from .protocol.registration import SUPPORTED_VERSIONS
 from .protocol.routes import RESOLVERS
 from .protocol.routes import validate_route as _validate_route
@@ -192,9 +193,13 @@ class RouterConfig:
     #: After the rate-limit store failed, how long the router counts alone before trying it.
     rate_limit_store_retry: float = 5.0
 
+    #: Listeners to add, each NAME [key=value ...]: a plugin name (access-log, server-timing,
+    #: header-auth, or an entry point of group crank_sync.plugins) or module:factory.
+    plugins: tuple[str, ...] = ()
+
     def __post_init__(self) -> None:
         for name in ("registration_tokens", "registration_allow", "admin_tokens", "protocols",
-                     "trusted_proxies"):
+                     "trusted_proxies", "plugins"):
             value = getattr(self, name)
             object.__setattr__(self, name, (value,) if isinstance(value, str) else tuple(value))
         self._check_tls()
@@ -209,6 +214,7 @@ class RouterConfig:
             raise ValueError(f"protocols must be taken from {SUPPORTED_PROTOCOLS}")
         object.__setattr__(self, "protocols", protocols)
         self._check_numbers()
+        check_specs(self.plugins)
         if self.route_resolver not in RESOLVERS:
             raise ValueError(f"route_resolver must be one of {', '.join(RESOLVERS)}, "
                              f"got {self.route_resolver!r}")

@@ -31,6 +31,7 @@ __all__ = [
     "MethodNotAllowed",
     "NoConnectorAvailable",
     "NoRoute",
+    "PluginError",
     "ProtocolError",
     "ReadTimeout",
     "RegistrationRefused",
@@ -172,6 +173,16 @@ class SettingError(CrankError, ValueError):
         if source:
             text = f"{text} (from {source})"
         super().__init__(text)
+
+
+class PluginError(SettingError):
+    """A spec of the ``plugins`` setting (``spec``, as given) makes no listener: no such
+    module, attribute or plugin name, or its factory raised or returned something else
+    (:mod:`crank_sync.plugin_loader`). Raised when the Router or Connector is made."""
+
+    def __init__(self, spec: str, message: str) -> None:
+        self.spec = spec
+        super().__init__("plugins", f"{spec!r}: {message}")
 
 
 class ListenError(CrankError, OSError):

@@ -224,7 +224,8 @@ _LOG_LEVEL = ("log_level", str, "INFO", "logging level")
 
 ROUTER = derive(
     RouterConfig, "crank-router", "Run a crank_sync Cranker router.", "CRANK_ROUTER_",
-    aliases={"registration_tokens": ["--registration-token"], "admin_tokens": ["--admin-token"]},
+    aliases={"registration_tokens": ["--registration-token"], "admin_tokens": ["--admin-token"],
+             "plugins": ["--plugin"]},
     extras=[
         ("drain_timeout", float, 30.0,
          "on SIGTERM, seconds in-flight requests may take to finish before the router exits"),

@@ -12,6 +12,7 @@ from typing import Any
 
 from ..config import RouterConfig
 from ..errors import ListenError
+from ..plugin_loader import load_plugins
 from ..threads import ThreadCache
 from .core import RouterCore
 from .deadlines import Deadlines
@@ -154,7 +155,9 @@ class Router:
     thread it started. A stopped router cannot start again: make a new one.
 
     ``listeners``: :class:`~crank_sync.hooks.ProxyListener` objects, called in that order for
-    every request (see :mod:`crank_sync.hooks`).
+    every request (see :mod:`crank_sync.hooks`); then the ones the config's ``plugins`` name,
+    made here (:mod:`crank_sync.plugin_loader`; a bad one raises
+    :class:`~crank_sync.errors.PluginError`).
     """
 
     def __init__(self, config: RouterConfig | None = None, *,
@@ -162,6 +165,8 @@ class Router:
         if config is not None and options:
             raise TypeError("Router() takes a RouterConfig or keyword options, not both")
         self.config = config if config is not None else RouterConfig(**options)
+        if self.config.plugins:
+            listeners = (*listeners, *load_plugins(self.config.plugins, "router"))
         self._core = RouterCore(self.config, listeners)
         self._servers: list[_Server] = []
         self._threads: list[threading.Thread] = []
@@ -175,6 +180,11 @@ class Router:
     @property
     def registration_port(self) -> int:
         return int(self._servers[1].server_address[1])
+
+    @property
+    def listeners(self) -> tuple[object, ...]:
+        """The listeners, in the order they are called: those given, then the plugins'."""
+        return self._core.hooks.listeners
 
     @property
     def registry(self) -> SocketRegistry:
