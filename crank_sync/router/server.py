@@ -183,7 +183,8 @@ class Router:
 
     @property
     def listeners(self) -> tuple[object, ...]:
-        """The listeners, in the order they are called: those given, then the plugins'."""
+        """The listeners, in the order they are called: the limiter (when a rate limit or a
+        concurrency cap is set), those given, then the plugins'."""
         return self._core.hooks.listeners
 
     @property
