@@ -42,7 +42,8 @@ class Connector:
     ``headers`` as changed; Reject replaces the response, not called for a Reject's own);
     ``on_complete(info)`` exactly once, when the response went back or the request failed
     (``info.error``), with ``info.status``, ``bytes_in``/``bytes_out`` (body bytes),
-    ``router``, ``route``, ``protocol`` ("1.0"/"3.0") and ``request_id`` (the X-Request-Id).
+    ``router`` (its URL as configured), ``route``, ``protocol`` ("1.0"/"3.0") and
+    ``request_id`` (the X-Request-Id).
     Anything else a listener raises answers that request with a 502 naming the request id,
     and logs the traceback (in ``on_complete``: logged only). Per router:
     ``registration_headers(router_url)`` is merged into every (de)registration upgrade (a
