@@ -118,6 +118,9 @@ def connector_main(argv: Sequence[str] | None = None) -> int:
     resolved, config, stop = prepared
     try:
         connector = Connector(config=config).start()
+    except PluginError as err:
+        print(_plugin_error(resolved, err), file=sys.stderr)
+        return EXIT_USAGE
     except (OSError, ValueError) as err:  # e.g. a client certificate that does not load
         print(f"{settings.CONNECTOR.prog}: error: cannot start: {' '.join(str(err).split())}",
               file=sys.stderr)

@@ -329,9 +329,15 @@ class ConnectorConfig:
     #: :class:`~crank_sync.hooks.ConnectorListener` objects, called in this order for every
     #: request and registration (objects, so no command-line or file setting).
     listeners: tuple[Any, ...] = field(default=(), metadata={"setting": False})
+    #: Listeners to add after those, each NAME [key=value ...]: a plugin name (access-log, or
+    #: an entry point of group crank_sync.plugins) or module:factory.
+    plugins: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "listeners", _listeners(self.listeners))
+        plugins = (self.plugins,) if isinstance(self.plugins, str) else tuple(self.plugins)
+        object.__setattr__(self, "plugins", plugins)
+        check_specs(plugins)
         if not isinstance(self.route, str) or not self.route.strip():
             # an empty route used to become the catch-all without a word
             raise ValueError("route: must not be empty: give the first path segment to serve, "

@@ -236,7 +236,7 @@ ROUTER = derive(
 CONNECTOR = derive(
     ConnectorConfig, "crank-connector", "Run a crank_sync Cranker connector.", "CRANK_CONNECTOR_",
     aliases={"sliding_window": ["--window"], "component_name": ["--component"],
-             "routers": ["--router"], "protocols": ["--protocol"]},
+             "routers": ["--router"], "protocols": ["--protocol"], "plugins": ["--plugin"]},
     default_from={"component_name": "route"},
     extras=[
         ("stop_timeout", float, 10.0, "seconds to wait for in-flight requests on SIGTERM"),

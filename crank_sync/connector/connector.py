@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, cast
 
 from ..config import ConnectorConfig, redact_url
+from ..plugin_loader import load_plugins
 from ..threads import ThreadCache
 from .link import QUIET_ATTEMPTS, RouterLink
 from .listening import ConnectorHooks
@@ -33,7 +34,9 @@ class Connector:
     thread, and returns True only when every request finished in time.
 
     ``listeners`` (also a ``ConnectorConfig`` field, and allowed beside a config as for
-    ``Router``): :class:`~crank_sync.hooks.ConnectorListener` objects, called in that order.
+    ``Router``): :class:`~crank_sync.hooks.ConnectorListener` objects, called in that order,
+    then the ones the config's ``plugins`` name, made here (:mod:`crank_sync.plugin_loader`;
+    a bad one raises :class:`~crank_sync.errors.PluginError`).
     For each request, on the thread serving it (a v1 socket's, a v3 stream's):
     ``on_before_request(info, headers)`` before the target sees it (the target gets
     ``headers`` as changed; ``raise Reject(status, body, headers)`` answers instead, the
@@ -68,13 +71,21 @@ class Connector:
                                 "not both")
             config = dataclasses.replace(config, listeners=cast(Any, listeners))  # checked there
         self.config = config
-        self.hooks = ConnectorHooks(config.listeners)
+        listeners = config.listeners
+        if config.plugins:
+            listeners = (*listeners, *load_plugins(config.plugins, "connector"))
+        self.hooks = ConnectorHooks(listeners)
         self.target = _make_target(self.config)
         self._pool: ThreadPoolExecutor | None = None
         self._links: list[RouterLink] = []
         self._watcher: CancelWatcher | None = None
         self._threads: ThreadCache | None = None
         self._started = False
+
+    @property
+    def listeners(self) -> tuple[object, ...]:
+        """The listeners, in the order they are called: those given, then the plugins'."""
+        return self.hooks.listeners
 
     @property
     def connector_instance_id(self) -> str:

@@ -2,7 +2,7 @@
 ``plugins = ["server-timing"]``) or to make in Python.
 
 * :class:`AccessLog` (``access-log``): one JSON object per request, a line each, to a file or
-  stderr;
+  stderr; on a router or a connector;
 * :class:`ServerTiming` (``server-timing``): a ``Server-Timing`` response header with the
   socket wait, the connector's time and the total;
 * :class:`HeaderAuth` (``header-auth``): 401 unless a request header holds one of the

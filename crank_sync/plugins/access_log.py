@@ -17,6 +17,14 @@ A router's line, written in ``on_complete``::
 ``time`` is when the request began (UTC); ``route``, ``connector`` and ``protocol`` are null
 before they were known, ``status`` when no response was made; ``error`` is what ended a failed
 request (``"NoConnectorAvailable: ..."``).
+
+The same listener works on a connector (``crank-connector --plugin access-log``): a line per
+request it replayed, with ``router`` (the router's URL as configured) in place of ``client``,
+``connector`` and ``socket_wait_ms``::
+
+    {"time": "...", "router": "ws://10.0.0.1:9070", "method": "GET", "target": "/svc/items",
+     "route": "svc", "status": 200, "bytes_in": 0, "bytes_out": 5120, "duration_ms": 11.2,
+     "protocol": "cranker_3.0", "request_id": "...", "error": null}
 """
 from __future__ import annotations
 
@@ -27,7 +35,8 @@ import threading
 import time
 from typing import Any, TextIO
 
-from ..hooks import ProxyInfo, ProxyListener
+from ..config import redact_url
+from ..hooks import ConnectorListener, ProxyInfo, ProxyListener, RequestInfo
 
 #: The environment variable with the path, when no ``path`` option is given.
 PATH_ENV = "CRANK_ACCESS_LOG"
@@ -35,8 +44,9 @@ PATH_ENV = "CRANK_ACCESS_LOG"
 _UNKNOWN = ("-", "(none)", "")
 
 
-class AccessLog(ProxyListener):
-    """Writes one JSON line per request to ``path`` (``-``: stderr); see the module doc."""
+class AccessLog(ProxyListener, ConnectorListener):
+    """Writes one JSON line per request to ``path`` (``-``: stderr), on a router or a
+    connector; see the module doc."""
 
     def __init__(self, path: str | None = None) -> None:
         if path is None:
@@ -52,8 +62,11 @@ class AccessLog(ProxyListener):
                                  f"{err.strerror or err}: give path= a file that can be "
                                  f"written (or - for stderr)") from None
 
-    def on_complete(self, info: ProxyInfo) -> None:
-        self.write(router_record(info))
+    def on_complete(self, info: ProxyInfo | RequestInfo) -> None:
+        if isinstance(info, RequestInfo):
+            self.write(connector_record(info))
+        else:
+            self.write(router_record(info))
 
     def write(self, record: dict[str, Any]) -> None:
         """Append ``record`` as one line and flush it."""
@@ -89,6 +102,26 @@ def router_record(info: ProxyInfo) -> dict[str, Any]:
         "socket_wait_ms": round(info.socket_wait * 1000, 1),
         "connector": _known(info.connector_instance_id),
         "protocol": _known(info.protocol),
+        "request_id": info.request_id,
+        "error": error_text(info.error),
+    }
+
+
+def connector_record(info: RequestInfo) -> dict[str, Any]:
+    """What one request a connector replayed comes to, for one line."""
+    duration = max(0.0, time.monotonic() - info.started)
+    protocol = info.protocol if info.protocol.startswith("cranker_") else f"cranker_{info.protocol}"
+    return {
+        "time": _iso(time.time() - duration),
+        "router": redact_url(info.router),
+        "method": info.method,
+        "target": info.target,
+        "route": _known(info.route),
+        "status": info.status,
+        "bytes_in": info.bytes_in,
+        "bytes_out": info.bytes_out,
+        "duration_ms": round(duration * 1000, 1),
+        "protocol": protocol,
         "request_id": info.request_id,
         "error": error_text(info.error),
     }

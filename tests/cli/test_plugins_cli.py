@@ -1,7 +1,8 @@
 """Plugins on the command line: ``--plugin`` flags, ``plugins = [...]`` in a ``--config`` file,
 ``CRANK_ROUTER_PLUGINS``, an entry point of a distribution on ``PYTHONPATH``; and a bad plugin
 spec, which is one line naming ``plugins`` and exit status 2. The router runs as a real
-process (scripts/run_router.py); the connector, where one is needed, in the test."""
+process (scripts/run_router.py) and its connector, where one is needed, in the test; the
+connector's plugins (scripts/run_connector.py) the other way round."""
 from __future__ import annotations
 
 import json
@@ -14,7 +15,7 @@ from types import SimpleNamespace
 import pytest
 from support import LOOPBACK, TargetService, wait_for
 
-from .test_cli import DEADLINE, ROOT, RUN_ROUTER, clean_env, router_ports, running
+from .test_cli import DEADLINE, ROOT, RUN_CONNECTOR, RUN_ROUTER, clean_env, router_ports, running
 
 PORT_0 = ["--http-port", "0", "--registration-port", "0", "--host", LOOPBACK,
           "--log-level", "WARNING"]
@@ -139,6 +140,41 @@ def test_print_config_shows_the_plugins_without_loading_them() -> None:
                           timeout=DEADLINE)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["plugins"] == ["nosuch:thing", "header-auth routes=a|b"]
+
+
+def test_connector_plugins_from_flags_and_a_config_file(tmp_path: Path, target: TargetService,
+                                                        router_factory, session) -> None:
+    router = router_factory()
+    log = tmp_path / "connector.jsonl"
+    config = tmp_path / "connector.toml"
+    config.write_text(f'plugins = ["access-log path={log}"]\n')
+    for extra in (["--plugin", f"access-log path={log}"], ["--config", str(config)]):
+        args = [sys.executable, RUN_CONNECTOR, "--router",
+                f"ws://{LOOPBACK}:{router.registration_port}", "--route", "svc", "--target",
+                target.url, "--window", "1", "--log-level", "WARNING", *extra]
+        with running(args) as connector:
+            connector.expect("connector ")
+            resp = session.get(url(router.http_port, "/svc/bytes/7"), timeout=DEADLINE)
+            assert resp.status_code == 200
+            assert connector.stop() == 0
+    records = lines_of(log, 2)
+    assert [(r["status"], r["bytes_out"], r["route"]) for r in records] == [(200, 7, "svc")] * 2
+
+
+@pytest.mark.parametrize("spec, expected", [
+    ("server-timing", "'server-timing': made a router listener (ServerTiming): give it to "
+                      "crank-router"),
+    ("nosuch_module_x:make", "no module named 'nosuch_module_x'"),
+])
+def test_a_bad_connector_plugin_is_one_line_and_exit_2(spec: str, expected: str) -> None:
+    done = subprocess.run([sys.executable, RUN_CONNECTOR, "--router", "ws://127.0.0.1:1",
+                           "--route", "svc", "--target", "http://127.0.0.1:1", "--plugin", spec],
+                          capture_output=True, text=True, cwd=ROOT, env=env_with(),
+                          timeout=DEADLINE)
+    assert done.returncode == 2, done.stderr
+    assert done.stdout == "" and done.stderr.count("\n") == 1, done.stderr
+    assert done.stderr.startswith("crank-connector: error: plugins: "), done.stderr
+    assert expected in done.stderr and "(from --plugins/--plugin)" in done.stderr
 
 
 # --------------------------------------------------------------------------- mistakes

@@ -64,6 +64,15 @@ def test_a_bad_spec_names_the_setting(spec, message):
     assert message in str(loading.value)
 
 
+def test_connector_config_checks_the_syntax_only():
+    from crank_sync import ConnectorConfig
+
+    base = dict(target="http://127.0.0.1:1", route="svc", routers=["ws://127.0.0.1:1"])
+    assert ConnectorConfig(**base, plugins="access-log").plugins == ("access-log",)
+    with pytest.raises(ValueError, match=r"^plugins: 'access-log a=1 a=2': option 'a'"):
+        ConnectorConfig(**base, plugins=["access-log a=1 a=2"])
+
+
 def test_router_config_checks_the_syntax_only():
     assert RouterConfig(plugins="server-timing").plugins == ("server-timing",)
     assert RouterConfig(plugins=["nosuch:thing"]).plugins == ("nosuch:thing",)  # not loaded
@@ -112,6 +121,7 @@ def make_duck():
 def test_what_a_factory_must_return():
     assert type(load_plugins([f"{__name__}:make_duck"], "router")[0]) is DuckListener
     assert type(load_plugins([f"{__name__}:BothSides"], "connector")[0]) is BothSides
+    assert type(load_plugins(["access-log path=-"], "connector")[0]) is AccessLog
     with pytest.raises(PluginError, match="made a router listener .*crank-router"):
         load_plugins([f"{__name__}:ServerTiming"], "connector")
     with pytest.raises(PluginError, match="made a connector listener"):

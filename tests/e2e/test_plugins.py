@@ -1,6 +1,7 @@
 """The shipped plugins (crank_sync/plugins) on a real router, connector and target, over v1 and
-v3: the access log's JSON lines, the Server-Timing header, the header check; loaded from the
-``plugins`` setting (as the command line gives it) and given as classes from Python."""
+v3: the access log's JSON lines (at the router and at the connector), the Server-Timing header,
+the header check; loaded from the ``plugins`` setting (as the command line gives it) and given
+as classes from Python."""
 
 from __future__ import annotations
 
@@ -11,9 +12,16 @@ import threading
 from pathlib import Path
 
 import pytest
-from support import LOOPBACK, both_protocols, client_url, deterministic_bytes, wait_for
+from support import (
+    LOOPBACK,
+    both_protocols,
+    client_url,
+    deterministic_bytes,
+    single_protocols,
+    wait_for,
+)
 
-from crank_sync import PluginError, ProxyListener
+from crank_sync import Connector, PluginError, ProxyListener
 from crank_sync.plugins import AccessLog, HeaderAuth, ServerTiming
 
 TIME_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
@@ -132,6 +140,40 @@ def test_access_log_to_stderr_by_default(router_factory, target, connector_facto
     wait_for(lambda: logged(), 10, "an access log line on stderr")
     line = logged()[0]
     assert line["request_id"] == dict(headers)["X-Request-Id"] and line["bytes_out"] == 9
+
+
+@single_protocols
+def test_access_log_at_the_connector(router_factory, target, connector_factory, session,
+                                     tmp_path, cranker_protocols):
+    log_path = tmp_path / "connector.jsonl"
+    router = router_factory()
+    conn = connector_factory(target, routers=[router], route="svc",
+                             plugins=[f"access-log path={log_path}"])
+    assert [type(x) for x in conn.listeners] == [AccessLog]
+    body = deterministic_bytes(10_000, 9)
+    posted = session.post(client_url(router, "/svc/echo"), data=body, timeout=10)
+    assert posted.status_code == 200 and posted.content == body
+    missing = session.get(client_url(router, "/svc/no-such-endpoint"), timeout=10)
+    assert missing.status_code == 404
+    lines = read_lines(log_path, 2)
+    for listener in conn.listeners:
+        listener.close()
+    assert set(lines[0]) == FIELDS - {"client", "connector", "socket_wait_ms"} | {"router"}
+    post, get = lines
+    assert post["router"] == f"ws://{LOOPBACK}:{router.registration_port}"
+    assert post["method"] == "POST" and post["target"] == "/svc/echo" and post["route"] == "svc"
+    assert post["status"] == 200 and post["error"] is None
+    assert post["bytes_in"] == len(body) and post["bytes_out"] == len(body)
+    assert post["protocol"] == f"cranker_{cranker_protocols[0]}"
+    assert post["request_id"] == posted.headers["X-Request-Id"] and TIME_RE.match(post["time"])
+    assert get["status"] == 404 and get["request_id"] == missing.headers["X-Request-Id"]
+
+
+def test_a_router_plugin_is_refused_by_a_connector(target):
+    with pytest.raises(PluginError, match=r"^plugins: 'server-timing': made a router listener "
+                                          r"\(ServerTiming\): give it to crank-router$"):
+        Connector(target=target.url, route="svc", routers=["ws://127.0.0.1:1"],
+                  plugins=["server-timing"])
 
 
 # --------------------------------------------------------------------------- server-timing

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from types import SimpleNamespace
 
 import pytest
 
-from crank_sync import NoRoute
+from crank_sync import NoRoute, RequestInfo
 from crank_sync.plugins import AccessLog
 
 
@@ -36,6 +37,22 @@ def test_one_line_per_request(tmp_path):
     assert second["route"] is None and second["connector"] is None
     assert second["protocol"] is None and second["status"] is None
     assert second["error"] == "NoRoute: no route for 'x'"
+
+
+def test_a_connector_line(tmp_path):
+    path = tmp_path / "c.jsonl"
+    log = AccessLog(str(path))
+    request = RequestInfo(router="wss://user:pw@router:9070", route="svc", method="PUT",
+                          target="/svc/x", request_id="r-9", protocol="3.0",
+                          started=time.monotonic())
+    request.status, request.bytes_in, request.bytes_out = 201, 5, 6
+    log.on_complete(request)
+    log.close()
+    line = json.loads(path.read_text())
+    assert line["router"] == "wss://user:***@router:9070" and line["protocol"] == "cranker_3.0"
+    assert (line["method"], line["status"], line["bytes_in"], line["bytes_out"]) == (
+        "PUT", 201, 5, 6)
+    assert "client" not in line and line["error"] is None and line["request_id"] == "r-9"
 
 
 def test_appends_and_takes_the_path_from_the_environment(tmp_path, monkeypatch):
