@@ -16,6 +16,7 @@ import logging
 import select
 import socket
 import ssl
+import struct
 import threading
 from collections.abc import Iterable, Iterator
 from typing import Any, Protocol
@@ -73,6 +74,21 @@ def _translated(err: BaseException) -> TargetError:
     return TargetError(failure_reason(err), repr(err))
 
 
+_RESET_ON_CLOSE = struct.pack("ii", 1, 0)
+
+
+def _reset_on_close(conn: _Connection) -> None:
+    """Make closing ``conn`` reset it: the target's blocked writes fail at once. A plain close
+    after a shutdown leaves the target waiting on a zero window until the kernel's FIN timeout
+    (60 s on Linux) when the connector had stopped reading a fast response."""
+    sock = conn.sock
+    if sock is not None:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET_ON_CLOSE)
+        except OSError:
+            pass
+
+
 class _Cancelled(Exception):
     """The router is done with a request (the client went away, the stream was reset, the
     socket was closed or lost): the worker stops working on it. Raised by a worker's request
@@ -107,6 +123,7 @@ class Cancel:
 
     @staticmethod
     def _shutdown(conn: _Connection) -> None:
+        _reset_on_close(conn)
         sock = conn.sock
         if sock is not None:
             try:
@@ -192,6 +209,8 @@ class PooledResponse:
         """Abandon the response: its connection is closed, never reused."""
         conn, self._conn = self._conn, None
         self._done = True
+        if conn is not None:
+            _reset_on_close(conn)
         self._resp.close()
         if conn is not None:
             conn.close()

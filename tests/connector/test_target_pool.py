@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 
 import pytest
-from support import deterministic_bytes
+from support import deterministic_bytes, standing_still, wait_for
 
 from crank_sync.connector.target import Cancel, TargetClient, iter_response, send_request
 from crank_sync.errors import TargetError
@@ -134,3 +134,37 @@ def test_an_os_error_of_an_own_target_becomes_a_target_error():
         next(iter_response(resp, 1024))
     assert info.value.reason == "connection reset"
     assert isinstance(info.value.__cause__, ConnectionResetError)
+
+
+def drain(resp) -> None:
+    """Read ``resp`` until its end or its error."""
+    try:
+        while resp.read1(65536):
+            pass
+    except TargetError:
+        pass
+
+
+@pytest.mark.parametrize("cancelled", [True, False], ids=["cancelled", "closed"])
+def test_an_abandoned_response_resets_the_target_connection(target, cancelled):
+    """A response given up mid-body (cancelled from another thread, or closed by its reader)
+    resets the connection: the target's blocked write fails at once, rather than waiting on a
+    zero window until the kernel's FIN timeout."""
+    client = TargetClient(target.url, connect_timeout=5, read_timeout=5)
+    try:
+        target.endless_aborted.clear()
+        cancel = Cancel()
+        head = RequestHead(method="GET", target="/svc/endless", headers=(("Host", "a"),))
+        resp = client.send(head, None, cancel)
+        assert resp.read1(65536)
+        wait_for(standing_still(lambda: target.endless_sent, 0.5), timeout=20,
+                 what="the target's writes blocked on a full window")
+        if cancelled:  # as the watcher does: the worker reads on, drains what is queued
+            cancel.cancel()
+            drain(resp)
+        resp.close()
+        resp.release_conn()
+        assert target.endless_aborted.wait(10), "the target's write did not fail"
+        assert client.idle_count() == 0
+    finally:
+        client.close()

@@ -4,7 +4,7 @@
 is an ordinary package; the fixtures that own what these helpers start are in
 ``tests/conftest.py``. Every public name of the modules below is re-exported here:
 
-* ``waiting``: ``wait_for``, polling a condition until a deadline.
+* ``waiting``: ``wait_for``, polling a condition until a deadline; ``standing_still``.
 * ``data``: deterministic payloads and their digests.
 * ``frames``: websocket frames built by hand, masked by a byte-at-a-time reference.
 * ``sockets``: ``LOOPBACK`` and raw-socket exchanges and reads.
@@ -49,7 +49,7 @@ from .sockets import (
     read_until_closed,
 )
 from .urls import admin_url, client_url, http_get, registration_url
-from .waiting import wait_for
+from .waiting import standing_still, wait_for
 
 __all__ = [
     "CHUNKED_PARTS",
@@ -88,6 +88,7 @@ __all__ = [
     "route_key",
     "sha256",
     "single_protocols",
+    "standing_still",
     "wait_for",
     "ws_frame",
 ]

@@ -58,6 +58,8 @@ class _TargetHTTPServer(http.server.ThreadingHTTPServer):
         self.received: list[Received] = []
         self.endless_aborted = threading.Event()
         self.endless_finished = threading.Event()
+        #: Body bytes the latest endless download has written so far.
+        self.endless_sent = 0
         self.long_poll_abandoned = threading.Event()
 
     def handle_error(self, request: Any, client_address: Any) -> None:
@@ -302,11 +304,12 @@ class _TargetHandler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         chunk = b"e" * ENDLESS_CHUNK
         framed = b"%x\r\n%s\r\n" % (len(chunk), chunk)
-        sent = 0
+        sent = self.server.endless_sent = 0
         try:
             while sent < ENDLESS_CAP and not self.server.release.is_set():
                 self.wfile.write(framed)
                 sent += len(chunk)
+                self.server.endless_sent = sent
             self.wfile.write(b"0\r\n\r\n")
             self.wfile.flush()
             self.server.endless_finished.set()
@@ -338,6 +341,10 @@ class TargetService:
     @property
     def endless_aborted(self) -> threading.Event:
         return self.server.endless_aborted
+
+    @property
+    def endless_sent(self) -> int:
+        return self.server.endless_sent
 
     @property
     def endless_finished(self) -> threading.Event:

@@ -23,3 +23,18 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "c
             raise AssertionError(f"timed out after {timeout:.1f}s waiting for {what}")
         time.sleep(delay)
         delay = min(delay * 1.5, 0.05)
+
+
+def standing_still(value: Callable[[], Any], seconds: float) -> Callable[[], bool]:
+    """A condition for ``wait_for``: ``value()`` is truthy and has not changed for ``seconds``
+    (a queue that filled up and stopped moving)."""
+    last: dict[str, Any] = {"value": object(), "since": time.monotonic()}
+
+    def still() -> bool:
+        now, current = time.monotonic(), value()
+        if current != last["value"]:
+            last["value"], last["since"] = current, now
+            return False
+        return bool(current) and now - last["since"] >= seconds
+
+    return still
