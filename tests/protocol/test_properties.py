@@ -392,7 +392,9 @@ def test_head_parser_raises_only_protocol_errors(head: bytes) -> None:
 
 
 path_segments = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-._~%;=&", min_size=1,
-                        max_size=10).filter(lambda seg: seg.strip(".") != "" and "%" not in seg)
+                        max_size=10).filter(
+    # dot segments, with or without path parameters (".;x"), are refused by design
+    lambda seg: seg.split(";", 1)[0].strip(".") != "" and "%" not in seg)
 field_names = tokens.filter(lambda n: n.lower() != "host")
 field_values = st.text(alphabet=TOKEN_CHARS + " /:;=,\t\x80\xe9", max_size=30).map(
     lambda v: v.strip(" \t"))
