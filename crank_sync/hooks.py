@@ -237,12 +237,19 @@ class ProxyListener:
         """The request is over, success or not (``info.error``); called exactly once."""
 
 
-class RegistrationState(enum.Enum):
-    """What became of a connector's registration at one router."""
+class RegistrationState(str, enum.Enum):
+    """What became of a connector's registration at one router; compares equal to, and prints
+    as, its value (``"registered"``, ``"lost"``, ``"refused"``)."""
 
     REGISTERED = "registered"
     LOST = "lost"
     REFUSED = "refused"
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
 
 
 class RequestInfo:

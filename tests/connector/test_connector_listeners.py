@@ -119,3 +119,10 @@ def test_an_answer_without_a_body(status, method, length, body) -> None:
     answer = Answer(status, b"body", [("Content-Type", "x/y")], "rid", method)
     assert answer.headers.get("Content-Length") == length
     assert answer.read1(100) == body and answer.headers.get("Content-Type") == "x/y"
+
+
+def test_registration_states_print_and_compare_as_their_values():
+    from crank_sync import RegistrationState
+
+    assert [f"{s}" for s in RegistrationState] == ["registered", "lost", "refused"]
+    assert str(RegistrationState.REFUSED) == "refused" == RegistrationState.REFUSED

@@ -30,7 +30,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -145,6 +145,7 @@ RUN = {
     'target="http://127.0.0.1:5000",': "python_connector",
     "router = crank_sync.Router(": "python_router",
     "class RequireApiKey(crank_sync.ProxyListener):": "listener",
+    "class ReadOnly(crank_sync.ConnectorListener):": "connector_listener",
     "def app(environ, start_response):": "wsgi",
     "from flask import Blueprint, Flask": "flask_app",
     "python -c 'import app, threading": "flask_run",
@@ -451,6 +452,64 @@ def test_listener_example(tmp_path: Path) -> None:
     # on_complete ran once for each request (request id, route, status, error); the two run
     # on different worker threads, so their lines may come in either order, even run together
     assert sorted(re.findall(r"my-service (\d{3})", done.stdout)) == ["401", "404"], done.stdout
+
+
+@pytest.fixture
+def header_echo() -> Iterator[int]:
+    """A service answering every GET with the ``X-Replayed-By`` header it received."""
+
+    class Echo(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            body = f"X-Replayed-By: {self.headers.get('X-Replayed-By')}".encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            pass
+
+    server = ThreadingHTTPServer((LOOPBACK, 0), Echo)
+    thread = threading.Thread(target=server.serve_forever, name="test-readme-echo", daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(DEADLINE)
+
+
+#: What the connector listener example's ``...`` becomes: a GET reaches the service with the
+#: listener's header; a POST gets the listener's 405 through the router.
+CONNECTOR_LISTENER_CHECK = '''
+import readme_check, urllib.error, urllib.request
+readme_check.wait_200("{url}", "X-Replayed-By: crank_sync")
+request = urllib.request.Request("{url}", data=b"change", method="POST")
+opener = urllib.request.build_opener(urllib.request.ProxyHandler({{}}))
+try:
+    opener.open(request, timeout=10)
+    raise SystemExit("the POST got past the listener")
+except urllib.error.HTTPError as err:
+    assert (err.code, err.headers["Allow"]) == (405, "GET, HEAD"), (err.code, dict(err.headers))
+    assert err.read().strip() == b"this service is read-only"
+print("README CHECK OK connector listener")
+'''
+
+
+def test_connector_listener_example(router_ports: dict[str, int], header_echo: int,
+                                    tmp_path: Path) -> None:
+    ports = {**router_ports, "service": header_echo}
+    done = run_python(tmp_path, rewrite_ports(block("connector_listener"), ports),
+                      CONNECTOR_LISTENER_CHECK.format(url=through(ports)))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "README CHECK OK connector listener" in done.stdout
+    registration = f"ws://127.0.0.1:{ports['registration']}"
+    assert f"{registration}: registered" in done.stdout, done.stdout
+    # on_complete once per request the connector received: the GETs of the wait (200) and
+    # the POST (405, rejected with no error)
+    statuses = re.findall(r"^[0-9a-f]+ (GET|POST) (\d{3}) None$", done.stdout, re.MULTILINE)
+    assert ("POST", "405") in statuses and ("GET", "200") in statuses, done.stdout
 
 
 def test_wsgi_app_with_no_local_port(router_ports: dict[str, int], tmp_path: Path) -> None:
