@@ -41,6 +41,7 @@ from .errors import (
     TlsError,
     UriTooLong,
     WebSocketError,
+    WebSocketsUnsupported,
 )
 from .hooks import (
     ConnectorListener,
@@ -96,6 +97,7 @@ __all__ = [
     "TlsError",
     "UriTooLong",
     "WebSocketError",
+    "WebSocketsUnsupported",
     "WsgiTarget",
     "__version__",
 ]

@@ -104,6 +104,9 @@ class RouterConfig:
     idle_timeout: float = 60.0
     #: How long a client connection may be silent (keep-alive or mid-request) before it is closed.
     client_timeout: float = 60.0
+    #: A websocket through the tunnel with no bytes either way (pings count) for this long is
+    #: closed with 1001 at both ends; 0: never.
+    websocket_idle_timeout: float = 300.0
     #: Largest request head (request line plus headers) accepted from a client; above it, 431.
     max_header_bytes: int = 65536
     #: Largest websocket message accepted from a connector.
@@ -266,6 +269,8 @@ class RouterConfig:
     def _check_numbers(self) -> None:
         if self.registration_rate_limit < 0:
             raise ValueError("registration_rate_limit must be 0 (off) or positive")
+        if self.websocket_idle_timeout < 0:
+            raise ValueError("websocket_idle_timeout must be 0 (never) or positive")
         for name in ("connector_max_wait", "idle_timeout", "client_timeout", "ping_interval",
                      "drain_timeout", "header_timeout"):
             _positive(name, getattr(self, name))

@@ -42,6 +42,7 @@ __all__ = [
     "TlsError",
     "UriTooLong",
     "WebSocketError",
+    "WebSocketsUnsupported",
 ]
 
 
@@ -109,6 +110,12 @@ class NoConnectorAvailable(CrankError):
     """The route is known but no idle socket turned up within ``connector_max_wait``."""
 
     status = 503
+
+
+class WebSocketsUnsupported(CrankError):
+    """A websocket upgrade for a route none of whose connectors tunnels websockets."""
+
+    status = 501
 
 
 class BadGateway(CrankError):

@@ -11,14 +11,14 @@ from concurrent.futures import ThreadPoolExecutor
 from ..config import ConnectorConfig, redact_url
 from ..errors import CrankError, ListenerFailed, RegistrationRefused, TlsError, WebSocketError
 from ..hooks import RegistrationState
-from ..protocol import RequestHead
+from ..protocol import RequestHead, tunnel
 from ..threads import ThreadCache
 from ..ws.frames import Opcode
 from . import hooked
 from .handshake import open_websocket, refusal_text
 from .listening import ConnectorHooks, RegistrationNotices
 from .registering import SocketState, endpoint, handshake_headers
-from .target import Cancel, Target, TargetResponse, send_request
+from .target import Cancel, Target, TargetClient, TargetResponse, send_request
 from .tls import client_context
 from .watcher import CancelWatcher
 from .worker import SocketWorker
@@ -47,6 +47,8 @@ class RouterLink:
         self.config = config
         self.url = url
         self.target = target
+        #: Websocket upgrades can reach this target (an HTTP service, not a WSGI app).
+        self.offers_tunnels = isinstance(target, TargetClient)
         self.hooks = hooks
         #: Registration changes still to report to the listeners (decided under ``_lock``).
         self.notices = RegistrationNotices(hooks, url)
@@ -99,6 +101,8 @@ class RouterLink:
         in; ListenerFailed when one of those fails."""
         cfg = self.config
         base = handshake_headers(cfg.route, cfg.protocols, cfg.domain, cfg.token)
+        if self.offers_tunnels:  # crank_sync's extension; other routers ignore the header
+            base.append(f"{tunnel.CAPABILITIES_HEADER}: {tunnel.WEBSOCKET}")
         if self.hooks.registration_headers:
             return self.hooks.upgrade_headers(self.url, base)
         return base

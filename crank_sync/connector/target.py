@@ -247,6 +247,25 @@ class TargetClient:
         #: Connections opened so far (the pool's reuse shows in it).
         self.connections_made = 0
 
+    def open_socket(self) -> socket.socket:
+        """A connection of its own to the target (TLS for https), for a websocket tunnel;
+        TargetError when it cannot be made."""
+        port = self._port or (443 if self._tls else 80)
+        try:
+            sock = socket.create_connection((self._host, port), timeout=self._connect_timeout)
+        except OSError as err:
+            raise _translated(err) from err
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self._tls:
+                context = self._ssl_context or ssl.create_default_context()
+                sock = context.wrap_socket(sock, server_hostname=self._host)
+            sock.settimeout(self._read_timeout)
+        except OSError as err:
+            sock.close()
+            raise _translated(err) from err
+        return sock
+
     def idle_count(self) -> int:
         with self._lock:
             return len(self._idle)

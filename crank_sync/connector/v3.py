@@ -18,13 +18,20 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 from ..errors import ReadTimeout, RemoteProtocolError, TargetError, WebSocketError
-from ..protocol import ResponseHead, encode_response_head, parse_request_text, v3
+from ..protocol import (
+    RequestHead,
+    ResponseHead,
+    encode_response_head,
+    parse_request_text,
+    v3,
+)
 from ..protocol import v3_session as core
 from ..protocol.limits import DEFAULT_MESSAGE_LIMIT, V3_OVERHEAD
 from ..ws.frames import Opcode
 from ..ws.ping import silent_too_long
+from . import tunnel
 from .frames import FrameReader, body_complete, small_body
-from .target import Cancel, _Cancelled, failure_reason, iter_response
+from .target import Cancel, TargetClient, TargetResponse, _Cancelled, failure_reason, iter_response
 from .websocket import ConnectorWebSocket
 
 if TYPE_CHECKING:
@@ -92,10 +99,14 @@ class ConnectorStream:
         if self.cancelled or self.id not in self.sock.session.streams:
             raise _Cancelled()
 
-    def _request_body(self, timeout: float) -> Iterator[bytes]:
+    def _request_body(self, timeout: float, patient: bool = False) -> Iterator[bytes]:
+        """The router's DATA; after ``timeout`` without any, _Cancelled (or, ``patient``,
+        waiting on: a quiet websocket)."""
         while True:
             with self._cond:
                 if not self._cond.wait_for(lambda: self._body or self.cancelled, timeout):
+                    if patient:
+                        continue
                     raise _Cancelled("no request body data from the router in time")
                 if self.cancelled:
                     raise _Cancelled()
@@ -162,7 +173,12 @@ class ConnectorStream:
             return
         body = self._request_body(idle) if has_body else None
         try:
-            resp = self.sock.link.send(head, body, self.target_cancel, "3.0")
+            if self.sock.tunnels and tunnel.is_websocket_upgrade(head.headers):
+                resp: TargetResponse | None = self._tunnel(head, chunk_size)
+                if resp is None:
+                    return
+            else:
+                resp = self.sock.link.send(head, body, self.target_cancel, "3.0")
         except TargetError as err:
             if self.cancelled:
                 return
@@ -212,12 +228,60 @@ class ConnectorStream:
             resp.release_conn()
 
 
+    def _tunnel(self, head: RequestHead, chunk_size: int) -> TargetResponse | None:
+        """Tunnel a websocket upgrade (connector/tunnel.py): this thread relays the service's
+        bytes, a second one the router's; the service's refusal is returned to relay."""
+        target = self.sock.link.target
+        assert isinstance(target, TargetClient)
+        service, answer = tunnel.open_service(target, head, self.target_cancel)
+        if service is None:
+            assert isinstance(answer, tunnel.Refusal)
+            return answer
+        assert isinstance(answer, ResponseHead)
+        self._send_all(self._head(encode_response_head(answer), False))
+        log.info("websocket %d open on stream %d: %s", service.id, self.id, head.label)
+        up = tunnel.start_thread(f"crank-connector-ws-up-{service.id}",
+                                 lambda: self._tunnel_up(service))
+        try:
+            while True:
+                try:
+                    data = service.recv()
+                except TimeoutError:
+                    continue
+                if not data:
+                    break
+                for start in range(0, len(data), chunk_size):
+                    self._wait_window(self.sock.link.config.idle_timeout)
+                    self._send_all([self._data(data[start:start + chunk_size])])
+            self._send_all([self._data(b"", end_stream=True)])
+        finally:
+            service.close()
+            with self._cond:
+                self.cancelled = True  # the up thread stops waiting for the router
+                self._cond.notify_all()
+            up.join(5.0)
+            log.info("websocket %d closed", service.id)
+        return None
+
+    def _tunnel_up(self, service: tunnel.Service) -> None:
+        """The router's DATA to the service, acknowledged once written, until END_STREAM."""
+        try:
+            for data in self._request_body(self.sock.link.config.ping_interval, patient=True):
+                service.send(data)
+        except (_Cancelled, OSError, WebSocketError):
+            pass
+        finally:
+            service.shutdown()  # the down direction ends too
+
+
 class V3Socket:
     """Reads one v3 websocket until it ends; streams run on the connector's pool."""
 
     def __init__(self, link: RouterLink, ws: ConnectorWebSocket, pool: ThreadPoolExecutor,
-                 message_limit: int = DEFAULT_MESSAGE_LIMIT) -> None:
+                 message_limit: int = DEFAULT_MESSAGE_LIMIT, tunnels: bool = False) -> None:
         self.link = link
+        #: The router accepted websocket upgrades through the tunnel on this socket.
+        self.tunnels = tunnels
         #: The largest message the router takes: DATA payloads stay 6 bytes under it.
         self.message_limit = message_limit
         self.ws = ws

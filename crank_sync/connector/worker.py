@@ -27,16 +27,19 @@ from ..protocol import (
     ResponseHead,
     encode_response_head,
     parse_request,
+    tunnel,
 )
 from ..protocol.limits import DEFAULT_MESSAGE_LIMIT, MESSAGE_LIMIT_HEADER, peer_message_limit
 from ..ws.frames import Opcode
 from ..ws.ping import silent_too_long
+from . import tunnel as connector_tunnel
 from .frames import FrameReader, small_body
 from .handshake import open_websocket
 from .registering import SocketState, chosen_version, endpoint
 from .registering import handshake_headers as handshake_headers  # tests import it from here
 from .target import (
     Cancel,
+    TargetClient,
     TargetResponse,
     _Cancelled,
     failure_reason,
@@ -67,6 +70,8 @@ class SocketWorker:
         self.v3: V3Socket | None = None
         #: The largest message the router takes (announced in its 101, else 16 KiB).
         self.message_limit = DEFAULT_MESSAGE_LIMIT
+        #: The router accepted websocket upgrades through the tunnel on this socket.
+        self.tunnels = False
         #: True while a registration handshake is under way (stop() waits for those).
         self.handshaking = False
         #: The thread running this worker, once it runs.
@@ -169,10 +174,12 @@ class SocketWorker:
             return None
         self.ws = ws
         self.message_limit = peer_message_limit(ws.headers.get(MESSAGE_LIMIT_HEADER.lower()))
+        self.tunnels = self.link.offers_tunnels and tunnel.WEBSOCKET in tunnel.capabilities(
+            ws.headers.get(tunnel.CAPABILITIES_HEADER.lower()))
         # registered even if stop() began meanwhile: stop() waits for handshakes to finish
         # before it deregisters, so the router closes this socket with the others
         if version == "3.0":
-            self.v3 = V3Socket(self.link, ws, self.link.pool, self.message_limit)
+            self.v3 = V3Socket(self.link, ws, self.link.pool, self.message_limit, self.tunnels)
             self.state = SocketState.V3
         else:
             self.state = SocketState.IDLE
@@ -227,6 +234,9 @@ class SocketWorker:
             log.warning("bad request from router %s: %s", self.link.shown, err)
             self._close(ws, 1008, "bad request message")
             return
+        if self.tunnels and tunnel.is_websocket_upgrade(head.headers):
+            self._tunnel(ws, head)
+            return
         cancel = Cancel()
         watcher = self.link.watcher
         body = self._request_body(ws, cancel) if head.has_body else None
@@ -247,6 +257,18 @@ class SocketWorker:
         finally:
             watcher.unwatch(ws)
         self._respond(ws, head, resp, cancel)
+
+    def _tunnel(self, ws: ConnectorWebSocket, head: RequestHead) -> None:
+        """A websocket upgrade (connector/tunnel.py); the service's refusal is relayed."""
+        assert isinstance(self.link.target, TargetClient)
+        try:
+            refusal = connector_tunnel.serve_v1(self.link.target, ws, head, self.message_limit)
+        except TargetError as err:
+            log.warning("target failed for %s: %r", head.label, err)
+            self._close(ws, 1011, f"target failed: {failure_reason(err)}")
+            return
+        if refusal is not None:
+            self._respond(ws, head, refusal, Cancel())
 
     def _request_body(self, ws: ConnectorWebSocket, cancel: Cancel) -> Iterator[bytes]:
         # FrameReader reads what has arrived (websocket-client reads 16 KiB at a time, and

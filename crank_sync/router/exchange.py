@@ -111,6 +111,11 @@ class Exchange:
         #: A listener answered the client itself (``Reject``).
         self.rejected = False
 
+    @property
+    def rfile(self) -> Reader:
+        """The client's buffered reader (a websocket tunnel takes what it holds)."""
+        return self._rfile
+
     def elapsed(self) -> float:
         return time.monotonic() - self.started
 

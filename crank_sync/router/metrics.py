@@ -9,6 +9,7 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
 )
@@ -18,6 +19,7 @@ from prometheus_client.registry import Collector
 from .pool import ConnectorSocket, SocketRegistry
 from .timeseries import RouteMemory, TimeSeries
 
+_WS_BUCKETS = (1, 10, 60, 300, 900, 3600, 4 * 3600, 24 * 3600)
 _BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
 
@@ -83,6 +85,11 @@ class RouterMetrics:
                                   "Requests refused by a rate limit or concurrency cap, by "
                                   "route and reason (rate_limit, concurrency, queue_timeout)",
                                   ["route", "reason"], registry=r)
+        self.websockets = Gauge("crank_websockets_open", "Websockets open through the tunnel",
+                                ["route"], registry=r)
+        self.websocket_seconds = Histogram("crank_websocket_duration_seconds",
+                                           "How long websockets through the tunnel stayed open",
+                                           ["route"], buckets=_WS_BUCKETS, registry=r)
         self._rejected: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
         r.register(_SocketCollector(sockets))
         self._lock = threading.Lock()
@@ -91,6 +98,20 @@ class RouterMetrics:
         #: The last 15 minutes per route, and the routes seen lately: for the dashboard.
         self.timeseries = TimeSeries()
         self.recent = RouteMemory()
+
+    def websocket_opened(self, route: str) -> None:
+        self.websockets.labels(route).inc()
+
+    def websocket_closed(self, route: str, seconds: float) -> None:
+        """A websocket ended; its bytes count in ``crank_body_bytes`` with the route's others
+        (the exchange's ``observe``)."""
+        self.websockets.labels(route).dec()
+        self.websocket_seconds.labels(route).observe(seconds)
+
+    def open_websockets(self) -> dict[str, int]:
+        """Websockets open now, by route (for the admin API and the dashboard)."""
+        return {s.labels["route"]: int(s.value) for m in self.websockets.collect()
+                for s in m.samples if s.value}
 
     def connector_seen(self, sock: ConnectorSocket) -> None:
         """A connector socket was registered, or has just closed."""

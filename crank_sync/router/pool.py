@@ -14,56 +14,19 @@ a plain condition variable, one waiter in a few thousand was overtaken until it 
 from __future__ import annotations
 
 import collections
-import itertools
 import logging
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
-from ..errors import ClientGone, NoConnectorAvailable, NoRoute
-from ..protocol.limits import DEFAULT_MESSAGE_LIMIT
+from ..errors import ClientGone, NoConnectorAvailable, NoRoute, WebSocketsUnsupported
 from ..protocol.routes import CATCH_ALL, candidates, host_name, resolve
-from .websocket import RouterWebSocket
-
-if TYPE_CHECKING:
-    from .v3_socket import V3Session
+from .connector_socket import ConnectorSocket
 
 log = logging.getLogger(__name__)
 
-_BOOT = uuid.uuid4().hex[:8]
-_socket_ids = itertools.count(1)
-
-
-@dataclass(eq=False)
-class ConnectorSocket:
-    """A registered websocket and what it was registered with."""
-
-    ws: RouterWebSocket
-    route: str
-    connector_instance_id: str
-    component_name: str
-    remote_ip: str
-    protocol: str
-    domain: str = "*"
-    session: V3Session | None = None
-    remote_port: int = 0
-    #: The largest websocket message this connector accepts (its announced limit, or 16 KiB).
-    message_limit: int = DEFAULT_MESSAGE_LIMIT
-    registered_at: float = field(default_factory=time.time)
-    socket_id: str = field(default_factory=lambda: f"{_BOOT}-{next(_socket_ids)}")
-
-    @property
-    def inflight(self) -> int:
-        if self.session is not None:
-            return self.session.inflight
-        return 1 if self.ws.in_use else 0
-
-    @property
-    def is_v3(self) -> bool:
-        return self.session is not None
+__all__ = ["ConnectorSocket", "SocketRegistry"]
 
 
 @dataclass(eq=False)
@@ -72,6 +35,8 @@ class _Waiter:
 
     ready: threading.Event = field(default_factory=threading.Event)
     sock: ConnectorSocket | None = None
+    #: A websocket upgrade: only a socket of a connector that tunnels them will do.
+    tunnel: bool = False
 
 
 @dataclass(eq=False)
@@ -89,19 +54,25 @@ class _Route:
     def empty(self) -> bool:
         return not self.idle and not self.busy and not self.v3
 
-    def pick(self, dark: frozenset[str]) -> ConnectorSocket | None:
-        """Next socket: v3 round-robin, alternating with idle v1 ones; ``dark`` IPs skipped."""
+    def tunnels(self) -> bool:
+        """Some socket of the route, idle or not, takes websocket upgrades."""
+        return any(s.tunnels for group in (self.v3, self.idle, self.busy) for s in group)
+
+    def pick(self, dark: frozenset[str], tunnel: bool = False) -> ConnectorSocket | None:
+        """Next socket: v3 round-robin, alternating with idle v1 ones; ``dark`` IPs skipped,
+        and with ``tunnel`` the sockets that take no websocket upgrades."""
         self.toggle += 1
         if self.v3 and (not self.idle or self.toggle % 2):
             for _ in range(len(self.v3)):
                 self.rr = (self.rr + 1) % len(self.v3)
                 sock = self.v3[self.rr]
-                if sock.ws.connected and not sock.ws.finished and sock.remote_ip not in dark:
+                if sock.ws.connected and not sock.ws.finished and sock.remote_ip not in dark \
+                        and sock.tunnels >= tunnel:
                     return sock
         for sock in list(self.idle):
             if not sock.ws.connected or sock.ws.finished:
                 self.idle.remove(sock)  # its handler thread forgets it too, shortly
-            elif sock.remote_ip not in dark:
+            elif sock.remote_ip not in dark and sock.tunnels >= tunnel:
                 self.idle.remove(sock)
                 sock.ws.in_use = True
                 self.busy.add(sock)
@@ -215,11 +186,13 @@ class SocketRegistry:
 
     def _hand_over(self, route: _Route) -> None:
         """Give the route's available sockets to its waiters, oldest first (lock held)."""
-        while route.waiters:
-            sock = route.pick(self._dark)
+        for waiter in sorted(route.waiters, key=lambda w: not w.tunnel):  # pickiest first
+            sock = route.pick(self._dark, waiter.tunnel)
             if sock is None:
+                if waiter.tunnel:
+                    continue
                 return
-            waiter = route.waiters.popleft()
+            route.waiters.remove(waiter)
             waiter.sock = sock
             waiter.ready.set()
 
@@ -302,7 +275,7 @@ class SocketRegistry:
 
     def acquire(self, name: str, timeout: float, host: str | None = None,
                 gone: Callable[[], bool] | None = None,
-                check_every: float = 0.25) -> ConnectorSocket:
+                check_every: float = 0.25, tunnel: bool = False) -> ConnectorSocket:
         """A socket for route ``name`` (or the catch-all), waiting up to ``timeout``.
 
         A v1 socket is taken out of the pool; a v3 socket stays in it. When ``host`` matches
@@ -311,14 +284,16 @@ class SocketRegistry:
         waiting, and True (the client left) ends the wait.
 
         Raises NoRoute when neither the route nor a catch-all is registered,
-        NoConnectorAvailable when no idle socket turned up in time, and ClientGone.
+        NoConnectorAvailable when no idle socket turned up in time, and ClientGone. With
+        ``tunnel`` (a websocket upgrade), only sockets that take upgrades will do, and a route
+        with none raises WebSocketsUnsupported.
         """
         deadline = time.monotonic() + timeout
         with self._lock:
-            route, sock = self._available(name, host)
+            route, sock = self._available(name, host, tunnel)
             if sock is not None:
                 return sock
-            waiter = _Waiter()
+            waiter = _Waiter(tunnel=tunnel)
             route.waiters.append(waiter)
             self.waiting += 1
         client_left = False
@@ -354,21 +329,25 @@ class SocketRegistry:
         raise NoConnectorAvailable(
             f"no idle connector socket for route {self._shown(name)!r} within {timeout:.1f}s")
 
-    def _available(self, name: str, host: str | None) -> tuple[_Route, ConnectorSocket | None]:
+    def _available(self, name: str, host: str | None,
+                   tunnel: bool) -> tuple[_Route, ConnectorSocket | None]:
         """The route for ``name`` and a socket from it, unless earlier requests are waiting
         for one (lock held). Raises NoRoute."""
         if host and not self._closed and self._domains:
             domain = self._domains.get(host_name(host))
             if domain is not None:
-                sock = domain.pick(self._dark)
+                sock = domain.pick(self._dark, tunnel)
                 if sock is not None:
                     return domain, sock
         route = None if self._closed else self._resolve(name, time.monotonic())
         if route is None:
             raise NoRoute(f"no connector registered for route {self._shown(name)!r}")
-        if route.waiters:  # first come, first served: join the queue
+        if tunnel and not route.tunnels():
+            raise WebSocketsUnsupported(f"no connector of route {self._shown(name)!r} "
+                                        "carries websockets")
+        if any(w.tunnel == tunnel for w in route.waiters):  # first come, first served
             return route, None
-        return route, route.pick(self._dark)
+        return route, route.pick(self._dark, tunnel)
 
     # -- dark mode ---------------------------------------------------------------------------
 

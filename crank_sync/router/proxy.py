@@ -31,9 +31,11 @@ from ..protocol import (
     encode_request,
     filter_request_headers,
     request_text,
+    tunnel,
 )
 from ..protocol.headers import connection_tokens
 from ..protocol.http_head import ClientHead, parse_client_head
+from . import tunnel as tunnel_relay
 from . import v1, v3_relay
 from .core import RouterCore
 from .exchange import Aborted, Exchange
@@ -236,25 +238,31 @@ def forward(ex: Exchange) -> None:
     target = _raw_target(ex.request_line)
     length = request_framing(ex.headers)
     has_body = length != 0
+    upgrade = tunnel_relay.wanted(ex)
+    if upgrade and has_body:
+        raise BadRequest("a websocket upgrade request has no body")
     ex.body_pending = has_body
     if has_body:
         # an unread body would be parsed as the next request: only a full read may keep alive
         ex.close_connection = True
     if ex.info is not None:  # listeners see the route the request is headed for
         ex.route = ex.core.registry.route_name(target)
-    head = ex.before_proxy(_request_head(ex, target, has_body))
+    head = ex.before_proxy(_request_head(ex, target, has_body, upgrade))
     if has_body:
         ex.open_body(length)
     deadline = time.monotonic() + cfg.connector_max_wait
     unanswered: SocketClosedBeforeResponse | None = None
     while True:
         try:
-            sock, stream = _borrow(ex, target.split("?", 1)[0], head, deadline)
+            sock, stream = _borrow(ex, target.split("?", 1)[0], head, deadline, upgrade)
         except (NoConnectorAvailable, NoRoute):
             ex.failed_to_acquire()
             if unanswered is None:
                 raise
             raise unanswered from None  # no other socket in time: the first failure counts
+        if upgrade:
+            tunnel_relay.relay(ex, sock, stream)
+            return
         if stream is not None:
             v3_relay.exchange(ex, sock, stream, length)
             return
@@ -281,8 +289,9 @@ def _raw_target(request_line: str) -> str:
     return target
 
 
-def _request_head(ex: Exchange, target: str, has_body: bool) -> RequestHead:
-    """The head sent to the connector: the client's, with the forwarding headers."""
+def _request_head(ex: Exchange, target: str, has_body: bool, upgrade: bool) -> RequestHead:
+    """The head sent to the connector: the client's, with the forwarding headers; an upgrade
+    keeps ``Upgrade`` and ``Connection`` and has a body (the upgraded connection's bytes)."""
     cfg = ex.config
     headers = filter_request_headers(
         ex.headers.items(),
@@ -297,6 +306,9 @@ def _request_head(ex: Exchange, target: str, has_body: bool) -> RequestHead:
     if ex.headers.get("X-Request-Id") != ex.request_id:
         headers = [(n, v) for n, v in headers if n.lower() != "x-request-id"]
         headers.append(("X-Request-Id", ex.request_id))
+    if upgrade:
+        headers = tunnel.upgrade_headers(headers)
+        has_body = True
     try:
         return RequestHead(
             method=ex.method,
@@ -315,8 +327,8 @@ def _may_retry(ex: Exchange, has_body: bool, deadline: float) -> bool:
             and time.monotonic() < deadline and ex.retries < _MAX_SEND_ATTEMPTS)
 
 
-def _borrow(ex: Exchange, route: str, head: RequestHead,
-            deadline: float) -> tuple[ConnectorSocket, RouterStream | None]:
+def _borrow(ex: Exchange, route: str, head: RequestHead, deadline: float,
+            upgrade: bool = False) -> tuple[ConnectorSocket, RouterStream | None]:
     """Borrow a socket and send the request head, skipping sockets that died while idle.
 
     Returns the socket, and the stream when it is a v3 socket.
@@ -327,7 +339,7 @@ def _borrow(ex: Exchange, route: str, head: RequestHead,
         began = time.monotonic()
         try:
             sock = registry.acquire(route, max(0.0, deadline - began), host,
-                                    gone=ex.client_gone)
+                                    gone=ex.client_gone, tunnel=upgrade)
         finally:
             ex.socket_wait += time.monotonic() - began
         ex.route, ex.connector, ex.protocol = (sock.route, sock.connector_instance_id,

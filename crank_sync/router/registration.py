@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from ..errors import BadRequest
+from ..protocol import tunnel
 from ..protocol.limits import MESSAGE_LIMIT_HEADER, peer_message_limit
 from ..protocol.registration import LEGACY_HEADER, negotiate, offered_subprotocols
 from ..protocol.routes import reachable, validate_route
@@ -229,6 +230,7 @@ class RegistrationHandler(BaseHTTPRequestHandler):
             domain=(headers.get("Domain") or "*").strip() if session else "*",
             session=session,
             message_limit=peer_message_limit(headers.get(MESSAGE_LIMIT_HEADER)),
+            tunnels=_offers_tunnels(headers),
         )
         self.core.metrics.connector_seen(sock)  # first, so the dashboard knows it when listed
         if not self.core.registry.add(sock, began):
@@ -250,6 +252,8 @@ class RegistrationHandler(BaseHTTPRequestHandler):
         cfg = self.core.config
         extra = [(b"CrankerProtocol", version.encode())] if version == "1.0" else []
         extra.append((MESSAGE_LIMIT_HEADER.encode(), str(cfg.max_message_bytes).encode()))
+        if _offers_tunnels(self.headers):  # accepted: websocket upgrades may come its way
+            extra.append((tunnel.CAPABILITIES_HEADER.encode(), tunnel.WEBSOCKET.encode()))
         try:
             ws = RouterWebSocket(
                 environ,
@@ -293,3 +297,9 @@ class RegistrationHandler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002
         log.debug("registration %s - " + format, self.client_address[0], *args)
+
+
+def _offers_tunnels(headers: Any) -> bool:
+    """The connector offered to carry websocket upgrades (crank_sync's extension)."""
+    offered = tunnel.capabilities(", ".join(headers.get_all(tunnel.CAPABILITIES_HEADER) or []))
+    return tunnel.WEBSOCKET in offered

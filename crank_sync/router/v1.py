@@ -81,6 +81,11 @@ def _relay(ex: Exchange, sock: ConnectorSocket) -> bool:
     raise BadGateway(f"connector closed with {_closed_with(ws)} before responding")
 
 
+def relay_response(ex: Exchange, sock: ConnectorSocket, text: str) -> bool:
+    """Relay a response whose head ``text`` has arrived (an upgrade the service refused)."""
+    return _relay_body(ex, sock, start_response(ex, text, sock.ws))
+
+
 def _check_waiting(ex: Exchange, ws: RouterWebSocket, last_data: float) -> None:
     """No response head yet: raise when the client left or the connector idled."""
     if ex.client_gone():

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ..protocol import v3
-from ..protocol.v3_session import DataReceived, Event
+from ..protocol.v3_session import DataReceived, Event, StreamReset
 from .websocket import ConnectionClosed
 
 if TYPE_CHECKING:
@@ -83,6 +83,8 @@ class RouterStream:
         self._buffered = 0
         self.overflowed = False
         self._direct: DirectWriter | None = None
+        #: The stream was reset, or its socket closed: nothing more may be sent on it.
+        self.ended = False
 
     # reader thread side
     def put(self, event: Event | _Closed) -> None:
@@ -91,6 +93,8 @@ class RouterStream:
         with self._cond:
             if self.overflowed and not isinstance(event, _Closed):
                 return  # reset for ignoring flow control: what it still sends is dropped
+            if isinstance(event, (_Closed, StreamReset)):
+                self.ended = True
             if type(event) is DataReceived and self._direct is not None and not self._events \
                     and event.data and not event.end_stream:
                 ack = self._write_directly(self._direct, event.data)
@@ -169,6 +173,13 @@ class RouterStream:
             return bool(
                 self._cond.wait_for(lambda: not self.window.paused or bool(self._events), timeout)
             )
+
+    def wait_window(self, timeout: float) -> bool:
+        """Wait until the window allows sending more, or the stream ended; unlike
+        :meth:`wait_writable`, events of the other direction do not wake it (a tunnel)."""
+        with self._cond:
+            return bool(self._cond.wait_for(lambda: not self.window.paused or self.ended,
+                                            timeout))
 
     def has_events(self) -> bool:
         with self._cond:

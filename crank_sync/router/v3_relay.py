@@ -83,6 +83,23 @@ def _relay(ex: Exchange, stream: RouterStream, idle: float) -> None:
         stream.take_back()
 
 
+def relay_from(ex: Exchange, stream: RouterStream, first: Item) -> None:
+    """Relay a response whose first event was already taken (an upgrade the service refused);
+    the caller ends the stream."""
+    try:
+        relay = _Relay(ex, stream, ex.config.idle_timeout)
+        if not relay.handle(first):
+            relay.run()
+        else:
+            _last_acks(stream, relay.acks)
+    except (ConnectionClosed, OSError) as err:
+        if ex.response_started:
+            raise ex.aborted(f"connector socket failed: {err!r}") from err
+        raise BadGateway(f"connector socket failed: {err!r}") from err
+    finally:
+        stream.take_back()
+
+
 def _direct_writer(response: ResponseState) -> DirectWriter | None:
     """What the reader thread may use to write DATA to this client: plain TCP only (a TLS
     socket has no non-blocking send on a blocking socket), and only when a body goes out."""
@@ -110,7 +127,7 @@ class _Relay:
                 self._check_waiting()
                 continue
             self.last_data = time.monotonic()
-            if self._handle(event):
+            if self.handle(event):
                 _last_acks(stream, self.acks)
                 return
 
@@ -134,7 +151,7 @@ class _Relay:
             raise GatewayTimeout(f"no response from connector in {self.idle:.0f}s")
         raise self.ex.aborted(f"no data from connector in {self.idle:.0f}s", "idle_timeout")
 
-    def _handle(self, event: Item) -> bool:
+    def handle(self, event: Item) -> bool:
         """Act on one event; True when the response is complete."""
         if type(event) is core.DataReceived and not self.stream.overflowed:
             return self._data(event)

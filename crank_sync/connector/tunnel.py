@@ -1,0 +1,214 @@
+"""The connector's side of websockets through the tunnel (docs/websocket-tunnel.rst).
+
+A websocket upgrade from a router that accepted the capability is replayed on a socket of its
+own to the service (TLS for an ``https`` target), with the client's head; the standard
+library's ``http.client`` reads the answer. A 101 goes back to the router and from then on the
+socket's bytes are relayed as they are, both ways, until either side ends; anything else is
+relayed as an ordinary response.
+"""
+from __future__ import annotations
+
+import http.client
+import itertools
+import logging
+import socket
+import ssl
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from ..errors import ReadTimeout, TargetError, WebSocketError
+from ..protocol import RequestHead, ResponseHead, encode_response_head, tunnel
+from ..ws.frames import Opcode
+from ..ws.tls import recv_locked
+from .target import Cancel, TargetClient
+from .websocket import ConnectorWebSocket
+
+log = logging.getLogger(__name__)
+
+_ids = itertools.count(1)
+_READ_SIZE = 64 * 1024
+#: How long the second thread of a tunnel may take to end once the tunnel is over.
+_JOIN_TIMEOUT = 5.0
+
+is_websocket_upgrade = tunnel.is_websocket_upgrade
+
+
+class Service:
+    """The socket to the service after its 101: read by one thread, written by another."""
+
+    def __init__(self, sock: socket.socket, leftover: bytes) -> None:
+        self.sock = sock
+        self.lock = threading.RLock()  # OpenSSL: never a read beside a write (ws/tls.py)
+        self._leftover = leftover
+        self.id = next(_ids)
+
+    def recv(self) -> bytes:
+        """The next bytes from the service, ``b""`` at its end; TimeoutError when it is
+        quiet for the socket's timeout."""
+        if self._leftover:
+            data, self._leftover = self._leftover, b""
+            return data
+        try:
+            return recv_locked(self.sock, _READ_SIZE, self.lock)
+        except TimeoutError:
+            raise
+        except OSError:
+            return b""
+
+    def send(self, data: bytes) -> None:
+        with self.lock:
+            self.sock.sendall(data)
+
+    def shutdown(self) -> None:
+        """Wake the reader and end the connection (both ways)."""
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        self.shutdown()
+        self.sock.close()
+
+
+class Refusal:
+    """The service's answer other than 101, as a target response the workers relay."""
+
+    def __init__(self, sock: socket.socket, resp: http.client.HTTPResponse) -> None:
+        self._sock, self._resp = sock, resp
+        self.status: int = resp.status
+        self.reason: str | None = resp.reason
+
+    @property
+    def headers(self) -> Any:
+        return self._resp.headers
+
+    @property
+    def length_remaining(self) -> int | None:
+        return self._resp.length
+
+    def read1(self, amt: int | None = None, decode_content: bool | None = None) -> bytes:
+        try:
+            return self._resp.read1(amt or _READ_SIZE)
+        except (OSError, http.client.HTTPException) as err:
+            raise TargetError("connection closed", repr(err)) from err
+
+    def close(self) -> None:
+        self._resp.close()
+        self._sock.close()
+
+    def release_conn(self) -> None:
+        self.close()
+
+
+class _Attached:
+    """What :class:`~crank_sync.connector.target.Cancel` shuts down: the service's socket."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+
+
+def open_service(target: TargetClient, head: RequestHead,
+                 cancel: Cancel) -> tuple[Service | None, ResponseHead | Refusal]:
+    """Send the upgrade to the service: ``(Service, its 101 head)``, or ``(None, Refusal)``.
+    Raises TargetError when the service cannot be reached or answers no HTTP."""
+    sock = target.open_socket()
+    cancel.attach(_Attached(sock))  # type: ignore[arg-type]
+    try:
+        lines = [f"{head.method} {target.base_path}{head.target} HTTP/1.1\r\n"]
+        lines += [f"{name}: {value}\r\n" for name, value in head.headers]
+        sock.sendall(("".join(lines) + "\r\n").encode("latin-1"))
+        resp = http.client.HTTPResponse(sock, method=head.method)
+        resp.begin()
+    except (OSError, http.client.HTTPException, UnicodeError) as err:
+        sock.close()
+        raise TargetError("connection closed" if isinstance(err, http.client.HTTPException)
+                          else "connection refused" if isinstance(err, ConnectionRefusedError)
+                          else "connection failed", repr(err)) from err
+    if resp.status != 101:
+        return None, Refusal(sock, resp)
+    answer = ResponseHead(status=101, reason=resp.reason or "Switching Protocols",
+                          headers=tuple(resp.headers.items()))
+    return Service(sock, _buffered(resp, sock)), answer
+
+
+def _buffered(resp: http.client.HTTPResponse, sock: socket.socket) -> bytes:
+    """Bytes the service sent right after its 101 that ``http.client`` already read."""
+    reader: Any = resp.fp
+    timeout = sock.gettimeout()
+    sock.settimeout(0.0)
+    try:
+        held = reader.peek(0) if reader is not None else b""
+        return bytes(reader.read1(len(held))) if held else b""
+    except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+        return b""
+    finally:
+        sock.settimeout(timeout)
+
+
+def start_thread(name: str, fn: Callable[[], None]) -> threading.Thread:
+    thread = threading.Thread(target=fn, name=name, daemon=True)
+    thread.start()
+    return thread
+
+
+def serve_v1(target: TargetClient, ws: ConnectorWebSocket, head: RequestHead,
+             message_limit: int) -> Refusal | None:
+    """Tunnel one upgrade over a v1 socket; the service's refusal is returned to relay."""
+    cancel = Cancel()
+    service, answer = open_service(target, head, cancel)
+    if service is None:
+        assert isinstance(answer, Refusal)
+        return answer
+    assert isinstance(answer, ResponseHead)
+    ws.send_frames([(Opcode.TEXT, encode_response_head(answer).encode())])
+    log.info("websocket %d open: %s", service.id, head.label)
+
+    def down() -> None:  # the service's bytes to the router, then a close
+        code, reason = 1000, b"service closed"
+        try:
+            while True:
+                try:
+                    data = service.recv()
+                except TimeoutError:
+                    continue
+                if not data:
+                    break
+                for start in range(0, len(data), message_limit):
+                    ws.send_frames([(Opcode.BINARY, data[start:start + message_limit])])
+        except WebSocketError as err:
+            log.debug("websocket %d: router side lost: %r", service.id, err)
+            return
+        try:
+            ws.send_close(code, reason)
+        except WebSocketError:
+            pass
+
+    thread = start_thread(f"crank-connector-ws-down-{service.id}", down)
+    try:
+        _pump_v1_up(ws, service)
+    finally:
+        service.close()
+        thread.join(_JOIN_TIMEOUT)
+        ws.shutdown()
+        log.info("websocket %d closed", service.id)
+    return None
+
+
+def _pump_v1_up(ws: ConnectorWebSocket, service: Service) -> None:
+    """The router's messages to the service until the router closes the socket."""
+    while True:
+        try:
+            opcode, payload = ws.recv_frame()
+        except ReadTimeout:
+            continue  # an idle websocket: the router ends it when it has been idle too long
+        except WebSocketError:
+            return
+        if opcode == Opcode.CLOSE:
+            return
+        if opcode == Opcode.BINARY and payload:
+            try:
+                service.send(payload)
+            except OSError:
+                return
