@@ -146,6 +146,7 @@ RUN = {
     "router = crank_sync.Router(": "python_router",
     "class RequireApiKey(crank_sync.ProxyListener):": "listener",
     "class ReadOnly(crank_sync.ConnectorListener):": "connector_listener",
+    "from flask_sock import Sock": "flask_sock",
     "def app(environ, start_response):": "wsgi",
     "from flask import Blueprint, Flask": "flask_app",
     "python -c 'import app, threading": "flask_run",
@@ -510,6 +511,35 @@ def test_connector_listener_example(router_ports: dict[str, int], header_echo: i
     # the POST (405, rejected with no error)
     statuses = re.findall(r"^[0-9a-f]+ (GET|POST) (\d{3}) None$", done.stdout, re.MULTILINE)
     assert ("POST", "405") in statuses and ("GET", "200") in statuses, done.stdout
+
+
+#: What the flask-sock recipe's ``...`` becomes: a websocket through the router echoes.
+FLASK_SOCK_CHECK = '''
+import time, websocket
+deadline = time.monotonic() + 30
+while True:
+    try:
+        ws = websocket.create_connection("ws://127.0.0.1:{http}/chat/echo", timeout=10)
+        break
+    except (OSError, websocket.WebSocketException):
+        if time.monotonic() > deadline:
+            raise
+        time.sleep(0.1)
+ws.send("hello through the tunnel")
+assert ws.recv() == "hello through the tunnel"
+ws.send_binary(bytes(range(256)) * 4096)
+assert ws.recv() == bytes(range(256)) * 4096
+ws.close()
+print("README CHECK OK flask-sock")
+'''
+
+
+def test_flask_sock_recipe(router_ports: dict[str, int], tmp_path: Path) -> None:
+    ports = {**router_ports, "service": closed_port()}
+    done = run_python(tmp_path, rewrite_ports(block("flask_sock"), ports),
+                      FLASK_SOCK_CHECK.format(http=ports["http"]))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "README CHECK OK flask-sock" in done.stdout
 
 
 def test_wsgi_app_with_no_local_port(router_ports: dict[str, int], tmp_path: Path) -> None:
