@@ -15,14 +15,17 @@ import socket
 import ssl
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ReadTimeout, TargetError, WebSocketError
-from ..protocol import RequestHead, ResponseHead, encode_response_head, tunnel
+from ..protocol import RequestHead, ResponseHead, encode_response_head, tunnel, v3
 from ..ws.frames import Opcode
 from ..ws.tls import recv_locked
-from .target import Cancel, TargetClient
+from .target import Cancel, TargetClient, _Cancelled
 from .websocket import ConnectorWebSocket
+
+if TYPE_CHECKING:
+    from .v3 import ConnectorStream
 
 log = logging.getLogger(__name__)
 
@@ -212,3 +215,77 @@ def _pump_v1_up(ws: ConnectorWebSocket, service: Service) -> None:
                 service.send(payload)
             except OSError:
                 return
+
+
+# -- v3: one stream per websocket --------------------------------------------------------------
+
+
+def serve_v3(stream: ConnectorStream, head: RequestHead, chunk_size: int) -> Refusal | None:
+    """Tunnel an upgrade on ``stream`` with two threads of the connector's cache, not the v3
+    pool (a websocket may last hours); returns the service's refusal to relay."""
+    link = stream.sock.link
+    assert isinstance(link.target, TargetClient)
+    service, answer = open_service(link.target, head, stream.target_cancel)
+    if service is None:
+        assert isinstance(answer, Refusal)
+        return answer
+    assert isinstance(answer, ResponseHead)
+    try:
+        stream.send_all(stream.head_frames(encode_response_head(answer), False))
+        log.info("websocket %d open on stream %d: %s", service.id, stream.id, head.label)
+        link.threads.submit(_v3_down, stream, service, chunk_size)
+        stream.handed_off = True  # the down thread ends the stream
+        link.threads.submit(_v3_up, stream, service)
+    except BaseException:
+        if not stream.handed_off:
+            service.close()
+        raise
+    return None
+
+
+def _v3_down(stream: ConnectorStream, service: Service, chunk_size: int) -> None:
+    """The service's bytes to the router, as the window allows; END_STREAM at their end."""
+    try:
+        while True:
+            try:
+                data = service.recv()
+            except TimeoutError:
+                continue
+            if not data:
+                break
+            for start in range(0, len(data), chunk_size):
+                _wait_window(stream)
+                stream.send_all([stream.data_frame(data[start:start + chunk_size])])
+        stream.send_all([stream.data_frame(b"", end_stream=True)])
+    except (_Cancelled, WebSocketError) as err:
+        log.debug("websocket %d: the router's side ended: %r", service.id, err)
+    except Exception:  # noqa: BLE001 - never lose a thread silently
+        log.exception("websocket %d failed", service.id)
+        stream.reset(v3.RST_TARGET_FAILED, "connector error")
+    finally:
+        service.close()
+        stream.cancel()  # the up thread stops waiting for the router
+        stream.sock.end_stream(stream)
+        log.info("websocket %d closed", service.id)
+
+
+def _wait_window(stream: ConnectorStream) -> None:
+    """A websocket's client may read slowly for as long as it likes: wait until the window
+    opens or the router ends the stream."""
+    while True:
+        try:
+            return stream.wait_window(stream.sock.link.config.ping_interval)
+        except _Cancelled:
+            if stream.cancelled:
+                raise
+
+
+def _v3_up(stream: ConnectorStream, service: Service) -> None:
+    """The router's DATA to the service, acknowledged once written, until END_STREAM."""
+    try:
+        for data in stream.request_body(stream.sock.link.config.ping_interval, patient=True):
+            service.send(data)
+    except (_Cancelled, OSError, WebSocketError):
+        pass
+    finally:
+        service.shutdown()  # the down direction ends too

@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING
 
 from ..errors import ReadTimeout, RemoteProtocolError, TargetError, WebSocketError
 from ..protocol import (
-    RequestHead,
     ResponseHead,
     encode_response_head,
     parse_request_text,
@@ -31,7 +30,7 @@ from ..ws.frames import Opcode
 from ..ws.ping import silent_too_long
 from . import tunnel
 from .frames import FrameReader, body_complete, small_body
-from .target import Cancel, TargetClient, TargetResponse, _Cancelled, failure_reason, iter_response
+from .target import Cancel, TargetResponse, _Cancelled, failure_reason, iter_response
 from .websocket import ConnectorWebSocket
 
 if TYPE_CHECKING:
@@ -54,6 +53,8 @@ class ConnectorStream:
         self._body: collections.deque[object] = collections.deque()
         self.cancelled = False
         self.target_cancel = Cancel()
+        #: A websocket tunnel's threads own the stream now (they end it).
+        self.handed_off = False
         #: WINDOW_UPDATE for a bodiless request's HEADER: nobody waits for it, so it leaves
         #: with the first response frames instead of in a write of its own.
         self.deferred_ack: bytes | None = None
@@ -84,12 +85,12 @@ class ConnectorStream:
             raise _Cancelled()
         self.sock.ws.send_binary(frame)
 
-    def _head(self, text: str, end_stream: bool) -> list[bytes]:
+    def head_frames(self, text: str, end_stream: bool) -> list[bytes]:
         with self.sock.lock:
             self._check_open()
             return self.sock.session.send_head(self.id, text, end_stream)
 
-    def _data(self, data: bytes, end_stream: bool = False) -> bytes:
+    def data_frame(self, data: bytes, end_stream: bool = False) -> bytes:
         with self.sock.lock:
             self._check_open()
             return self.sock.session.send_data(self.id, data, end_stream)
@@ -99,7 +100,7 @@ class ConnectorStream:
         if self.cancelled or self.id not in self.sock.session.streams:
             raise _Cancelled()
 
-    def _request_body(self, timeout: float, patient: bool = False) -> Iterator[bytes]:
+    def request_body(self, timeout: float, patient: bool = False) -> Iterator[bytes]:
         """The router's DATA; after ``timeout`` without any, _Cancelled (or, ``patient``,
         waiting on: a quiet websocket)."""
         while True:
@@ -120,7 +121,7 @@ class ConnectorStream:
                 ack = self.sock.session.ack(self.id, len(item))
             self._send(ack)
 
-    def _wait_window(self, timeout: float) -> None:
+    def wait_window(self, timeout: float) -> None:
         with self._cond:
             if not self._cond.wait_for(lambda: not self.window.paused or self.cancelled,
                                        timeout):
@@ -128,7 +129,7 @@ class ConnectorStream:
             if self.cancelled:
                 raise _Cancelled()
 
-    def _send_all(self, frames: list[bytes]) -> None:
+    def send_all(self, frames: list[bytes]) -> None:
         """Send v3 messages (encoded by the session) with one write."""
         if self.cancelled:
             raise _Cancelled()
@@ -151,11 +152,12 @@ class ConnectorStream:
             log.info("router socket lost while serving stream %d: %r", self.id, err)
         except Exception:  # noqa: BLE001 - never lose a pool thread silently
             log.exception("stream %d failed", self.id)
-            self._reset(v3.RST_TARGET_FAILED, "connector error")
+            self.reset(v3.RST_TARGET_FAILED, "connector error")
         finally:
-            self.sock.end_stream(self)
+            if not self.handed_off:
+                self.sock.end_stream(self)
 
-    def _reset(self, code: int, message: str) -> None:
+    def reset(self, code: int, message: str) -> None:
         with self.sock.lock:
             rst = self.sock.session.reset(self.id, code, message)
         frames = self._with_deferred_ack([rst])
@@ -169,12 +171,12 @@ class ConnectorStream:
             head = parse_request_text(text, has_body)
         except RemoteProtocolError as err:
             log.warning("bad request head on stream %d: %s", self.id, err)
-            self._reset(v3.RST_TARGET_FAILED, "bad request head")
+            self.reset(v3.RST_TARGET_FAILED, "bad request head")
             return
-        body = self._request_body(idle) if has_body else None
+        body = self.request_body(idle) if has_body else None
         try:
             if self.sock.tunnels and tunnel.is_websocket_upgrade(head.headers):
-                resp: TargetResponse | None = self._tunnel(head, chunk_size)
+                resp: TargetResponse | None = tunnel.serve_v3(self, head, chunk_size)
                 if resp is None:
                     return
             else:
@@ -183,7 +185,7 @@ class ConnectorStream:
             if self.cancelled:
                 return
             log.warning("target failed for %s: %r", head.label, err)
-            self._reset(v3.RST_TARGET_FAILED, f"target failed: {failure_reason(err)}")
+            self.reset(v3.RST_TARGET_FAILED, f"target failed: {failure_reason(err)}")
             return
         complete = False
         try:
@@ -191,87 +193,41 @@ class ConnectorStream:
                                          headers=tuple(resp.headers.items()))
             text = encode_response_head(response_head)
             if body_complete(resp):  # no body at all: one HEADER with END_STREAM
-                self._send_all(self._head(text, True))
+                self.send_all(self.head_frames(text, True))
                 complete = True
                 return
             # frames wait in ``pending`` only while more are certain to follow at once
-            pending = self._head(text, False)
+            pending = self.head_frames(text, False)
             if not small_body(resp, chunk_size):
-                self._send_all(pending)
+                self.send_all(pending)
                 pending = []
             chunks = iter_response(resp, chunk_size)
             while True:
-                self._wait_window(idle)
+                self.wait_window(idle)
                 try:
                     chunk = next(chunks, None)
                 except TargetError as err:
                     if self.cancelled:
                         raise _Cancelled() from err
                     log.warning("target failed mid-body for %s: %r", head.label, err)
-                    self._send_all(pending)
-                    self._reset(v3.RST_TARGET_FAILED,
+                    self.send_all(pending)
+                    self.reset(v3.RST_TARGET_FAILED,
                                 f"target failed mid-body: {failure_reason(err)}")
                     return
                 if chunk is None:
                     break
-                pending.append(self._data(chunk))
+                pending.append(self.data_frame(chunk))
                 if body_complete(resp):
                     break  # the end marker goes out with this last chunk, window or not
-                self._send_all(pending)
+                self.send_all(pending)
                 pending = []
-            pending.append(self._data(b"", end_stream=True))
-            self._send_all(pending)
+            pending.append(self.data_frame(b"", end_stream=True))
+            self.send_all(pending)
             complete = True
         finally:
             if not complete:
                 resp.close()
             resp.release_conn()
-
-
-    def _tunnel(self, head: RequestHead, chunk_size: int) -> TargetResponse | None:
-        """Tunnel a websocket upgrade (connector/tunnel.py): this thread relays the service's
-        bytes, a second one the router's; the service's refusal is returned to relay."""
-        target = self.sock.link.target
-        assert isinstance(target, TargetClient)
-        service, answer = tunnel.open_service(target, head, self.target_cancel)
-        if service is None:
-            assert isinstance(answer, tunnel.Refusal)
-            return answer
-        assert isinstance(answer, ResponseHead)
-        self._send_all(self._head(encode_response_head(answer), False))
-        log.info("websocket %d open on stream %d: %s", service.id, self.id, head.label)
-        up = tunnel.start_thread(f"crank-connector-ws-up-{service.id}",
-                                 lambda: self._tunnel_up(service))
-        try:
-            while True:
-                try:
-                    data = service.recv()
-                except TimeoutError:
-                    continue
-                if not data:
-                    break
-                for start in range(0, len(data), chunk_size):
-                    self._wait_window(self.sock.link.config.idle_timeout)
-                    self._send_all([self._data(data[start:start + chunk_size])])
-            self._send_all([self._data(b"", end_stream=True)])
-        finally:
-            service.close()
-            with self._cond:
-                self.cancelled = True  # the up thread stops waiting for the router
-                self._cond.notify_all()
-            up.join(5.0)
-            log.info("websocket %d closed", service.id)
-        return None
-
-    def _tunnel_up(self, service: tunnel.Service) -> None:
-        """The router's DATA to the service, acknowledged once written, until END_STREAM."""
-        try:
-            for data in self._request_body(self.sock.link.config.ping_interval, patient=True):
-                service.send(data)
-        except (_Cancelled, OSError, WebSocketError):
-            pass
-        finally:
-            service.shutdown()  # the down direction ends too
 
 
 class V3Socket:

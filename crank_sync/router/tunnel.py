@@ -22,7 +22,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ..errors import BadGateway, ClientGone, ConnectorProtocolError, GatewayTimeout
+from ..errors import (
+    BadGateway,
+    ClientGone,
+    ConnectorProtocolError,
+    CrankError,
+    GatewayTimeout,
+)
 from ..protocol import parse_response_head, tunnel, v3
 from ..protocol import v3_session as core
 from ..protocol.headers import filter_response_headers
@@ -70,6 +76,8 @@ class _Pipe:
         self.up = tunnel.FrameBoundaries()  # client -> service
         self.last_activity = time.monotonic()
         self.done = threading.Event()
+        #: Held while a chunk of the client's goes up whole: ``up`` is at a boundary between.
+        self.up_lock = threading.Lock()
         self.client_closed = False
         self.opened = time.monotonic()
         self.id = next(_pipe_ids)
@@ -79,8 +87,9 @@ class _Pipe:
         head = parse_response_head(text)
         headers = tunnel.upgrade_headers(filter_response_headers(
             head.headers, keep_server=self.ex.config.proxy_server_header))
-        status, headers = self.ex.target_headers_received(101, headers)
-        lines = [f"HTTP/1.1 {status} {head.reason.strip() or 'Switching Protocols'}\r\n"]
+        _, headers = self.ex.target_headers_received(101, headers)  # a 101 stays a 101
+        status = 101
+        lines = [f"HTTP/1.1 101 {head.reason.strip() or 'Switching Protocols'}\r\n"]
         lines += [f"{name}: {value}\r\n" for name, value in headers]
         self.ex.response_head_written(status)
         self.ex.close_connection = True  # the connection is the websocket's from now on
@@ -123,9 +132,10 @@ class _Pipe:
             data = self.leftover()
             while not self.done.is_set():
                 if data:
-                    self.up.feed(data)
                     self.ex.request_body_chunk(data)
-                    send(data)
+                    with self.up_lock:
+                        self.up.feed(data)
+                        send(data)
                     self.last_activity = time.monotonic()
                 try:
                     data = recv_locked(self.sock, _READ_SIZE, self.lock)
@@ -136,13 +146,13 @@ class _Pipe:
                     self.client_closed = True
                     end()
                     return
-        except (OSError, ConnectionClosed, ClientGone) as err:
+        except (OSError, ConnectionClosed, CrankError) as err:
             if not self.done.is_set():
                 log.debug("websocket %d: client side ended: %r", self.id, err)
                 self.client_closed = True
                 try:
                     end()
-                except (OSError, ConnectionClosed):
+                except (OSError, ConnectionClosed, CrankError):
                     pass
         finally:
             self.done.set()
@@ -151,17 +161,22 @@ class _Pipe:
         return time.monotonic() - self.last_activity
 
     def close_idle(self, send_up: Callable[[bytes], None]) -> None:
-        """Idle too long: a close frame 1001 to each end that is between frames."""
+        """Idle too long: a close frame 1001 to each end that is between frames (not to the
+        service while a chunk of the client's is on its way up). The service's goes first:
+        the client answers its own at once, and that answer must not overtake it."""
         reason = "idle timeout"
+        if self.up_lock.acquire(blocking=False):
+            try:
+                if self.up.at_boundary:
+                    send_up(tunnel.close_frame(1001, reason, masked=True))
+            except (OSError, ConnectionClosed, CrankError):
+                pass
+            finally:
+                self.up_lock.release()
         if self.down.at_boundary:
             try:
                 self._write(tunnel.close_frame(1001, reason, masked=False))
             except ClientGone:
-                pass
-        if self.up.at_boundary:
-            try:
-                send_up(tunnel.close_frame(1001, reason, masked=True))
-            except (OSError, ConnectionClosed):
                 pass
 
     def finish(self) -> None:
@@ -266,6 +281,8 @@ class _V3Tunnel:
         self.size = sock.message_limit - V3_OVERHEAD
         self.acks: list[int] = []
         self.ended = threading.Event()
+        self.end_lock = threading.Lock()
+        self.end_sent = False
 
     def run(self) -> None:
         stream = self.stream
@@ -305,7 +322,18 @@ class _V3Tunnel:
                 raise ConnectionClosed(1001, "the connector's side ended")
             stream.send(v3.data_frame(stream.id, piece), len(piece))
 
+    def _send_now(self, data: bytes) -> None:
+        """A close frame and END_STREAM, past the window (a few bytes: the idle close)."""
+        stream = self.stream
+        stream.send(v3.data_frame(stream.id, data), len(data))
+        self._end()
+
     def _end(self) -> None:
+        """END_STREAM, once (the client's end and the idle close may both ask for it)."""
+        with self.end_lock:
+            if self.end_sent:
+                return
+            self.end_sent = True
         self.stream.send(v3.data_frame(self.stream.id, b"", end_stream=True), 0)
 
     def _relay(self, pipe: _Pipe) -> bool:
@@ -319,9 +347,10 @@ class _V3Tunnel:
                     if pipe.done.is_set():
                         return pipe.client_closed
                     if idle and pipe.idle_for() >= idle:
-                        pipe.close_idle(self._send)
+                        self.ended.set()  # the up thread stops waiting for the window
+                        pipe.close_idle(self._send_now)  # then ends the stream cleanly
                         self.ex.abort_kind = "idle_timeout"
-                        return False
+                        return True
                     continue
                 if type(event) is core.DataReceived:
                     pipe.to_client(event.data)
