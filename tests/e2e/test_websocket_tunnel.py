@@ -288,3 +288,57 @@ def test_tls_on_every_leg(router_factory: Any, wss_connectors: Any, tmp_path: An
         assert service.seen.closes[0][0] == 1000
     finally:
         service.stop()
+
+
+@pytest.mark.parametrize("router", [{"idle_timeout": 1.0, "client_timeout": 1.0,
+                                     "websocket_idle_timeout": 0}], indirect=True)
+@pytest.mark.parametrize("protocols", PROTOCOLS)
+def test_a_quiet_websocket_outlives_the_idle_timeouts(router: Any, connector_factory: Any,
+                                                       service: WebSocketService,
+                                                       protocols: tuple[str, ...]) -> None:
+    """The router's and the connector's idle_timeout and client_timeout (1 s here) do not end
+    a websocket; with websocket_idle_timeout 0 nothing does."""
+    connector_factory(service.url, protocols=protocols, idle_timeout=1.0)
+    ws = connect(router)
+    try:
+        ws.send("before")
+        assert ws.recv() == "before"
+        ws.settimeout(4.0)  # four idle timeouts: no close frame, no end of the connection
+        with pytest.raises(websocket.WebSocketTimeoutException):
+            ws.recv()
+        ws.settimeout(15)
+        ws.send("after")
+        assert ws.recv() == "after"
+    finally:
+        ws.close()
+
+
+def test_at_a_router_without_the_extension_an_upgrade_is_an_ordinary_request(target: Any) -> None:
+    """A router that did not accept the capability (a scripted one, as any other router): the
+    connector replays even a request with Upgrade headers as plain HTTP, as it always did."""
+    from support import ScriptedRouter, receive_until_closed, ws_frame
+
+    from crank_sync import Connector
+
+    request = ("GET /svc/headers HTTP/1.1\nHost:scripted\nConnection:Upgrade\n"
+               "Upgrade:websocket\nSec-WebSocket-Key:dGhlIHNhbXBsZSBub25jZQ==\n"
+               "Sec-WebSocket-Version:13\n\n_2")
+    seen: dict[str, Any] = {}
+
+    def script(ws: Any, sock: socket.socket) -> None:
+        sock.sendall(ws_frame(0x1, request.encode()))
+        seen["received"], seen["code"] = receive_until_closed(ws)
+
+    router = ScriptedRouter(script, name="scripted-router-no-extension")
+    conn = Connector(target=target.url, route="svc", protocols=("1.0",), routers=[router.url])
+    conn.start()
+    try:
+        wait_for(router.done.is_set, what="the scripted socket to close")
+    finally:
+        assert conn.stop(timeout=5) is True
+        router.stop()
+    head = seen["received"][0]
+    assert isinstance(head, str) and head.startswith("HTTP/1.1 200"), seen
+    assert seen["code"] == 1000
+    (rec,) = target.received_for("/svc/headers")
+    assert rec.method == "GET"
