@@ -342,3 +342,37 @@ def test_at_a_router_without_the_extension_an_upgrade_is_an_ordinary_request(tar
     assert seen["code"] == 1000
     (rec,) = target.received_for("/svc/headers")
     assert rec.method == "GET"
+
+
+def test_an_extension_the_service_accepts_works_end_to_end(tunnel: Any) -> None:
+    """permessage-deflate, offered by a raw client and accepted by the service: the 101 says so
+    and the service's compressed frames arrive as it wrote them (nothing inflates them)."""
+    import base64
+    import os
+    import zlib
+
+    key = base64.b64encode(os.urandom(16)).decode()
+    with socket.create_connection((LOOPBACK, tunnel.http_port), timeout=15) as sock:
+        sock.sendall((f"GET /svc/echo HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\n"
+                      f"Upgrade: websocket\r\nSec-WebSocket-Key: {key}\r\n"
+                      "Sec-WebSocket-Version: 13\r\n"
+                      "Sec-WebSocket-Extensions: permessage-deflate\r\n\r\n").encode())
+        reader = sock.makefile("rb")
+        status = reader.readline()
+        assert status.startswith(b"HTTP/1.1 101"), status
+        headers = {}
+        while (line := reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.decode().partition(":")
+            headers[name.strip().lower()] = value.strip()
+        assert headers["sec-websocket-extensions"].startswith("permessage-deflate")
+        mask = os.urandom(4)
+        text = b"compress me " * 100
+        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(text))
+        sock.sendall(bytes([0x81, 0x80 | 126]) + len(text).to_bytes(2, "big") + mask + masked)
+        first, second = reader.read(2)
+        assert first & 0x40, "the service's echo is compressed (RSV1)"
+        length = second & 0x7F
+        if length == 126:
+            length = int.from_bytes(reader.read(2), "big")
+        payload = reader.read(length)
+        assert zlib.decompressobj(-15).decompress(payload + b"\x00\x00\xff\xff") == text
