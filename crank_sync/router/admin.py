@@ -133,6 +133,8 @@ def stats(core: RouterCore) -> Response:
         "requests_total": sum(by_route.values()),
         "failed_total": failed,
         "requests_waiting": core.registry.waiting,
+        "websockets_open": (websockets := core.metrics.open_websockets()),
+        "websockets_open_total": sum(websockets.values()),
         "sockets": {
             route: {f"{p}/{s}": n for (p, s), n in counts.items()}
             for route, counts in socket_counts(core.registry).items()

@@ -405,3 +405,31 @@ def test_dashboard_shows_requests_refused_by_limits(router_factory, target, conn
     assert page.js(f"return {row}.querySelector('[data-reason=\"concurrency\"]').textContent") \
         == "0"
     assert page.console_errors() == []
+
+
+def test_dashboard_counts_open_websockets(router, connector_factory, page):
+    import websocket
+    from support.ws_service import WebSocketService
+
+    service = WebSocketService()
+    try:
+        connector_factory(service.url, protocols=("3.0",))
+        clients = [websocket.create_connection(f"ws://{LOOPBACK}:{router.http_port}/svc/echo",
+                                               timeout=15) for _ in range(3)]
+        try:
+            for ws in clients:
+                ws.send("x")
+                assert ws.recv() == "x"
+            page.open(router)
+            page.wait("return document.getElementById('websockets-open').textContent === '3'",
+                      "three open websockets counted")
+            assert get(f"http://{LOOPBACK}:{router.registration_port}/api/stats").json()[
+                "websockets_open"] == {"svc": 3}
+        finally:
+            for ws in clients:
+                ws.close()
+        page.wait("return document.getElementById('websockets-open').textContent === '0'",
+                  "the closed websockets no longer counted")
+        assert page.console_errors() == []
+    finally:
+        service.stop()
