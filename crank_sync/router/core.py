@@ -38,3 +38,5 @@ class RouterCore:
         self.started_at = time.monotonic()
         #: Set when the router stops: /health answers 503, keep-alive connections close.
         self.draining = False
+        #: Websockets open through the tunnel (router/tunnel.py): closed with 1001 on stop.
+        self.websockets: set[Any] = set()

@@ -256,6 +256,8 @@ class Router:
         client.shutdown()
         client.server_close()
         drain_until = time.monotonic() + drain
+        for websocket in list(core.websockets):  # they would hold the drain up to its end
+            websocket.going_away()
         client.close_connections(keep=core.busy_connections)
         while core.busy_connections and time.monotonic() < drain_until:
             time.sleep(0.02)

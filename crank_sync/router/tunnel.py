@@ -79,6 +79,8 @@ class _Pipe:
         #: Held while a chunk of the client's goes up whole: ``up`` is at a boundary between.
         self.up_lock = threading.Lock()
         self.client_closed = False
+        #: How a close frame goes up (set when the relay starts).
+        self.send_up: Callable[[bytes], None] | None = None
         self.opened = time.monotonic()
         self.id = next(_pipe_ids)
 
@@ -95,11 +97,13 @@ class _Pipe:
         self.ex.close_connection = True  # the connection is the websocket's from now on
         self._write(("".join(lines) + "\r\n").encode("latin-1"))
         self.ex.core.metrics.websocket_opened(self.ex.route)
+        self.ex.core.websockets.add(self)
 
     def to_client(self, data: bytes) -> None:
         if data:
-            self.down.feed(data)
-            self._write(data)
+            with self.lock:  # a close frame from another thread goes in between, never inside
+                self.down.feed(data)
+                self._write(data)
             self.ex.writer.bytes_written += len(data)
             self.ex.response_body_chunk(data)
             self.last_activity = time.monotonic()
@@ -160,11 +164,21 @@ class _Pipe:
     def idle_for(self) -> float:
         return time.monotonic() - self.last_activity
 
-    def close_idle(self, send_up: Callable[[bytes], None]) -> None:
-        """Idle too long: a close frame 1001 to each end that is between frames (not to the
-        service while a chunk of the client's is on its way up). The service's goes first:
-        the client answers its own at once, and that answer must not overtake it."""
-        reason = "idle timeout"
+    def going_away(self) -> None:
+        """The router stops: a close frame 1001 at both ends, and the relay ends (any
+        thread)."""
+        if self.send_up is not None:
+            self.close_idle(self.send_up, "router stopping")
+        self.done.set()
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def close_idle(self, send_up: Callable[[bytes], None], reason: str = "idle timeout") -> None:
+        """A close frame 1001 to each end that is between frames (not to the service while a
+        chunk of the client's is on its way up). The service's goes first: the client
+        answers its own at once, and that answer must not overtake it."""
         if self.up_lock.acquire(blocking=False):
             try:
                 if self.up.at_boundary:
@@ -173,15 +187,18 @@ class _Pipe:
                 pass
             finally:
                 self.up_lock.release()
-        if self.down.at_boundary:
-            try:
-                self._write(tunnel.close_frame(1001, reason, masked=False))
-            except ClientGone:
-                pass
+        with self.lock:
+            if self.down.at_boundary:
+                try:
+                    self._write(tunnel.close_frame(1001, reason, masked=False))
+                    self.down.closed = True
+                except ClientGone:
+                    pass
 
     def finish(self) -> None:
         """The exchange is over: the client's socket is shut down (its reader ends)."""
         self.done.set()
+        self.ex.core.websockets.discard(self)
         try:
             self.sock.shutdown(socket.SHUT_RDWR)
         except OSError:
@@ -189,8 +206,10 @@ class _Pipe:
         self.ex.core.metrics.websocket_closed(self.ex.route, time.monotonic() - self.opened)
 
 
-def _start_up(pipe: _Pipe, send: Callable[[bytes], None],
-              end: Callable[[], None]) -> threading.Thread:
+def _start_up(pipe: _Pipe, send: Callable[[bytes], None], end: Callable[[], None],
+              closer: Callable[[bytes], None] | None = None) -> threading.Thread:
+    """The up thread; ``closer`` sends a close frame up from another thread (``send``)."""
+    pipe.send_up = closer or send
     thread = threading.Thread(target=pipe.pump_up, args=(send, end),
                               name=f"crank-router-ws-up-{pipe.id}", daemon=True)
     thread.start()
@@ -338,7 +357,7 @@ class _V3Tunnel:
 
     def _relay(self, pipe: _Pipe) -> bool:
         stream, idle = self.stream, self.ex.config.websocket_idle_timeout
-        up = _start_up(pipe, self._send, self._end)
+        up = _start_up(pipe, self._send, self._end, self._send_now)
         try:
             while True:
                 event = stream.get(CLIENT_CHECK_INTERVAL)

@@ -376,3 +376,24 @@ def test_an_extension_the_service_accepts_works_end_to_end(tunnel: Any) -> None:
             length = int.from_bytes(reader.read(2), "big")
         payload = reader.read(length)
         assert zlib.decompressobj(-15).decompress(payload + b"\x00\x00\xff\xff") == text
+
+
+@pytest.mark.parametrize("protocols", PROTOCOLS)
+def test_a_router_that_stops_closes_its_websockets_with_1001(
+        router_factory: Any, connector_factory: Any, service: WebSocketService,
+        protocols: tuple[str, ...]) -> None:
+    """Open websockets do not hold the drain up: both ends get 1001 and stop() is clean."""
+    router = router_factory(drain_timeout=20.0)
+    connector_factory(service.url, routers=[router], protocols=protocols)
+    ws = connect(router)
+    try:
+        ws.send("x")
+        assert ws.recv() == "x"
+        assert router_factory.stop(router) is True  # drained: nothing was left in flight
+        opcode, frame = ws.recv_data_frame(control_frame=True)
+        assert opcode == websocket.ABNF.OPCODE_CLOSE and close_code(frame) == 1001
+        assert frame.data[2:] == b"router stopping"
+        wait_for(lambda: service.seen.closes, what="the service to see the close")
+        assert service.seen.closes[0][0] == 1001
+    finally:
+        ws.shutdown()
