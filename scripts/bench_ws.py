@@ -12,6 +12,8 @@ import argparse
 import http.server
 import json
 import os
+import socket
+import statistics
 import sys
 import threading
 import time
@@ -46,6 +48,10 @@ def serve() -> None:
             ws = simple_websocket.Server(environ, max_message_size=None, ping_interval=None)
             self.close_connection = True
             try:
+                if "/vanish" in self.path:  # gone without a close frame, after one message
+                    ws.receive()
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    return
                 if "/stream" in self.path:
                     mib = int(self.path.rsplit("mb=", 1)[1])
                     chunk = b"s" * 65536
@@ -147,6 +153,25 @@ def slow_stream(url: str, mib: int, pids: dict[str, int]) -> dict[str, Any]:
             **{f"{n}_rss_peak_mib": round(peak[n], 1) for n in pids}}
 
 
+def vanish_seconds(url: str, trials: int) -> dict[str, float]:
+    """How long after the service drops its connection the client's websocket ends."""
+    import websocket
+
+    times = []
+    for _ in range(trials):
+        ws = websocket.create_connection(url, timeout=30)
+        began = time.monotonic()
+        ws.send("go")
+        try:
+            while ws.recv():
+                pass
+        except (websocket.WebSocketConnectionClosedException, ConnectionError):
+            pass
+        times.append(time.monotonic() - began)
+        ws.close()
+    return {"median_s": round(statistics.median(times), 4), "max_s": round(max(times), 4)}
+
+
 def idle_websockets(url: str, count: int, pids: dict[str, int]) -> dict[str, Any]:
     import websocket
 
@@ -223,6 +248,8 @@ def main(argv: list[str] | None = None) -> int:
         t = big_messages(f"{tunnel}/echo", 10 << 20, rounds)
         results["10MB_echo"] = {"direct_MB_s": round(d, 1), "tunnel_MB_s": round(t, 1)}
         print(f"10 MB echo: direct {d:.1f} MB/s, tunnel {t:.1f} MB/s", flush=True)
+        results["service_vanishes"] = vanish_seconds(f"{tunnel}/vanish", 10)
+        print(f"service gone, client closed after: {results['service_vanishes']}", flush=True)
         pids = {"router": router.pid, "connector": connector.pid}
         results["slow_stream"] = slow_stream(f"{tunnel}/stream", stream_mib, pids)
         print(f"slow {stream_mib} MiB stream: {results['slow_stream']}", flush=True)
