@@ -5,12 +5,10 @@ import importlib.util
 import ipaddress
 import re
 import uuid
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
-from .hooks import ConnectorListener
+from .config_checks import check_file, check_positive, check_url, listeners_of, redact_url
 from .limit_values import limits_by_route, route_tables
 from .plugin_loader import check_specs
 from .protocol.registration import SUPPORTED_VERSIONS
@@ -22,6 +20,9 @@ _VIA_RE = re.compile(r"^(?:[!#$%&'*+\-.^_`|~0-9A-Za-z]+|\[[0-9A-Fa-f:.]+\])(?::[
 
 #: The forwarding headers ``trusted_proxy_header`` may name.
 TRUSTED_PROXY_HEADERS = ("x-forwarded-for", "forwarded")
+
+__all__ = ["ConnectorConfig", "RouterConfig", "check_file", "check_url", "redact_url",
+           "validate_route"]
 #: Cranker protocol versions crank_sync speaks, in order of preference.
 SUPPORTED_PROTOCOLS = SUPPORTED_VERSIONS
 
@@ -31,64 +32,6 @@ def validate_route(route: str) -> str:
     (the catch-all is asked for as ``*``), and so are ``.``, ``..`` and names ending in a dot
     (:mod:`crank_sync.protocol.routes`)."""
     return _validate_route(route)
-
-
-def redact_url(url: str) -> str:
-    """``url`` without the password of its user info (``http://user:***@host``), for logs and
-    error messages."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparsable URL>"
-    if parts.password is None:
-        return url
-    netloc = f"{parts.username}:***@{parts.netloc.rpartition('@')[2]}"
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
-def check_url(name: str, url: str, schemes: tuple[str, ...], example: str) -> None:
-    """Raise ValueError, naming setting ``name``, unless ``url`` has one of ``schemes``, a host
-    and (if any) a port in 1..65535: urllib3 and websocket-client would only fail on it later,
-    on a worker thread, with a traceback."""
-    shown = redact_url(url)
-    parts = urlsplit(url)
-    if parts.scheme.lower() not in schemes:
-        raise ValueError(f"{name}: {shown!r} must start with "
-                         f"{' or '.join(s + '://' for s in schemes)}, e.g. {example}")
-    if not parts.hostname:
-        raise ValueError(f"{name}: {shown!r} has no host, e.g. {example}")
-    try:
-        port = parts.port
-    except ValueError:
-        port = 0
-    if port == 0:
-        raise ValueError(f"{name}: {shown!r} has an invalid port: give a number in 1..65535, "
-                         f"e.g. {example}")
-
-
-def check_file(name: str, path: str | None) -> None:
-    """Raise ValueError, naming setting ``name`` and the file, unless ``path`` can be read."""
-    if path is None:
-        return
-    try:
-        with open(path, "rb"):
-            pass
-    except OSError as err:
-        raise ValueError(f"{name}: cannot read {path!r}: {err.strerror or err}") from None
-
-
-def _listeners(listeners: Any) -> tuple[Any, ...]:
-    """A connector's listeners as a tuple; TypeError for one listener not in a list (it
-    would fail as "not iterable", or iterate itself)."""
-    if isinstance(listeners, ConnectorListener | str) or not isinstance(listeners, Iterable):
-        raise TypeError(f"listeners must be a list of ConnectorListener objects, got "
-                        f"{type(listeners).__name__}")
-    return tuple(listeners)
-
-
-def _positive(name: str, value: float) -> None:
-    if value <= 0:
-        raise ValueError(f"{name} must be positive, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -247,7 +190,7 @@ class RouterConfig:
                 raise ValueError(f"routes: {name!r}: {err}") from None
         limits_by_route(self)
         for name in ("rate_limit_store_timeout", "rate_limit_store_retry"):
-            _positive(name, getattr(self, name))
+            check_positive(name, getattr(self, name))
         if self.rate_limit_store is not None:
             check_url("rate_limit_store", self.rate_limit_store, ("redis", "rediss"),
                       "redis://127.0.0.1:6379/0")
@@ -273,7 +216,7 @@ class RouterConfig:
             raise ValueError("websocket_idle_timeout must be 0 (never) or positive")
         for name in ("connector_max_wait", "idle_timeout", "client_timeout", "ping_interval",
                      "drain_timeout", "header_timeout"):
-            _positive(name, getattr(self, name))
+            check_positive(name, getattr(self, name))
         for name in ("http_port", "registration_port"):
             port = getattr(self, name)
             if not 0 <= port <= 65535:
@@ -296,7 +239,18 @@ class ConnectorConfig:
     #: ``http(s)://host:port[/prefix]`` of the service, or a WSGI callable served in-process.
     target: Any
     route: str
-    routers: tuple[str, ...]
+    #: ws(s):// URLs of the routers to register with.
+    routers: tuple[str, ...] = ()
+    #: A ws(s):// URL whose host name is resolved: each of its addresses (A and AAAA records) is
+    #: a router, followed as they come and go (besides ``routers``).
+    router_dns: str | None = None
+    #: Seconds between two looks at router_dns (and router_source) for routers come and gone.
+    router_refresh: float = 30.0
+    #: host:port of the DNS server to ask for router_dns instead of the system's resolver
+    #: (pip install 'crank_sync[dns]').
+    dns_server: str | None = None
+    #: A callable returning router URLs, asked every router_refresh seconds (Python only).
+    router_source: Any = field(default=None, metadata={"setting": False})
     component_name: str = "crank_sync"
     sliding_window: int = 2
     connector_instance_id: str = field(default_factory=lambda: str(uuid.uuid4()))
@@ -339,7 +293,7 @@ class ConnectorConfig:
     plugins: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "listeners", _listeners(self.listeners))
+        object.__setattr__(self, "listeners", listeners_of(self.listeners))
         plugins = (self.plugins,) if isinstance(self.plugins, str) else tuple(self.plugins)
         object.__setattr__(self, "plugins", plugins)
         check_specs(plugins)
@@ -351,10 +305,7 @@ class ConnectorConfig:
         if isinstance(self.routers, str):
             object.__setattr__(self, "routers", (self.routers,))
         object.__setattr__(self, "routers", tuple(self.routers))
-        if not self.routers:
-            raise ValueError("at least one router URL is needed")
-        for url in self.routers:
-            check_url("routers", url, ("ws", "wss"), "ws://127.0.0.1:9070")
+        self._check_routers()
         if isinstance(self.target, str):
             check_url("target", self.target, ("http", "https"), "http://127.0.0.1:5000")
         elif not callable(self.target) and not hasattr(self.target, "send"):
@@ -374,9 +325,25 @@ class ConnectorConfig:
         object.__setattr__(self, "protocols", protocols)
         self._check_numbers()
 
+    def _check_routers(self) -> None:
+        if not self.routers and not self.router_dns and self.router_source is None:
+            raise ValueError("routers: give at least one router URL, e.g. ws://127.0.0.1:9070 "
+                             "(or router_dns)")
+        for url in self.routers:
+            check_url("routers", url, ("ws", "wss"), "ws://127.0.0.1:9070")
+        if self.router_dns:
+            check_url("router_dns", self.router_dns, ("ws", "wss"), "wss://routers.internal:9070")
+        if self.router_source is not None and not callable(self.router_source):
+            raise ValueError("router_source must be a callable returning router URLs")
+        if self.dns_server:
+            host, _, port = self.dns_server.rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"dns_server: {self.dns_server!r} must be host:port, "
+                                 "e.g. 10.0.0.2:53")
+
     def _check_numbers(self) -> None:
-        for name in ("ping_interval", "connect_timeout", "idle_timeout"):
-            _positive(name, getattr(self, name))
+        for name in ("ping_interval", "connect_timeout", "idle_timeout", "router_refresh"):
+            check_positive(name, getattr(self, name))
         for name, minimum in (("sliding_window", 1), ("v3_workers", 1), ("v3_sockets", 1),
                               ("chunk_size", 1024)):
             if getattr(self, name) < minimum:

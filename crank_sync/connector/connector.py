@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
 import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -13,6 +14,7 @@ from ..plugin_loader import load_plugins
 from ..threads import ThreadCache
 from .link import QUIET_ATTEMPTS, RouterLink
 from .listening import ConnectorHooks
+from .routers import RouterAddress, RouterSource
 from .target import Target, TargetClient
 from .tls import client_context
 from .watcher import CancelWatcher
@@ -78,6 +80,11 @@ class Connector:
         self.target = _make_target(self.config)
         self._pool: ThreadPoolExecutor | None = None
         self._links: list[RouterLink] = []
+        #: Guards ``_links``: the router refresher adds and retires links while others read.
+        self._links_lock = threading.Lock()
+        self._source = RouterSource(config)
+        self._refresher: threading.Thread | None = None
+        self._stopping = threading.Event()
         self._watcher: CancelWatcher | None = None
         self._threads: ThreadCache | None = None
         self._started = False
@@ -99,24 +106,99 @@ class Connector:
                                         thread_name_prefix="crank-connector-stream")
         self._watcher = CancelWatcher()
         self._threads = ThreadCache("crank-connector-socket")
-        self._links = [RouterLink(self.config, url, self.target, self._pool, self._watcher,
-                                  self._threads, self.hooks)
-                       for url in self.config.routers]
-        for link in self._links:
-            link.start()
+        self._stopping.clear()
+        for router in self._source.fixed():
+            self._add(router)
         log.info("connector %s for route %r -> %s started, registering at %s",
                  self.config.connector_instance_id, self.config.route,
                  redact_url(self.config.target) if isinstance(self.config.target, str)
-                 else self.config.target, ", ".join(link.shown for link in self._links))
+                 else self.config.target,
+                 ", ".join([link.shown for link in self._current()] +
+                           ([redact_url(self.config.router_dns) + " (DNS)"]
+                            if self.config.router_dns else []) +
+                           (["router_source"] if self.config.router_source else [])))
+        if self._source.live:
+            self._refresher = threading.Thread(target=self._refresh_loop, daemon=True,
+                                               name="crank-connector-routers")
+            self._refresher.start()
         return self
+
+    # -- the set of routers ------------------------------------------------------------------
+
+    def _current(self) -> list[RouterLink]:
+        with self._links_lock:
+            return list(self._links)
+
+    def _add(self, router: RouterAddress) -> None:
+        assert self._pool is not None and self._watcher is not None and self._threads
+        link = RouterLink(self.config, router.url, self.target, self._pool, self._watcher,
+                          self._threads, self.hooks, router.address)
+        with self._links_lock:
+            self._links.append(link)
+        link.start()
+
+    def _refresh_loop(self) -> None:
+        """Look at the routers now and every ``router_refresh`` seconds until stop()."""
+        while not self._stopping.is_set():
+            try:
+                self.refresh()
+            except Exception:  # noqa: BLE001 - the loop must go on
+                log.exception("router refresh failed")
+            self._stopping.wait(self.config.router_refresh)
+
+    def refresh(self) -> None:
+        """Follow the router set (router_dns, router_source): registrations are opened at
+        routers that appeared, and those that went away are deregistered and drained."""
+        wanted = self._source.current()
+        if wanted is None or self._stopping.is_set():
+            return
+        have = {RouterAddress(link.url, link.address): link for link in self._current()
+                if not link.stopping.is_set()}
+        for router in wanted:
+            if router not in have:
+                log.info("router %s appeared: registering", router.shown)
+                self._add(router)
+        for router, link in have.items():
+            if router not in wanted:
+                log.info("router %s went away: deregistering", router.shown)
+                link.begin_stop()
+                assert self._threads is not None
+                self._threads.submit(self._retire, link)
+
+    def _retire(self, link: RouterLink) -> None:
+        """Deregister from a router that left the set and drain its sockets (in-flight
+        requests get up to ``idle_timeout``), then forget it."""
+        deadline = time.monotonic() + self.config.idle_timeout
+        while (any(w.handshaking and not w.done.is_set() for w in link.workers())
+               and time.monotonic() < deadline):
+            time.sleep(0.01)
+        confirmed = link.deregister(max(0.1, min(CLOSE_TIMEOUT, deadline - time.monotonic())))
+        self._drain([] if confirmed else [link], deadline, [link])
+        for worker in link.workers():
+            worker.force_close()
+        for worker in link.workers():
+            worker.done.wait(CLOSE_TIMEOUT + 1.0)
+        with self._links_lock:
+            if link in self._links:
+                self._links.remove(link)
+        log.info("deregistered from %s", link.shown)
+
+    def status(self) -> list[dict[str, Any]]:
+        """Each router's registration: ``router`` (as logs show it), ``url``, ``address``
+        (when its name stands for several), ``state`` (connecting, registered, unreachable,
+        refused, lost, deregistering), ``idle`` sockets and requests ``in_flight``."""
+        return [{"router": link.shown, "url": redact_url(link.url), "address": link.address,
+                 "state": link.state, "idle": link.idle_count(),
+                 "in_flight": sum(w.inflight for w in link.workers())}
+                for link in self._current()]
 
     def idle_count(self) -> int:
         """Idle sockets currently registered, across all routers."""
-        return sum(link.idle_count() for link in self._links)
+        return sum(link.idle_count() for link in self._current())
 
     def busy_count(self) -> int:
         """Requests in flight, v1 and v3."""
-        return sum(w.inflight for link in self._links for w in link.workers())
+        return sum(w.inflight for link in self._current() for w in link.workers())
 
     def stop(self, timeout: float = 10.0) -> bool:
         """Deregister, wait for in-flight requests up to ``timeout``, close the rest and join
@@ -124,6 +206,10 @@ class Connector:
         if not self._started:
             return True
         deadline = time.monotonic() + timeout
+        self._stopping.set()
+        if self._refresher is not None:
+            self._refresher.join(max(0.1, deadline - time.monotonic()))
+            self._refresher = None
         unanswered = self._deregister(deadline)
         self._drain(unanswered, deadline)
         clean = self.busy_count() == 0
@@ -136,24 +222,26 @@ class Connector:
                  "clean" if clean else "not clean")
         return clean
 
-    def _workers(self) -> list[SocketWorker]:
-        return [w for link in self._links for w in link.workers()]
+    def _workers(self, links: list[RouterLink] | None = None) -> list[SocketWorker]:
+        return [w for link in (self._current() if links is None else links)
+                for w in link.workers()]
 
     def _deregister(self, deadline: float) -> list[RouterLink]:
         """Stop adding sockets and deregister at every router: the links that did not
         confirm. Handshakes under way would register after the deregistration: they finish
         first."""
-        for link in self._links:
+        for link in self._current():
             link.begin_stop()
         while (any(w.handshaking and not w.done.is_set() for w in self._workers())
                and time.monotonic() < deadline):
             time.sleep(0.01)
         return [
-            link for link in self._links
+            link for link in self._current()
             if not link.deregister(max(0.1, min(CLOSE_TIMEOUT, deadline - time.monotonic())))
         ]
 
-    def _drain(self, unanswered: list[RouterLink], deadline: float) -> None:
+    def _drain(self, unanswered: list[RouterLink], deadline: float,
+               links: list[RouterLink] | None = None) -> None:
         """Until every socket has ended or the deadline: a router that confirmed
         deregistration closes our idle sockets itself; a socket it left open may be carrying
         a request that is on its way to us, so only those with nothing in flight are
@@ -162,8 +250,10 @@ class Connector:
             for link in unanswered:
                 for worker in link.workers():
                     worker.abort()
-            if not self._workers() or time.monotonic() >= deadline:
+            if not self._workers(links) or time.monotonic() >= deadline:
                 return
+            if links is not None and self._stopping.is_set():
+                return  # a retiring router's drain: stop() takes it over
             time.sleep(0.02)
 
     def _close_all(self) -> bool:

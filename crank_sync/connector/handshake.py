@@ -40,15 +40,17 @@ MAX_REFUSAL = 4096
 
 def open_websocket(url: str, *, timeout: float, header: list[str],
                    sslopt: dict[str, Any] | None = None,
-                   sockopt: tuple[tuple[int, int, int], ...] = ()) -> ConnectorWebSocket:
+                   sockopt: tuple[tuple[int, int, int], ...] = (),
+                   address: str | None = None) -> ConnectorWebSocket:
     """A connected websocket (:func:`upgrade`), as the connector uses it."""
     return ConnectorWebSocket(upgrade(url, timeout=timeout, header=header, sslopt=sslopt,
-                                      sockopt=sockopt))
+                                      sockopt=sockopt, address=address))
 
 
 def upgrade(url: str, *, timeout: float, header: list[str],
             sslopt: dict[str, Any] | None = None,
-            sockopt: tuple[tuple[int, int, int], ...] = ()) -> websocket.WebSocket:
+            sockopt: tuple[tuple[int, int, int], ...] = (),
+            address: str | None = None) -> websocket.WebSocket:
     """A connected websocket-client ``WebSocket``, as ``websocket.create_connection`` gives.
 
     Raises :class:`RegistrationRefused` for an answer other than 101, :class:`TlsError` when
@@ -60,7 +62,7 @@ def upgrade(url: str, *, timeout: float, header: list[str],
     try:
         # websocket-client's default options (TCP_NODELAY, keepalive), then the caller's
         options = (*((a, b, c) for a, b, c in websocket.DEFAULT_SOCKET_OPTION), *sockopt)
-        sock, target = ws_handshake.connect(url, timeout, context, options)
+        sock, target = ws_handshake.connect(url, timeout, context, options, address)
     except OSError as err:
         raise _translated(err) from err
     try:

@@ -43,9 +43,13 @@ class RouterLink:
 
     def __init__(self, config: ConnectorConfig, url: str, target: Target,
                  pool: ThreadPoolExecutor, watcher: CancelWatcher, threads: ThreadCache,
-                 hooks: ConnectorHooks) -> None:
+                 hooks: ConnectorHooks, address: str | None = None) -> None:
         self.config = config
         self.url = url
+        #: The router's address when ``url``'s host name stands for several (router_dns).
+        self.address = address
+        #: What became of the registration here, for Connector.status().
+        self.state = "connecting"
         self.target = target
         #: Websocket upgrades can reach this target (an HTTP service, not a WSGI app).
         self.offers_tunnels = isinstance(target, TargetClient)
@@ -61,8 +65,8 @@ class RouterLink:
         if url.startswith("wss://"):
             self.sslopt = {"context": client_context(config.ca_file, config.verify,
                                                      config.client_cert, config.client_key)}
-        #: ``url`` as logs show it (no password)
-        self.shown = redact_url(url)
+        #: ``url`` as logs show it (no password; the address when it is one of several)
+        self.shown = redact_url(url) + (f" ({address})" if address else "")
         self.stopping = threading.Event()
         self._lock = threading.Lock()
         self._workers: set[SocketWorker] = set()
@@ -127,6 +131,7 @@ class RouterLink:
             wanted = self._wanted(version)
             came_up, again, failures = not self._up, self._ever_up, self._attempts
             self._up = self._ever_up = True
+            self.state = "registered"
             self._attempts = 0
             if came_up:
                 self.notices.change(RegistrationState.REGISTERED)
@@ -151,6 +156,8 @@ class RouterLink:
             lost = self._up and alone
             if lost:
                 self._up = False
+            if alone and not self.stopping.is_set():
+                self.state = "refused" if refused else "lost" if self._ever_up else "unreachable"
             if alone and (refused or lost) and not self.stopping.is_set():
                 self.notices.change(
                     RegistrationState.REFUSED if refused else RegistrationState.LOST, text)
@@ -168,6 +175,7 @@ class RouterLink:
             lost = self._up and not self._registered(worker)
             if lost:
                 self._up = False
+                self.state = "lost"
                 self.notices.change(RegistrationState.LOST, "its last socket closed")
         if lost:
             log.warning("lost registration at %s: its last socket closed; reconnecting",
@@ -197,6 +205,7 @@ class RouterLink:
     def begin_stop(self) -> None:
         with self._lock:
             self.stopping.set()
+            self.state = "deregistering"
 
     def on_exit(self, worker: SocketWorker) -> None:
         with self._lock:
@@ -229,7 +238,8 @@ class RouterLink:
         url = endpoint(self.url, "deregister", cfg.connector_instance_id, cfg.component_name)
         try:
             ws = open_websocket(url, timeout=max(0.1, min(timeout, cfg.connect_timeout)),
-                                header=self.upgrade_headers(), sslopt=self.sslopt)
+                                header=self.upgrade_headers(), sslopt=self.sslopt,
+                                address=self.address)
         except (WebSocketError, ListenerFailed) as err:
             log.info("deregistration at %s failed: %s", self.shown, err)
             return False

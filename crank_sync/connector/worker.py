@@ -156,6 +156,7 @@ class SocketWorker:
                 url,
                 timeout=cfg.connect_timeout,
                 header=self.link.upgrade_headers(),  # a listener's fresh token, say
+                address=self.link.address,
                 sslopt=self.link.sslopt,
                 sockopt=((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),),
             )

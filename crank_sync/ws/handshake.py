@@ -64,9 +64,11 @@ def server_response(key: str, subprotocol: str | None,
 
 
 def connect(url: str, timeout: float, context: ssl.SSLContext | None,
-            sockopt: tuple[tuple[int, int, int], ...] = ()) -> tuple[socket.socket, Target]:
-    """A TCP (and for ``wss://``, TLS) connection to ``url``'s host and the request's
-    ``Host`` value and resource."""
+            sockopt: tuple[tuple[int, int, int], ...] = (),
+            address: str | None = None) -> tuple[socket.socket, Target]:
+    """A TCP (and for ``wss://``, TLS) connection to ``url``'s host (or to ``address``, one
+    of its addresses, the certificate still checked for the host) and the request's ``Host``
+    value and resource."""
     parts = urlsplit(url)
     if parts.scheme not in ("ws", "wss") or not parts.hostname:
         raise HandshakeError(f"not a websocket url: {url!r}")
@@ -74,7 +76,7 @@ def connect(url: str, timeout: float, context: ssl.SSLContext | None,
     port = parts.port or (443 if secure else 80)
     host = parts.hostname
     proxy = _proxy_for(host, secure)
-    sock = socket.create_connection(proxy[0] if proxy else (host, port), timeout)
+    sock = socket.create_connection(proxy[0] if proxy else (address or host, port), timeout)
     try:
         for level, name, value in sockopt:
             sock.setsockopt(level, name, value)
