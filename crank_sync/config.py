@@ -60,6 +60,13 @@ class RouterConfig:
     ping_interval: float = 20.0
     #: On stop (SIGTERM), how long in-flight requests may take to finish before sockets close.
     drain_timeout: float = 30.0
+    #: On stop, seconds during which the health checks answer 503 while requests are still
+    #: served as usual, before the client port stops accepting: a load balancer's checks
+    #: see the router go before it goes.
+    drain_grace: float = 0.0
+    #: A path on the client port answering the load balancer's health checks: 200, or 503 from
+    #: the moment the router starts to stop (e.g. /crank-health; none by default).
+    health_path: str | None = None
     #: Name used in ``Via`` and ``Forwarded: by=``.
     via_name: str = "crank_sync"
     #: Drop the forwarding headers the client sent (Forwarded, X-Forwarded-For, -Proto, -Host,
@@ -214,6 +221,13 @@ class RouterConfig:
             raise ValueError("registration_rate_limit must be 0 (off) or positive")
         if self.websocket_idle_timeout < 0:
             raise ValueError("websocket_idle_timeout must be 0 (never) or positive")
+        if self.drain_grace < 0:
+            raise ValueError("drain_grace must be 0 (none) or positive")
+        if self.health_path is not None and (not self.health_path.startswith("/")
+                                             or not self.health_path.isprintable()
+                                             or " " in self.health_path):
+            raise ValueError(f"health_path must be a path starting with /, e.g. /crank-health, "
+                             f"got {self.health_path!r}")
         for name in ("connector_max_wait", "idle_timeout", "client_timeout", "ping_interval",
                      "drain_timeout", "header_timeout"):
             check_positive(name, getattr(self, name))

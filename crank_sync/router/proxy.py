@@ -145,7 +145,29 @@ class ClientHandler(BaseHTTPRequestHandler):
 
     # -- the exchange ------------------------------------------------------------------------
 
+    def _answer_health(self) -> None:
+        """The load balancer's check (``health_path``): 200, or 503 once the router stops."""
+        draining = self.core.draining
+        status = 503 if draining else 200
+        body = b'{"status": "draining"}\n' if draining else b'{"status": "ok"}\n'
+        head = (f"HTTP/1.1 {status} {'Service Unavailable' if draining else 'OK'}\r\n"
+                "Content-Type: application/json\r\nCache-Control: no-store\r\n"
+                f"Content-Length: {len(body)}\r\n"
+                + ("Connection: close\r\n" if draining or self.close_connection else "")
+                + "\r\n").encode()
+        if draining:
+            self.close_connection = True
+        try:
+            self.wfile.write(head if self.command == "HEAD" else head + body)
+        except OSError:
+            self.close_connection = True
+
     def _handle(self) -> None:
+        health = self.core.config.health_path
+        if health is not None and self.path.split("?", 1)[0] == health \
+                and self.command in ("GET", "HEAD"):
+            self._answer_health()
+            return
         ex = Exchange(
             self.core, method=self.command, path=self.path, version=self.request_version,
             request_line=self.requestline, headers=self.headers,

@@ -251,7 +251,11 @@ class Router:
             return True
         drain = self.config.drain_timeout if timeout is None else timeout
         core = self._core
-        core.draining = True
+        core.draining = True  # the health checks answer 503 from here on
+        if self.config.drain_grace:
+            log.info("router stopping: health checks answer 503; still serving for %.1fs",
+                     self.config.drain_grace)
+            threading.Event().wait(self.config.drain_grace)  # the load balancer's turn
         client, registration = self._servers
         client.shutdown()
         client.server_close()
