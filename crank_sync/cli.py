@@ -22,6 +22,7 @@ from .config import redact_url
 from .connector import Connector
 from .errors import ListenError, PluginError
 from .router import Router
+from .workers import Supervisor
 
 #: Exit status for invalid settings, as argparse uses.
 EXIT_USAGE = 2
@@ -88,6 +89,16 @@ def router_main(argv: Sequence[str] | None = None) -> int:
     if isinstance(prepared, int):
         return prepared
     resolved, config, stop = prepared
+    workers = resolved.values["workers"]
+    if workers < 1:
+        print(f"{settings.ROUTER.prog}: error: workers: must be at least 1, got {workers}",
+              file=sys.stderr)
+        return EXIT_USAGE
+    if workers > 1:
+        supervisor = Supervisor(sys.argv[1:] if argv is None else argv, workers,
+                                config.http_port, config.registration_port,
+                                resolved.values["drain_timeout"] + config.drain_grace + 15.0)
+        return supervisor.run(stop)
     try:
         router = Router(config)
     except PluginError as err:

@@ -229,6 +229,8 @@ ROUTER = derive(
     extras=[
         ("drain_timeout", float, 30.0,
          "on SIGTERM, seconds in-flight requests may take to finish before the router exits"),
+        ("workers", int, 1, "router processes on this host (one per core), worker i on "
+                            "http_port+i and registration_port+i"),
         _LOG_LEVEL,
     ],
 )
