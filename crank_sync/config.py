@@ -64,6 +64,9 @@ class RouterConfig:
     #: served as usual, before the client port stops accepting: a load balancer's checks
     #: see the router go before it goes.
     drain_grace: float = 0.0
+    #: For this many seconds after the start, a route no connector has registered yet gets 503
+    #: (a load balancer retries another router), not 404: connectors take a moment to come.
+    startup_grace: float = 0.0
     #: A path on the client port answering the load balancer's health checks: 200, or 503 from
     #: the moment the router starts to stop (e.g. /crank-health; none by default).
     health_path: str | None = None
@@ -221,8 +224,9 @@ class RouterConfig:
             raise ValueError("registration_rate_limit must be 0 (off) or positive")
         if self.websocket_idle_timeout < 0:
             raise ValueError("websocket_idle_timeout must be 0 (never) or positive")
-        if self.drain_grace < 0:
-            raise ValueError("drain_grace must be 0 (none) or positive")
+        for name in ("drain_grace", "startup_grace"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be 0 (none) or positive")
         if self.health_path is not None and (not self.health_path.startswith("/")
                                              or not self.health_path.isprintable()
                                              or " " in self.health_path):

@@ -277,11 +277,16 @@ def forward(ex: Exchange) -> None:
     while True:
         try:
             sock, stream = _borrow(ex, target.split("?", 1)[0], head, deadline, upgrade)
-        except (NoConnectorAvailable, NoRoute):
+        except (NoConnectorAvailable, NoRoute) as err:
             ex.failed_to_acquire()
-            if unanswered is None:
-                raise
-            raise unanswered from None  # no other socket in time: the first failure counts
+            if unanswered is not None:
+                raise unanswered from None  # no other socket in time: the first one counts
+            if isinstance(err, NoRoute) and _warming_up(ex):
+                raise NoConnectorAvailable(f"{err}: the router started "
+                                           f"{time.monotonic() - ex.core.started_at:.1f}s ago "
+                                           "and its connectors may not have registered yet") \
+                    from None
+            raise
         if upgrade:
             tunnel_relay.relay(ex, sock, stream)
             return
@@ -299,6 +304,12 @@ def forward(ex: Exchange) -> None:
             ex.core.metrics.retries.labels(ex.route).inc()
             log.info("retrying %s %s [%s] on another socket: %s", ex.method, ex.path[:200],
                      ex.request_id, err)
+
+
+def _warming_up(ex: Exchange) -> bool:
+    """Within ``startup_grace`` of the start: an unknown route is 503 (a load balancer tries
+    another router), not 404."""
+    return time.monotonic() - ex.core.started_at < ex.config.startup_grace
 
 
 def _raw_target(request_line: str) -> str:

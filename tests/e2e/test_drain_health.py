@@ -60,3 +60,11 @@ def test_a_bad_health_path_is_named(path: str) -> None:
 
     with pytest.raises(ValueError, match="^health_path must be a path"):
         RouterConfig(health_path=path)
+
+
+def test_an_unknown_route_is_503_during_the_startup_grace(router_factory: Any) -> None:
+    warming = router_factory(startup_grace=600.0)
+    resp = get(warming, "/nobody-yet/x")
+    assert resp.status_code == 503
+    assert "connectors may not have registered yet" in resp.text
+    assert get(router_factory(), "/nobody-yet/x").status_code == 404
