@@ -146,11 +146,17 @@ class ClientHandler(BaseHTTPRequestHandler):
     # -- the exchange ------------------------------------------------------------------------
 
     def _answer_health(self) -> None:
-        """The load balancer's check (``health_path``): 200, or 503 once the router stops."""
-        draining = self.core.draining
-        status = 503 if draining else 200
-        body = b'{"status": "draining"}\n' if draining else b'{"status": "ok"}\n'
-        head = (f"HTTP/1.1 {status} {'Service Unavailable' if draining else 'OK'}\r\n"
+        """The load balancer's check (``health_path``): 200; 503 once the router stops, and
+        within ``startup_grace`` of the start until a first connector registered."""
+        core = self.core
+        draining = core.draining
+        starting = (time.monotonic() - core.started_at < core.config.startup_grace
+                    and not any(sockets for groups in core.registry.snapshot().values()
+                                for sockets in groups.values()))
+        state = "draining" if draining else "starting" if starting else "ok"
+        status = 200 if state == "ok" else 503
+        body = f'{{"status": "{state}"}}\n'.encode()
+        head = (f"HTTP/1.1 {status} {'OK' if status == 200 else 'Service Unavailable'}\r\n"
                 "Content-Type: application/json\r\nCache-Control: no-store\r\n"
                 f"Content-Length: {len(body)}\r\n"
                 + ("Connection: close\r\n" if draining or self.close_connection else "")

@@ -68,3 +68,13 @@ def test_an_unknown_route_is_503_during_the_startup_grace(router_factory: Any) -
     assert resp.status_code == 503
     assert "connectors may not have registered yet" in resp.text
     assert get(router_factory(), "/nobody-yet/x").status_code == 404
+
+
+def test_health_says_starting_until_a_connector_registered(router_factory: Any,
+                                                          connector_factory: Any,
+                                                          target: Any) -> None:
+    router = router_factory(health_path="/crank-health", startup_grace=600.0)
+    resp = get(router, "/crank-health")
+    assert (resp.status_code, resp.json()) == (503, {"status": "starting"})
+    connector_factory(target, routers=[router])
+    assert get(router, "/crank-health").json() == {"status": "ok"}
