@@ -141,8 +141,10 @@ def connector_main(argv: Sequence[str] | None = None) -> int:
         while not stop.is_set() and connector.idle_count() == 0:
             stop.wait(0.1)
         if not stop.is_set():
+            via = ", ".join(s["router"] for s in connector.status()
+                            if s["state"] == "registered")
             print(f"connector {config.connector_instance_id} serving route {config.route} "
-                  f"-> {redact_url(config.target)} via {', '.join(config.routers)}", flush=True)
+                  f"-> {redact_url(config.target)} via {via}", flush=True)
         _wait(stop)
     finally:
         ok = connector.stop(resolved.values["stop_timeout"])

@@ -77,7 +77,7 @@ class RouterConfig:
     discard_client_forwarded: bool = False
     #: Send the client's Host to the target; false: the target sees its own authority.
     proxy_host_header: bool = True
-    #: Pass the target's Server header to the client (dropped by default, as nginx does).
+    #: Pass the target's Server header to the client (dropped by default).
     proxy_server_header: bool = False
     #: Also send X-Forwarded-For, X-Forwarded-Proto and X-Forwarded-Host.
     x_forwarded_headers: bool = False
@@ -110,7 +110,7 @@ class RouterConfig:
     #: Bearer tokens for the admin endpoints (all but /health); empty = no token needed.
     admin_tokens: tuple[str, ...] = field(default=(), repr=False)
     #: Seconds a route stays known after its last connector left: requests get 503 (the
-    #: service is known but down), then 404 once it is forgotten. mu-cranker-router's default.
+    #: service is known but down), then 404 once it is forgotten.
     route_keep_time: float = 7200.0
     #: How a request finds its route: first-segment (/a/b/c -> a, every Cranker router) or
     #: longest-prefix (routes a and a/b: /a/b/c -> a/b).
@@ -259,9 +259,10 @@ class ConnectorConfig:
     route: str
     #: ws(s):// URLs of the routers to register with.
     routers: tuple[str, ...] = ()
-    #: A ws(s):// URL whose host name is resolved: each of its addresses (A and AAAA records) is
-    #: a router, followed as they come and go (besides ``routers``).
-    router_dns: str | None = None
+    #: ws(s):// URLs whose host names are resolved: each of their addresses (A and AAAA records)
+    #: is a router, followed as they come and go (besides ``routers``). One per port when
+    #: every host runs several router workers.
+    router_dns: tuple[str, ...] = ()
     #: Seconds between two looks at router_dns (and router_source) for routers come and gone.
     router_refresh: float = 30.0
     #: host:port of the DNS server to ask for router_dns instead of the system's resolver
@@ -323,6 +324,8 @@ class ConnectorConfig:
         if isinstance(self.routers, str):
             object.__setattr__(self, "routers", (self.routers,))
         object.__setattr__(self, "routers", tuple(self.routers))
+        dns = (self.router_dns,) if isinstance(self.router_dns, str) else self.router_dns
+        object.__setattr__(self, "router_dns", tuple(dns or ()))
         self._check_routers()
         if isinstance(self.target, str):
             check_url("target", self.target, ("http", "https"), "http://127.0.0.1:5000")
@@ -345,12 +348,12 @@ class ConnectorConfig:
 
     def _check_routers(self) -> None:
         if not self.routers and not self.router_dns and self.router_source is None:
-            raise ValueError("routers: give at least one router URL, e.g. ws://127.0.0.1:9070 "
-                             "(or router_dns)")
+            raise ValueError("routers: required: give a router URL (--router "
+                             "ws://127.0.0.1:9070) or a name to look routers up (--router-dns)")
         for url in self.routers:
             check_url("routers", url, ("ws", "wss"), "ws://127.0.0.1:9070")
-        if self.router_dns:
-            check_url("router_dns", self.router_dns, ("ws", "wss"), "wss://routers.internal:9070")
+        for url in self.router_dns:
+            check_url("router_dns", url, ("ws", "wss"), "wss://routers.internal:9070")
         if self.router_source is not None and not callable(self.router_source):
             raise ValueError("router_source must be a callable returning router URLs")
         if self.dns_server:

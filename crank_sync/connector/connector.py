@@ -114,8 +114,7 @@ class Connector:
                  redact_url(self.config.target) if isinstance(self.config.target, str)
                  else self.config.target,
                  ", ".join([link.shown for link in self._current()] +
-                           ([redact_url(self.config.router_dns) + " (DNS)"]
-                            if self.config.router_dns else []) +
+                           [redact_url(url) + " (DNS)" for url in self.config.router_dns] +
                            (["router_source"] if self.config.router_source else [])))
         if self._source.live:
             self._refresher = threading.Thread(target=self._refresh_loop, daemon=True,

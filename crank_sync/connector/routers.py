@@ -112,15 +112,15 @@ class RouterSource:
         return list(dict.fromkeys(routers))
 
     def _from_dns(self) -> list[RouterAddress]:
-        url = self.config.router_dns
-        if not url:
-            return []
-        parts = urlsplit(url)
-        assert parts.hostname is not None  # checked by the config
-        port = parts.port or (443 if parts.scheme == "wss" else 80)
+        routers = []
         timeout = min(5.0, self.config.router_refresh)
-        return [RouterAddress(url, address)
-                for address in resolve(parts.hostname, port, self.config.dns_server, timeout)]
+        for url in self.config.router_dns:
+            parts = urlsplit(url)
+            assert parts.hostname is not None  # checked by the config
+            port = parts.port or (443 if parts.scheme == "wss" else 80)
+            routers += [RouterAddress(url, address) for address in
+                        resolve(parts.hostname, port, self.config.dns_server, timeout)]
+        return routers
 
     def _from_callable(self) -> list[RouterAddress]:
         source: Callable[[], Iterable[str]] | None = self.config.router_source

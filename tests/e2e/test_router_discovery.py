@@ -71,7 +71,7 @@ def test_routers_found_by_dns_are_followed(dns: DnsServer, routers: list[Any], t
     conn = start(connectors, target, router_dns=f"ws://{NAME}:{routers[0].registration_port}",
                  dns_server=dns.address)
     wait_for(lambda: registered(routers[0]), what="registered at the one router in DNS")
-    assert states(conn) == {"127.0.0.1": "registered"}
+    wait_for(lambda: states(conn) == {"127.0.0.1": "registered"}, what="status() registered")
     assert not registered(routers[1]) and not registered(routers[2])
 
     dns.set(NAME, ADDRESSES)  # two routers added
@@ -101,7 +101,8 @@ def test_a_dns_outage_keeps_the_last_routers(dns: DnsServer, routers: list[Any],
         asked = dns.queries
         wait_for(lambda: dns.queries >= asked + 6, what="several lookups during the outage")
         assert registered(routers[0]) and registered(routers[1])
-        assert states(conn) == dict.fromkeys(ADDRESSES[:2], "registered")
+        wait_for(lambda: states(conn) == dict.fromkeys(ADDRESSES[:2], "registered"),
+                 what="both still registered in status()")
         outage = [r for r in caplog.records if "keeping the last known set" in r.getMessage()]
         assert len(outage) == 1, [r.getMessage() for r in caplog.records]
         dns.failing = False
@@ -131,7 +132,8 @@ def test_a_router_source_callable_is_followed(routers: list[Any], target: Any,
     urls[:] = [f"ws://{ADDRESSES[1]}:{routers[1].registration_port}"]
     wait_for(lambda: registered(routers[1]) and not registered(routers[0]),
              what="moved to the second router")
-    assert [s["url"] for s in conn.status()] == urls
+    # the first router's link is listed (deregistering) until it is drained
+    wait_for(lambda: [s["url"] for s in conn.status()] == urls, what="status() followed")
 
 
 def test_a_request_in_flight_finishes_when_its_router_leaves_the_set(
@@ -157,7 +159,7 @@ def test_a_request_in_flight_finishes_when_its_router_leaves_the_set(
 
 
 def test_without_any_router_the_setting_is_named() -> None:
-    with pytest.raises(ValueError, match="^routers: give at least one router URL"):
+    with pytest.raises(ValueError, match="^routers: required: give a router URL"):
         Connector(target="http://127.0.0.1:1", route="svc")
     with pytest.raises(ValueError, match="^dns_server: 'nope' must be host:port"):
         Connector(target="http://127.0.0.1:1", route="svc", router_dns="ws://r.test:9070",
@@ -182,5 +184,18 @@ def test_wss_routers_found_by_dns_are_checked_for_the_name(dns: DnsServer, route
     conn = start(connectors, target, router_dns=f"wss://{NAME}:{first.registration_port}",
                  dns_server=dns.address, ca_file=ca_file)
     wait_for(lambda: registered(first) and registered(second), what="registered over wss")
-    assert states(conn) == dict.fromkeys(ADDRESSES[:2], "registered")
+    wait_for(lambda: states(conn) == dict.fromkeys(ADDRESSES[:2], "registered"),
+             what="both registered in status()")
     assert get(second).status_code == 200
+
+
+def test_one_dns_url_per_worker_port(dns: DnsServer, router_factory: Any, target: Any,
+                                     connectors: list[Connector]) -> None:
+    """Several router workers per host: one name, one URL per port."""
+    workers = [router_factory(), router_factory()]
+    dns.set(NAME, ["127.0.0.1"])
+    conn = start(connectors, target, dns_server=dns.address,
+                 router_dns=[f"ws://{NAME}:{w.registration_port}" for w in workers])
+    wait_for(lambda: all(registered(w) for w in workers), what="registered at both workers")
+    assert sorted(s["url"] for s in conn.status()) == sorted(
+        f"ws://{NAME}:{w.registration_port}" for w in workers)
