@@ -31,13 +31,13 @@ class RouterAddress:
         return redact_url(self.url) + (f" ({self.address})" if self.address else "")
 
 
-class LookupFailed(Exception):
+class _LookupFailed(Exception):
     """A DNS name or a router source gave nothing usable this time (never leaves this
     module's callers: the last set is kept)."""
 
 
 def resolve(host: str, port: int, dns_server: str | None, timeout: float) -> list[str]:
-    """The addresses of ``host`` (A and AAAA), sorted; LookupFailed when there are none."""
+    """The addresses of ``host`` (A and AAAA), sorted; _LookupFailed when there are none."""
     try:
         return [str(ipaddress.ip_address(host))]  # an address already
     except ValueError:
@@ -48,11 +48,11 @@ def resolve(host: str, port: int, dns_server: str | None, timeout: float) -> lis
         try:
             infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
         except OSError as err:
-            raise LookupFailed(f"{host}: {err}") from err
+            raise _LookupFailed(f"{host}: {err}") from err
         found = [str(info[4][0]) for info in infos]
     addresses = sorted(set(found), key=lambda a: (":" in a, a))
     if not addresses:
-        raise LookupFailed(f"{host}: no address")
+        raise _LookupFailed(f"{host}: no address")
     return addresses
 
 
@@ -63,7 +63,7 @@ def _ask(host: str, server: str, timeout: float) -> list[str]:
         import dns.exception
         import dns.resolver
     except ImportError as err:
-        raise LookupFailed("dns_server needs dnspython: pip install 'crank_sync[dns]'") from err
+        raise _LookupFailed("dns_server needs dnspython: pip install 'crank_sync[dns]'") from err
     name, _, port = server.rpartition(":")
     resolver = dns.resolver.Resolver(configure=False)
     resolver.nameservers = [name.strip("[]")]
@@ -76,7 +76,7 @@ def _ask(host: str, server: str, timeout: float) -> list[str]:
         except (dns.resolver.NoAnswer, dns.resolver.NXDOMAIN):
             continue
         except dns.exception.DNSException as err:
-            raise LookupFailed(f"{host} at {server}: {err}") from err
+            raise _LookupFailed(f"{host} at {server}: {err}") from err
         found.extend(record.to_text() for record in answer)
     return found
 
@@ -101,7 +101,7 @@ class RouterSource:
         """The routers now, or None when a lookup failed (keep the last set)."""
         try:
             routers = self._fixed + self._from_dns() + self._from_callable()
-        except LookupFailed as err:
+        except _LookupFailed as err:
             if not self._failing:
                 log.warning("cannot look up the routers (%s): keeping the last known set", err)
             self._failing = True
@@ -129,10 +129,10 @@ class RouterSource:
         try:
             urls = list(source())
         except Exception as err:  # noqa: BLE001 - the application's callable, any failure
-            raise LookupFailed(f"router_source raised {err!r}") from err
+            raise _LookupFailed(f"router_source raised {err!r}") from err
         for url in urls:
             try:
                 check_url("router_source", url, ("ws", "wss"), "ws://127.0.0.1:9070")
             except ValueError as err:
-                raise LookupFailed(str(err)) from err
+                raise _LookupFailed(str(err)) from err
         return [RouterAddress(url) for url in urls]

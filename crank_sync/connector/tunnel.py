@@ -14,7 +14,7 @@ import logging
 import socket
 import ssl
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ReadTimeout, TargetError, WebSocketError
@@ -58,6 +58,19 @@ class Service:
             raise
         except OSError:
             return b""
+
+    def pieces(self, size: int) -> Iterator[bytes]:
+        """The service's bytes in pieces of at most ``size``, until its end (a quiet service
+        is waited for as long as it takes: the router ends an idle websocket)."""
+        while True:
+            try:
+                data = self.recv()
+            except TimeoutError:
+                continue
+            if not data:
+                return
+            for start in range(0, len(data), size):
+                yield data[start:start + size]
 
     def send(self, data: bytes) -> None:
         with self.lock:
@@ -171,15 +184,8 @@ def serve_v1(target: TargetClient, ws: ConnectorWebSocket, head: RequestHead,
     def down() -> None:  # the service's bytes to the router, then a close
         code, reason = 1000, b"service closed"
         try:
-            while True:
-                try:
-                    data = service.recv()
-                except TimeoutError:
-                    continue
-                if not data:
-                    break
-                for start in range(0, len(data), message_limit):
-                    ws.send_frames([(Opcode.BINARY, data[start:start + message_limit])])
+            for piece in service.pieces(message_limit):
+                ws.send_frames([(Opcode.BINARY, piece)])
         except WebSocketError as err:
             log.debug("websocket %d: router side lost: %r", service.id, err)
             return
@@ -246,16 +252,9 @@ def serve_v3(stream: ConnectorStream, head: RequestHead, chunk_size: int) -> Ref
 def _v3_down(stream: ConnectorStream, service: Service, chunk_size: int) -> None:
     """The service's bytes to the router, as the window allows; END_STREAM at their end."""
     try:
-        while True:
-            try:
-                data = service.recv()
-            except TimeoutError:
-                continue
-            if not data:
-                break
-            for start in range(0, len(data), chunk_size):
-                _wait_window(stream)
-                stream.send_all([stream.data_frame(data[start:start + chunk_size])])
+        for piece in service.pieces(chunk_size):
+            _wait_window(stream)
+            stream.send_all([stream.data_frame(piece)])
         stream.send_all([stream.data_frame(b"", end_stream=True)])
     except (_Cancelled, WebSocketError) as err:
         log.debug("websocket %d: the router's side ended: %r", service.id, err)
