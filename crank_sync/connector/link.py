@@ -104,12 +104,15 @@ class RouterLink:
         """The headers of a registration (or deregistration) upgrade, the listeners' merged
         in; ListenerFailed when one of those fails."""
         cfg = self.config
-        base = handshake_headers(cfg.route, cfg.protocols, cfg.domain, cfg.token)
-        if self.offers_tunnels:  # crank_sync's extension; other routers ignore the header
-            base.append(f"{tunnel.CAPABILITIES_HEADER}: {tunnel.WEBSOCKET}")
+        headers = handshake_headers(cfg.route, cfg.protocols, cfg.domain, cfg.token)
         if self.hooks.registration_headers:
-            return self.hooks.upgrade_headers(self.url, base)
-        return base
+            # the capability is this connector's to state (below): no listener may claim it
+            name = tunnel.CAPABILITIES_HEADER.lower()
+            headers = [h for h in self.hooks.upgrade_headers(self.url, headers)
+                       if h.partition(":")[0].strip().lower() != name]
+        if self.offers_tunnels:  # crank_sync's extension; other routers ignore the header
+            headers.append(f"{tunnel.CAPABILITIES_HEADER}: {tunnel.WEBSOCKET}")
+        return headers
 
     def _wanted(self, version: str) -> int:
         """Sockets to add so that the router has as many as configured, for ``version``."""

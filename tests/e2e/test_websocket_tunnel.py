@@ -213,13 +213,18 @@ def test_a_route_without_tunnelling_connectors_gets_501(router: Any, caplog: Any
 
 
 def test_a_wsgi_connector_offers_no_tunnel(router: Any) -> None:
-    from crank_sync import Connector
+    """Not even when a listener's registration headers claim the capability."""
+    from crank_sync import Connector, ConnectorListener
 
     def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [b"plain http\n"]
 
-    conn = Connector(target=app, route="svc",
+    class Claims(ConnectorListener):
+        def registration_headers(self, router: str) -> dict[str, str]:
+            return {CAPABILITIES_HEADER: "websocket"}
+
+    conn = Connector(target=app, route="svc", listeners=[Claims()],
                      routers=[f"ws://{LOOPBACK}:{router.registration_port}"]).start()
     try:
         wait_for(lambda: router.idle_sockets("svc") >= 1, what="registration")
