@@ -12,7 +12,6 @@ import http.client
 import itertools
 import logging
 import socket
-import ssl
 import threading
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -20,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import ReadTimeout, TargetError, WebSocketError
 from ..protocol import RequestHead, ResponseHead, encode_response_head, tunnel, v3
 from ..ws.frames import Opcode
-from ..ws.tls import recv_locked
+from ..ws.tls import held_bytes, recv_locked
 from .target import Cancel, TargetClient, _Cancelled
 from .websocket import ConnectorWebSocket
 
@@ -146,21 +145,7 @@ def open_service(target: TargetClient, head: RequestHead,
         return None, Refusal(sock, resp)
     answer = ResponseHead(status=101, reason=resp.reason or "Switching Protocols",
                           headers=tuple(resp.headers.items()))
-    return Service(sock, _buffered(resp, sock)), answer
-
-
-def _buffered(resp: http.client.HTTPResponse, sock: socket.socket) -> bytes:
-    """Bytes the service sent right after its 101 that ``http.client`` already read."""
-    reader: Any = resp.fp
-    timeout = sock.gettimeout()
-    sock.settimeout(0.0)
-    try:
-        held = reader.peek(0) if reader is not None else b""
-        return bytes(reader.read1(len(held))) if held else b""
-    except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
-        return b""
-    finally:
-        sock.settimeout(timeout)
+    return Service(sock, held_bytes(resp.fp, sock)), answer
 
 
 def start_thread(name: str, fn: Callable[[], None]) -> threading.Thread:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import itertools
 import logging
 import socket
-import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -33,7 +32,7 @@ from ..protocol import parse_response_head, tunnel, v3
 from ..protocol import v3_session as core
 from ..protocol.headers import filter_response_headers
 from ..protocol.limits import V3_OVERHEAD, pieces
-from ..ws.tls import recv_locked
+from ..ws.tls import held_bytes, recv_locked
 from . import v1, v3_relay
 from .exchange import Exchange
 from .pool import ConnectorSocket
@@ -115,25 +114,11 @@ class _Pipe:
         except OSError as err:
             raise ClientGone(f"writing to the websocket client: {err!r}") from err
 
-    def leftover(self) -> bytes:
-        """What the client sent after its head that the handler's reader already holds (a
-        client must wait for the 101, but may not), without waiting for more."""
-        rfile: Any = self.ex.rfile
-        timeout = self.sock.gettimeout()
-        self.sock.settimeout(0.0)
+    def pump_up(self, send: Callable[[bytes], None], end: Callable[[], None],
+                data: bytes) -> None:
+        """The up thread: ``data`` (what the client sent with its head), then the client's
+        bytes, to ``send`` until the client closes, then ``end()``."""
         try:
-            held = rfile.peek(0)
-            return bytes(rfile.read1(len(held))) if held else b""
-        except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
-            return b""
-        finally:
-            self.sock.settimeout(timeout)
-
-    def pump_up(self, send: Callable[[bytes], None], end: Callable[[], None]) -> None:
-        """The up thread: the client's bytes to ``send`` until the client closes, then
-        ``end()``."""
-        try:
-            data = self.leftover()
             while not self.done.is_set():
                 if data:
                     self.ex.request_body_chunk(data)
@@ -210,7 +195,10 @@ def _start_up(pipe: _Pipe, send: Callable[[bytes], None], end: Callable[[], None
               closer: Callable[[bytes], None] | None = None) -> threading.Thread:
     """The up thread; ``closer`` sends a close frame up from another thread (``send``)."""
     pipe.send_up = closer or send
-    thread = threading.Thread(target=pipe.pump_up, args=(send, end),
+    # a client must wait for the 101, but may not: what the handler's reader holds goes
+    # first, taken before the client's socket has a second user
+    held = held_bytes(pipe.ex.rfile, pipe.sock)
+    thread = threading.Thread(target=pipe.pump_up, args=(send, end, held),
                               name=f"crank-router-ws-up-{pipe.id}", daemon=True)
     thread.start()
     return thread

@@ -15,7 +15,7 @@ import time
 from contextlib import AbstractContextManager
 from typing import Any
 
-__all__ = ["LockedSocket", "recv_locked", "recv_nowait"]
+__all__ = ["LockedSocket", "held_bytes", "recv_locked", "recv_nowait"]
 
 
 def recv_nowait(sock: ssl.SSLSocket, size: int) -> bytes | None:
@@ -27,6 +27,23 @@ def recv_nowait(sock: ssl.SSLSocket, size: int) -> bytes | None:
         return sock.recv(size)
     except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
         return None
+    finally:
+        sock.settimeout(timeout)
+
+
+def held_bytes(reader: Any, sock: socket.socket) -> bytes:
+    """What the buffered ``reader`` of ``sock`` already holds (or the socket has at hand),
+    without waiting: the bytes that came right after an HTTP head. Call it before any other
+    thread uses ``sock``: its timeout is 0 meanwhile."""
+    if reader is None:
+        return b""
+    timeout = sock.gettimeout()
+    sock.settimeout(0.0)
+    try:
+        held = reader.peek(0)
+        return bytes(reader.read1(len(held))) if held else b""
+    except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+        return b""
     finally:
         sock.settimeout(timeout)
 

@@ -402,3 +402,24 @@ def test_a_router_that_stops_closes_its_websockets_with_1001(
         assert service.seen.closes[0][0] == 1001
     finally:
         ws.shutdown()
+
+
+def test_a_frame_sent_with_the_upgrade_head_is_not_lost(tunnel: Any) -> None:
+    """A client that does not wait for the 101: its first frame, read by the router with the
+    head, still reaches the service."""
+    import base64
+    import os
+
+    key = base64.b64encode(os.urandom(16)).decode()
+    mask, text = os.urandom(4), b"sent before the 101"
+    frame = bytes([0x81, 0x80 | len(text)]) + mask + bytes(
+        b ^ mask[i % 4] for i, b in enumerate(text))
+    with socket.create_connection((LOOPBACK, tunnel.http_port), timeout=15) as sock:
+        sock.sendall((f"GET /svc/echo HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\n"
+                      f"Upgrade: websocket\r\nSec-WebSocket-Key: {key}\r\n"
+                      "Sec-WebSocket-Version: 13\r\n\r\n").encode() + frame)
+        reader = sock.makefile("rb")
+        assert reader.readline().startswith(b"HTTP/1.1 101")
+        while reader.readline() not in (b"\r\n", b""):
+            pass
+        assert reader.read(2 + len(text)) == bytes([0x81, len(text)]) + text
