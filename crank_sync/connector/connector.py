@@ -168,11 +168,7 @@ class Connector:
         """Deregister from a router that left the set and drain its sockets (in-flight
         requests get up to ``idle_timeout``), then forget it."""
         deadline = time.monotonic() + self.config.idle_timeout
-        while (any(w.handshaking and not w.done.is_set() for w in link.workers())
-               and time.monotonic() < deadline):
-            time.sleep(0.01)
-        confirmed = link.deregister(max(0.1, min(CLOSE_TIMEOUT, deadline - time.monotonic())))
-        self._drain([] if confirmed else [link], deadline, [link])
+        self._drain(self._deregister(deadline, [link]), deadline, [link])
         for worker in link.workers():
             worker.force_close()
         for worker in link.workers():
@@ -225,17 +221,19 @@ class Connector:
         return [w for link in (self._current() if links is None else links)
                 for w in link.workers()]
 
-    def _deregister(self, deadline: float) -> list[RouterLink]:
-        """Stop adding sockets and deregister at every router: the links that did not
-        confirm. Handshakes under way would register after the deregistration: they finish
-        first."""
-        for link in self._current():
+    def _deregister(self, deadline: float,
+                    links: list[RouterLink] | None = None) -> list[RouterLink]:
+        """Stop adding sockets and deregister at every router (or at ``links``): the links
+        that did not confirm. Handshakes under way would register after the deregistration:
+        they finish first."""
+        links = self._current() if links is None else links
+        for link in links:
             link.begin_stop()
-        while (any(w.handshaking and not w.done.is_set() for w in self._workers())
+        while (any(w.handshaking and not w.done.is_set() for w in self._workers(links))
                and time.monotonic() < deadline):
             time.sleep(0.01)
         return [
-            link for link in self._current()
+            link for link in links
             if not link.deregister(max(0.1, min(CLOSE_TIMEOUT, deadline - time.monotonic())))
         ]
 
