@@ -30,13 +30,13 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
-from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
-from support import LOOPBACK, closed_port, wait_for
+from support import LOOPBACK, TargetService, closed_port, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.rst"
@@ -455,37 +455,11 @@ def test_listener_example(tmp_path: Path) -> None:
     assert sorted(re.findall(r"my-service (\d{3})", done.stdout)) == ["401", "404"], done.stdout
 
 
-@pytest.fixture
-def header_echo() -> Iterator[int]:
-    """A service answering every GET with the ``X-Replayed-By`` header it received."""
-
-    class Echo(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802
-            body = f"X-Replayed-By: {self.headers.get('X-Replayed-By')}".encode()
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-            pass
-
-    server = ThreadingHTTPServer((LOOPBACK, 0), Echo)
-    thread = threading.Thread(target=server.serve_forever, name="test-readme-echo", daemon=True)
-    thread.start()
-    try:
-        yield server.server_address[1]
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(DEADLINE)
-
-
 #: What the connector listener example's ``...`` becomes: a GET reaches the service with the
 #: listener's header; a POST gets the listener's 405 through the router.
 CONNECTOR_LISTENER_CHECK = '''
 import readme_check, urllib.error, urllib.request
-readme_check.wait_200("{url}", "X-Replayed-By: crank_sync")
+readme_check.wait_200("{url}", '["X-Replayed-By", "crank_sync"]')
 request = urllib.request.Request("{url}", data=b"change", method="POST")
 opener = urllib.request.build_opener(urllib.request.ProxyHandler({{}}))
 try:
@@ -498,13 +472,16 @@ print("README CHECK OK connector listener")
 '''
 
 
-def test_connector_listener_example(router_ports: dict[str, int], header_echo: int,
+def test_connector_listener_example(router_ports: dict[str, int], target: TargetService,
                                     tmp_path: Path) -> None:
-    ports = {**router_ports, "service": header_echo}
+    ports = {**router_ports, "service": target.port}
     done = run_python(tmp_path, rewrite_ports(block("connector_listener"), ports),
-                      CONNECTOR_LISTENER_CHECK.format(url=through(ports)))
+                      CONNECTOR_LISTENER_CHECK.format(url=through(ports, "/my-service/headers")))
     assert done.returncode == 0, done.stdout + done.stderr
     assert "README CHECK OK connector listener" in done.stdout
+    seen = target.received_for("/my-service/headers")
+    assert seen and all(rec.method == "GET" for rec in seen)  # the POST never got there
+    assert all(("X-Replayed-By", "crank_sync") in rec.headers for rec in seen)
     registration = f"ws://127.0.0.1:{ports['registration']}"
     assert f"{registration}: registered" in done.stdout, done.stdout
     # on_complete once per request the connector received: the GETs of the wait (200) and
