@@ -69,6 +69,8 @@ class WsgiResponse:
         self._file = result.filelike if isinstance(result, FileWrapper) else None
         self._iter: Iterator[bytes] | None = None
         self._pending: list[bytes] = []
+        #: How much of ``_pending[0]`` has been sent already.
+        self._offset = 0
         self._done = False
         self._method = method
         self._sent = 0
@@ -162,11 +164,18 @@ class WsgiResponse:
                 self._pending.append(chunk)
         if not self._pending:
             return b""
-        data = self._pending.pop(0)
-        if len(data) > amt:
-            self._pending.insert(0, data[amt:])
-            data = data[:amt]
-        return data
+        data = self._pending[0]
+        if len(data) - self._offset <= amt:
+            del self._pending[0]
+            if self._offset:
+                data = data[self._offset:]
+                self._offset = 0
+            return data
+        # a large chunk goes out ``amt`` bytes at a time, each one copy: slicing off the rest
+        # instead would copy the whole remainder for every piece
+        start = self._offset
+        self._offset += amt
+        return data[start:self._offset]
 
     def _finish(self) -> None:
         if self._done:

@@ -2,6 +2,7 @@
 and ``wsgi.file_wrapper``."""
 from __future__ import annotations
 
+import io
 import logging
 from collections.abc import Iterable, Iterator
 from typing import IO
@@ -26,40 +27,65 @@ class RequestInput:
         self.error: BaseException | None = None
         self.bytes_read = 0
 
-    def _fill(self) -> bool:
-        """Pull one more chunk into the buffer; False at the end of the body."""
+    def _next_chunk(self) -> bytes:
+        """The tunnel's next non-empty chunk, or b"" at the end of the body."""
         while not self._eof:
             try:
                 chunk = next(self._chunks)
             except StopIteration:
                 self._eof = True
-                return False
+                return b""
             except Exception as err:
                 self._eof = True
                 self.error = err
                 raise ClientDisconnected(f"request body could not be read: {err!r}") from err
             if chunk:
-                self._buf += chunk
                 self.bytes_read += len(chunk)
-                return True
+                return chunk
         if self.error is not None:
             raise ClientDisconnected("request body could not be read") from self.error
-        return False
+        return b""
+
+    def _fill(self) -> bool:
+        """Pull one more chunk into the buffer; False at the end of the body."""
+        chunk = self._next_chunk()
+        if chunk:
+            self._buf += chunk
+        return bool(chunk)
 
     def _take(self, n: int) -> bytes:
-        data = bytes(self._buf[:n])
+        if n >= len(self._buf):
+            data = bytes(self._buf)
+            self._buf.clear()
+            return data
+        data = bytes(memoryview(self._buf)[:n])
         del self._buf[:n]
         return data
 
     def read(self, size: int | None = -1) -> bytes:
         """Up to ``size`` bytes (fewer only at the end); everything left when ``size`` < 0."""
-        if size is None or size < 0:
-            while self._fill():
-                pass
-            return self._take(len(self._buf))
-        while len(self._buf) < size and self._fill():
-            pass
-        return self._take(size)
+        want = size if size is not None and size >= 0 else None
+        if want is not None and len(self._buf) >= want:
+            return self._take(want)
+        # Chunks go into a BytesIO as they come: its getvalue() hands over its buffer without a
+        # copy, so a large read holds the body about once (a join would hold it twice).
+        first = self._take(len(self._buf))
+        chunk = self._next_chunk() if want is None or len(first) < want else b""
+        if not chunk:
+            return first
+        out = io.BytesIO(first)
+        out.seek(0, io.SEEK_END)
+        have = len(first)
+        while chunk:
+            if want is not None and have + len(chunk) >= want:
+                cut = want - have
+                out.write(memoryview(chunk)[:cut])
+                self._buf += memoryview(chunk)[cut:]
+                break
+            out.write(chunk)
+            have += len(chunk)
+            chunk = self._next_chunk()
+        return out.getvalue()
 
     def readline(self, size: int | None = -1) -> bytes:
         limit = size if size is not None and size >= 0 else None
