@@ -89,12 +89,13 @@ class BenchError(Exception):
 class Child:
     """A child process whose stdout is read line by line by a daemon thread."""
 
-    def __init__(self, name: str, args: list[str]) -> None:
+    def __init__(self, name: str, args: list[str], program: str | None = None) -> None:
+        """Runs ``python args...``, or ``program args...`` when a program is given."""
         self.name = name
         self.args = args
         self.stderr_file = tempfile.TemporaryFile(mode="w+b")
         self.proc = subprocess.Popen(
-            [sys.executable, *args], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            [program or sys.executable, *args], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
             stderr=self.stderr_file, cwd=os.path.dirname(SCRIPTS),
         )
         self.lines: queue.Queue[str | None] = queue.Queue()
@@ -476,15 +477,21 @@ def download(port: int, size: int, deadline_s: float = BULK_TIMEOUT) -> float:
 _UPLOAD_BODY: bytes | None = None
 
 
-def upload(port: int, size: int) -> float:
-    """POST size bytes to the sink; returns seconds. The sink answers with the length."""
+def upload_body(size: int) -> bytes:
+    """``size`` bytes to upload, made once per size."""
     global _UPLOAD_BODY
     if _UPLOAD_BODY is None or len(_UPLOAD_BODY) != size:
         _UPLOAD_BODY = bytes(range(256)) * (size // 256) + bytes(size % 256)
+    return _UPLOAD_BODY
+
+
+def upload(port: int, size: int) -> float:
+    """POST size bytes to the sink; returns seconds. The sink answers with the length."""
+    body = upload_body(size)
     conn = http.client.HTTPConnection(HOST, port, timeout=BULK_TIMEOUT)
     try:
         t0 = time.perf_counter()
-        conn.request("POST", f"/{ROUTE}/sink", body=_UPLOAD_BODY,
+        conn.request("POST", f"/{ROUTE}/sink", body=body,
                      headers={"Content-Type": "application/octet-stream"})
         resp = conn.getresponse()
         body = resp.read()
