@@ -16,7 +16,7 @@ import socket
 import ssl
 from typing import NamedTuple
 from urllib.parse import unquote, urlsplit
-from urllib.request import getproxies, proxy_bypass
+from urllib.request import getproxies, getproxies_environment, proxy_bypass
 
 from ..errors import ConnectionLost, HandshakeError
 
@@ -94,10 +94,36 @@ def connect(url: str, timeout: float, context: ssl.SSLContext | None,
     return sock, Target(hostport, resource, "https" if secure else "http")
 
 
+#: What the environment's proxy settings were when :func:`_proxy_for` last looked them up.
+_PROXY_VARIABLES = ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "no_proxy",
+                    "NO_PROXY", "REQUEST_METHOD")
+_proxy_cache: dict[tuple[object, ...], tuple[tuple[str, int], str | None] | None] = {}
+
+
 def _proxy_for(host: str, secure: bool) -> tuple[tuple[str, int], str | None] | None:
     """The HTTP proxy the environment names for ``host`` (``http_proxy`` for ws://,
     ``https_proxy`` for wss://, ``no_proxy`` honoured; loopback bypassed when no ``no_proxy``
-    is set), as websocket-client's ``create_connection`` picks it; and its credentials."""
+    is set), as websocket-client's ``create_connection`` picks it; and its credentials.
+
+    A v1 connector dials a socket per request, and ``getproxies`` scans the whole environment
+    (twice, with ``proxy_bypass``): the answer is kept while the proxy variables stay the
+    same. Where the system, not the environment, names proxies (macOS, Windows), it is asked
+    every time."""
+    if getproxies is not getproxies_environment:  # pragma: no cover - macOS and Windows
+        return _lookup_proxy(host, secure)
+    key = (host, secure, *(os.environ.get(name) for name in _PROXY_VARIABLES))
+    try:
+        return _proxy_cache[key]
+    except KeyError:
+        pass
+    found = _lookup_proxy(host, secure)
+    if len(_proxy_cache) >= 256:
+        _proxy_cache.clear()
+    _proxy_cache[key] = found
+    return found
+
+
+def _lookup_proxy(host: str, secure: bool) -> tuple[tuple[str, int], str | None] | None:
     proxies = getproxies()
     url = proxies.get("https" if secure else "http")
     if not url or proxy_bypass(host) or ("no" not in proxies

@@ -843,3 +843,25 @@ def test_loopback_bypasses_the_proxy_without_no_proxy(serve, monkeypatch) -> Non
     monkeypatch.delenv("NO_PROXY", raising=False)
     connect(server).shutdown()
     server.check()
+
+
+def test_a_change_of_the_proxy_variables_is_seen_at_the_next_connection(serve, monkeypatch):
+    """The proxy chosen is kept between a v1 connector's many connections, but only while the
+    environment's proxy variables stay the same: direct, then through the proxy, then direct."""
+    for name in ("http_proxy", "HTTP_PROXY", "no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("no_proxy", "example.invalid")
+    first = serve(answer_101())
+    connect(first).shutdown()
+    first.check()
+    proxy = ConnectProxy()
+    monkeypatch.setenv("http_proxy", f"http://{LOOPBACK}:{proxy.port}")
+    second = serve(answer_101())
+    connect(second).shutdown()
+    proxy.thread.join(TIMEOUT)
+    second.check()
+    assert proxy.request.startswith(f"CONNECT {LOOPBACK}:{second.port} ".encode())
+    monkeypatch.delenv("http_proxy")
+    third = serve(answer_101())
+    connect(third).shutdown()  # the proxy is gone: this works only when dialled direct
+    third.check()
