@@ -36,7 +36,11 @@ class CancelWatcher:
         self._thread.start()
 
     def watch(self, ws: ConnectorWebSocket, on_close: Callable[[], None]) -> None:
+        """Call ``on_close`` when the router closes ``ws``; nothing when it is watched already
+        (with the same callback: a v1 request keeps one watch from its head to its end)."""
         with self._lock:
+            if id(ws) in self._watched:
+                return
             self._watched.add(id(ws))
             self._register(ws, on_close)
         if self._wake_on_watch:
@@ -53,6 +57,8 @@ class CancelWatcher:
     def unwatch(self, ws: ConnectorWebSocket) -> None:
         """Stop watching ``ws``; call before its owner reads it again or closes it."""
         with self._lock:
+            if id(ws) not in self._watched:
+                return  # never registered, or unwatched already
             self._watched.discard(id(ws))
             self._unregister(ws)
 

@@ -243,6 +243,7 @@ class SocketWorker:
         body = self._request_body(ws, cancel) if head.has_body else None
         if body is None:
             watcher.watch(ws, cancel.cancel)
+        resp: TargetResponse | None = None
         try:
             resp = self.link.send(head, body, cancel, "1.0")
         except _Cancelled:
@@ -256,7 +257,9 @@ class SocketWorker:
             self._close(ws, 1011, f"target failed: {failure_reason(err)}")
             return
         finally:
-            watcher.unwatch(ws)
+            # on plain TCP the watch goes on while the response is relayed (see _respond)
+            if resp is None or isinstance(ws.sock, ssl.SSLSocket):
+                watcher.unwatch(ws)
         self._respond(ws, head, resp, cancel)
 
     def _tunnel(self, ws: ConnectorWebSocket, head: RequestHead) -> None:
@@ -313,7 +316,7 @@ class SocketWorker:
             # the socket is polled between chunks instead
             watched = not isinstance(ws.sock, ssl.SSLSocket)
             if watched:
-                self.link.watcher.watch(ws, cancel.cancel)
+                self.link.watcher.watch(ws, cancel.cancel)  # a no-op when still watched
             if not small_body(resp, chunk_size):
                 ws.send_frames(pending)
                 pending = []
