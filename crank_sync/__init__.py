@@ -4,6 +4,7 @@ Public API: :class:`Router`, :class:`RouterConfig`, :class:`Connector`, :class:`
 and the exception tree rooted at :class:`CrankError`.
 """
 import logging
+from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
 from .config import ConnectorConfig, RouterConfig
@@ -52,7 +53,20 @@ from .hooks import (
     Reject,
     RequestInfo,
 )
-from .router import Router
+
+if TYPE_CHECKING:
+    from .router import Router
+
+
+def __getattr__(name: str) -> Any:
+    # The router is imported on first use: a process that only runs a connector (an embedded
+    # WSGI app, a Flask or Django worker) is spared its modules, about 3 MiB.
+    if name == "Router":
+        from .router import Router
+
+        return Router
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "Aborted",

@@ -21,7 +21,6 @@ from . import settings
 from .config import redact_url
 from .connector import Connector
 from .errors import ListenError, PluginError
-from .router import Router
 from .workers import Supervisor
 
 #: Exit status for invalid settings, as argparse uses.
@@ -99,6 +98,8 @@ def router_main(argv: Sequence[str] | None = None) -> int:
                                 config.http_port, config.registration_port,
                                 resolved.values["drain_timeout"] + config.drain_grace + 15.0)
         return supervisor.run(stop)
+    from .router import Router  # here: crank-connector does not load the router's modules
+
     try:
         router = Router(config)
     except PluginError as err:
