@@ -15,7 +15,11 @@ direct to the target and through the tunnel in the same run:
    processes in a chain (scripts/tcp_relay.py, ``bulk_ceiling``): the least any two-process
    Python tunnel costs;
 3. peak RSS of the router and the connector during a 1 GiB download (quick: 256 MiB);
-4. 500 concurrent requests held 2 s each (quick: 100): successes, router threads and RSS peak.
+4. 500 concurrent requests held 2 s each (quick: 100): successes, router threads and RSS peak;
+5. the cost of parsing a request head;
+6. the peers (scripts/bench_peers.py, processes of its own): crank_sync beside asgi-cc,
+   crank4py-connector, crank4go (``--crank4go-connector PATH``), gunicorn direct and the plain
+   proxy, serving the same application; ``--section peers`` runs only this table.
 
 The small-request load comes from ``wrk`` when it is on PATH, otherwise from a built-in
 multi-threaded client; the same generator is used for direct and tunnel in one run.
@@ -736,6 +740,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="connector sliding window (default %(default)s)")
     parser.add_argument("--load-generator", choices=["auto", "wrk", "builtin"], default="auto",
                         help="small-GET load generator (default: wrk if on PATH)")
+    parser.add_argument("--section", choices=["all", "tunnel", "peers"], default="all",
+                        help="tunnel: sections 1-5; peers: only the table of peers "
+                             "(scripts/bench_peers.py); all (default): both")
+    parser.add_argument("--crank4go-connector", metavar="PATH",
+                        help="the peers table: also a crank4go connector binary "
+                             "(see scripts/bench_peers.py)")
     parser.add_argument("--router-arg", action="append", default=[], metavar="ARG",
                         help="one more argument for run_router.py, e.g. --router-arg=--plugin "
                              "--router-arg=MODULE:FACTORY (repeatable): measures the router "
@@ -748,6 +758,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.duration = 2.0 if args.quick else 5.0
     if not 0.5 <= args.duration <= 600:
         parser.error("--duration must be between 0.5 and 600 seconds")
+    if args.crank4go_connector and not os.access(args.crank4go_connector, os.X_OK):
+        parser.error(f"--crank4go-connector: {args.crank4go_connector} is not an executable "
+                     "file")
     if args.load_generator == "auto":
         args.load_generator = "wrk" if shutil.which("wrk") else "builtin"
     elif args.load_generator == "wrk" and not shutil.which("wrk"):
@@ -1048,6 +1061,32 @@ def run_bulk(ctx: dict[str, Any], bulk: dict[str, dict[str, Any]],
     slow["router_rss_mib_peak"] = sampler.rss_mib("router")
 
 
+def run_peers(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The table of peers (scripts/bench_peers.py), with processes of its own; None when
+    interrupted."""
+    import bench_peers
+
+    peer_args = argparse.Namespace(quick=args.quick, duration=None, only=None,
+                                   load_generator=args.load_generator,
+                                   crank4go_connector=args.crank4go_connector)
+    children: list[Child] = []
+    try:
+        result = bench_peers.run(peer_args, children)
+    except BenchError as err:
+        result = {"error": str(err)}
+        print(f"bench: peers: {err}", file=sys.stderr)
+        return result
+    except KeyboardInterrupt:
+        print("bench: interrupted", file=sys.stderr)
+        return None
+    finally:
+        for child in reversed(children):
+            child.stop()
+            child.stderr_file.close()
+    print("\n6. " + bench_peers.table(result), flush=True)
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     raise_nofile_limit()
@@ -1059,8 +1098,10 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with it ignored
     children: list[Child] = []
     started = time.monotonic()
+    result: dict[str, Any] = {}
     try:
-        result, ctx = run(args, children)
+        if args.section != "peers":
+            result, ctx = run(args, children)
     except BenchError as err:
         print(f"bench: cannot run: {err}", file=sys.stderr)
         return 1
@@ -1080,7 +1121,13 @@ def main(argv: list[str] | None = None) -> int:
                 for line in tail:
                     print(f"    {line}", file=sys.stderr)
             child.stderr_file.close()
-    print_table(result, ctx)
+    if args.section != "peers":
+        print_table(result, ctx)
+    if args.section != "tunnel":
+        peers = run_peers(args)
+        if peers is None:
+            return 130
+        result["peers"] = peers
     print(f"(total {time.monotonic() - started:.1f} s)", flush=True)
     if args.json:
         print(json.dumps(result), flush=True)

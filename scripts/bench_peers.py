@@ -31,7 +31,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import bench
@@ -48,7 +48,8 @@ class Peer:
     #: ``direct`` rows are served without the router.
     direct: bool
     start: Callable[[dict[str, Any]], tuple[Child, int]]
-    rows: dict[str, Any] = field(default_factory=dict)
+    #: The bulk transfers it serves (the plain proxy relays GETs only).
+    bulk: tuple[str, ...] = ("echo", "download")
 
 
 def _await_route(child: Child, port: int, deadline: float) -> None:
@@ -111,7 +112,8 @@ def peers(crank4go: str | None) -> list[Peer]:
         Peer("gunicorn direct", True, _direct("gunicorn", [apps, "gunicorn"],
                                               r"direct port: (\d+)")),
         Peer("plain proxy", True, _direct("plain-proxy", [
-            os.path.join(SCRIPTS, "plain_proxy.py"), "--to", "{target}"], r"proxy port: (\d+)")),
+            os.path.join(SCRIPTS, "plain_proxy.py"), "--to", "{target}"], r"proxy port: (\d+)"),
+             bulk=("download",)),
         Peer("crank_sync v3", False, _connector("crank_sync v3", [*ours, "3.0"])),
         Peer("crank_sync v1", False, _connector("crank_sync v1", [*ours, "1.0"])),
         Peer("crank_sync WSGI v3", False, _connector("WSGI v3", [*wsgi, "3.0"])),
@@ -159,6 +161,8 @@ def measure(peer: Peer, env: dict[str, Any], quick: bool) -> dict[str, Any]:
                                    "p99_ms": bench.rnd(got.p99_ms, 3), "errors": got.errors}
             for name, size, op in (("echo", ECHO_SIZE, echo), ("download", DOWNLOAD_SIZE,
                                                                 bench.download)):
+                if name not in peer.bulk:
+                    continue
                 try:
                     seconds = bench.median_of(repeats, lambda op=op, size=size: op(port, size))
                     row[f"{name}_mbps"] = bench.mbps(size, seconds)
