@@ -2,7 +2,7 @@
 
 Every result is compared with a byte-at-a-time reference written here (RFC 6455 section 5.3:
 byte ``i`` XOR ``key[(i + offset) % 4]``), over sizes on both sides of the numpy threshold
-(512 bytes) and of every word boundary, all four key offsets and the three buffer types the
+(1,536 bytes) and of every word boundary, all four key offsets and the three buffer types the
 router and connector pass in. The numpy path and the big-integer path (``_xor_int``) are also
 checked against each other, and the pure path is forced by making numpy look absent.
 """
@@ -18,7 +18,7 @@ import pytest
 from crank_sync.ws import masking
 from crank_sync.ws.masking import _xor_int, implementation, xor_mask
 
-SIZES = [0, 1, 2, 3, 4, 5, 511, 512, 513, 4096, 65535, 65536, 65539, 1_000_003]
+SIZES = [0, 1, 2, 3, 4, 5, 511, 512, 513, 1535, 1536, 1537, 4096, 65535, 65536, 65539, 1_000_003]
 OFFSETS = [0, 1, 2, 3]
 KEYS = [b"\x00\x00\x00\x00", b"\xff\xff\xff\xff", b"\x12\x34\x56\x78", b"\xa5\x00\x5a\xff"]
 BUFFER_TYPES = {
@@ -107,7 +107,7 @@ def test_offsets_compose_for_a_payload_masked_in_pieces() -> None:
     pieces = []
     pos = 0
     while pos < len(data):
-        n = rng.choice([1, 3, 7, 511, 512, 513, 4097])
+        n = rng.choice([1, 3, 7, 511, 512, 513, 1535, 1536, 1537, 4097])
         pieces.append(xor_mask(key, memoryview(data)[pos:pos + n], pos))
         pos += n
     assert b"".join(pieces) == whole == reference_mask(key, data)
@@ -125,7 +125,7 @@ def test_unaligned_memoryview_slice() -> None:
 
 
 @pytest.mark.skipif(not HAVE_NUMPY, reason="numpy is not installed: no numpy path to compare")
-@pytest.mark.parametrize("size", [512, 513, 514, 515, 516, 4096, 65539, 1_000_003])
+@pytest.mark.parametrize("size", [1536, 1537, 1538, 1539, 1540, 4096, 65539, 1_000_003])
 def test_numpy_path_and_big_integer_path_agree(monkeypatch: pytest.MonkeyPatch,
                                                size: int) -> None:
     data = payload(size)
