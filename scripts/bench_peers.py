@@ -16,8 +16,10 @@ One run, one router (ours), one target (scripts/bench_target.py) and one applica
   binary taking ``ROUTER_WS_URL TARGET_URL ROUTE WINDOW`` and printing ``started``.
 
 Each row: small GETs (1 KiB) at concurrency 1 and 16 (req/s, p50, p99), a 32 MiB POST echo and
-a 100 MiB download (MB/s, the median of three; quick: one), and the peak RSS of the peer's
-process (the row's own process: the connector, or the direct server) and of the router. Then
+a 100 MiB download (MB/s, the median of three; quick: one), the RSS of the peer's process
+(the row's own process: the connector, or the direct server) idle and at its peak, and the
+router's peak; then a 1 GiB upload (quick: 128 MiB) to an endpoint reading it in 64 KiB
+chunks, with the peer's peak RSS during it. Then
 the ratios a user asks about, each between two rows of this run. A peer that is not installed
 or does not start is reported with its reason, and the rest still run.
 """
@@ -39,6 +41,9 @@ from bench import HOST, ROUTE, SCRIPTS, BenchError, Child, Load, Sampler
 
 ECHO_SIZE = 32 * 1024 * 1024
 DOWNLOAD_SIZE = 100 * 1024 * 1024
+#: The long upload to the chunk-reading ``sink`` endpoint (quick: 128 MiB).
+SINK_FULL = 1024 * 1024 * 1024
+SINK_QUICK = 128 * 1024 * 1024
 WINDOW = 8
 
 
@@ -146,13 +151,26 @@ def echo(port: int, size: int) -> float:
     return seconds
 
 
+def _serving_pid(pid: int) -> int:
+    """The process that serves: gunicorn's one worker, not its arbiter; else ``pid`` itself."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            children = f.read().split()
+    except OSError:
+        return pid
+    return int(children[0]) if len(children) == 1 else pid
+
+
 def measure(peer: Peer, env: dict[str, Any], quick: bool) -> dict[str, Any]:
     row: dict[str, Any] = {"peer": peer.name}
     child, port = peer.start(env)
     load, duration = env["load"], env["duration"]
-    pids = {"peer": child.pid, "router": env["router"].pid}
+    pids = {"peer": _serving_pid(child.pid), "router": env["router"].pid}
     repeats = 1 if quick else bench.BULK_REPEATS
     try:
+        with Sampler(pids, max_seconds=1) as idle:
+            pass
+        row["peer_idle_rss_mib"] = idle.rss_mib("peer")
         with Sampler(pids, max_seconds=600) as sampler:
             load(port, bench.SMALL_PATH, max(bench.CONCURRENCIES), env["warmup"])
             for conc in bench.CONCURRENCIES:
@@ -170,6 +188,14 @@ def measure(peer: Peer, env: dict[str, Any], quick: bool) -> dict[str, Any]:
                     row[f"{name}_error"] = bench.error_text(err)
         row["peer_rss_mib"] = sampler.rss_mib("peer")
         row["router_rss_mib"] = None if peer.direct else sampler.rss_mib("router")
+        if "echo" in peer.bulk:  # a long upload to an application reading it in chunks
+            size = SINK_QUICK if quick else SINK_FULL
+            with Sampler(pids, max_seconds=600) as sink:
+                try:
+                    row["sink_mbps"] = bench.mbps(size, bench.upload(port, size))
+                except (BenchError, OSError, http.client.HTTPException) as err:
+                    row["sink_error"] = bench.error_text(err)
+            row["sink_rss_mib"] = sink.rss_mib("peer")
     finally:
         if child is not env["target"]:
             child.stop()
@@ -238,7 +264,7 @@ def table(result: dict[str, Any]) -> str:
     out = [f"Peers ({'quick' if result['quick'] else 'full'} mode; {result['load_generator']}, "
            f"{result['duration_s']:g} s per small-GET run; 1 KiB GETs; MB = 1e6 bytes)",
            "peer                 c=1 req/s  c=16 req/s  c16 p50 ms  c16 p99 ms  "
-           "echo MB/s  download MB/s  peer RSS MiB  router RSS MiB"]
+           "echo MB/s  download MB/s  RSS idle/peak  router RSS  upload MB/s  its RSS"]
     for row in result["rows"]:
         if row.get("error"):
             out.append(f"{row['peer']:<19}  unavailable: {row['error']}")
@@ -247,10 +273,12 @@ def table(result: dict[str, Any]) -> str:
         line = (f"{row['peer']:<19}  {fmt(c1['rps'], 9, 0)}  {fmt(c16['rps'], 10, 0)}  "
                 f"{fmt(c16['p50_ms'], 10, 2)}  {fmt(c16['p99_ms'], 10, 2)}  "
                 f"{fmt(row.get('echo_mbps'), 9, 0)}  {fmt(row.get('download_mbps'), 13, 0)}  "
-                f"{fmt(row['peer_rss_mib'], 12, 0)}  {fmt(row['router_rss_mib'], 14, 0)}")
+                f"{fmt(row['peer_idle_rss_mib'], 6, 0)}/{fmt(row['peer_rss_mib'], 6, 0)}  "
+                f"{fmt(row['router_rss_mib'], 10, 0)}  {fmt(row.get('sink_mbps'), 11, 0)}  "
+                f"{fmt(row.get('sink_rss_mib'), 7, 0)}")
         errors = c1["errors"] + c16["errors"]
         notes = [f"{errors} errors"] if errors else []
-        notes += [row[k] for k in ("echo_error", "download_error") if row.get(k)]
+        notes += [row[k] for k in ("echo_error", "download_error", "sink_error") if row.get(k)]
         out.append(line + (f"  ({'; '.join(notes)})" if notes else ""))
     out.append("")
     out.extend(f"{r['what']:<46} {fmt(r['ratio'], 6, 3)}" for r in result["ratios"])
