@@ -8,8 +8,6 @@ from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
 from .config import ConnectorConfig, RouterConfig
-from .connector import Connector
-from .connector.wsgi import WsgiTarget
 from .errors import (
     Aborted,
     BadGateway,
@@ -55,16 +53,27 @@ from .hooks import (
 )
 
 if TYPE_CHECKING:
+    from .connector import Connector
+    from .connector.wsgi import WsgiTarget
     from .router import Router
 
 
 def __getattr__(name: str) -> Any:
-    # The router is imported on first use: a process that only runs a connector (an embedded
-    # WSGI app, a Flask or Django worker) is spared its modules, about 3 MiB.
+    # The router and the connector are imported on first use: a process runs one of them,
+    # and is spared the other's modules (the router's about 3 MiB; the connector's, with
+    # urllib3 and websocket-client, about 7 MiB).
     if name == "Router":
         from .router import Router
 
         return Router
+    if name == "Connector":
+        from .connector import Connector
+
+        return Connector
+    if name == "WsgiTarget":
+        from .connector.wsgi import WsgiTarget
+
+        return WsgiTarget
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

@@ -19,7 +19,6 @@ from typing import Any
 
 from . import settings
 from .config import redact_url
-from .connector import Connector
 from .errors import ListenError, PluginError
 from .workers import Supervisor
 
@@ -128,6 +127,8 @@ def connector_main(argv: Sequence[str] | None = None) -> int:
     if isinstance(prepared, int):
         return prepared
     resolved, config, stop = prepared
+    from .connector import Connector  # here: crank-router does not load it
+
     try:
         connector = Connector(config=config).start()
     except PluginError as err:
