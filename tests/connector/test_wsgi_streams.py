@@ -5,6 +5,7 @@ measured with tracemalloc: a large read holds the body about once, not twice."""
 from __future__ import annotations
 
 import io
+import itertools
 import tracemalloc
 
 from hypothesis import given, settings
@@ -18,7 +19,7 @@ BODY = bytes(range(256)) * 40  # 10 KiB
 
 def chunked(data: bytes, cuts: list[int]) -> list[bytes]:
     points = sorted({c % (len(data) + 1) for c in cuts} | {0, len(data)})
-    return [data[a:b] for a, b in zip(points, points[1:])]
+    return [data[a:b] for a, b in itertools.pairwise(points)]
 
 
 operations = st.lists(st.tuples(st.sampled_from(["read", "readline", "read_all"]),
