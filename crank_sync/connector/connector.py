@@ -12,6 +12,7 @@ from typing import Any, cast
 from ..config import ConnectorConfig, redact_url
 from ..plugin_loader import load_plugins
 from ..threads import ThreadCache
+from ..ws import masking
 from .link import QUIET_ATTEMPTS, RouterLink
 from .listening import ConnectorHooks
 from .routers import RouterAddress, RouterSource
@@ -102,6 +103,7 @@ class Connector:
         if self._started:
             raise RuntimeError("connector already started")
         self._started = True
+        masking.preload()  # not later, in the middle of the traffic (see ws/masking.py)
         self._pool = ThreadPoolExecutor(max_workers=self.config.v3_workers,
                                         thread_name_prefix="crank-connector-stream")
         self._watcher = CancelWatcher()

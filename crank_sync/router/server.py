@@ -14,6 +14,7 @@ from ..config import RouterConfig
 from ..errors import ListenError
 from ..plugin_loader import load_plugins
 from ..threads import ThreadCache
+from ..ws import masking
 from .core import RouterCore
 from .deadlines import Deadlines
 from .pool import SocketRegistry
@@ -201,6 +202,7 @@ class Router:
         if self._stopped:
             raise RuntimeError("router was stopped and cannot start again: create a new Router")
         cfg = self.config
+        masking.preload()  # not later, in the middle of the traffic (see ws/masking.py)
         client_tls = None
         if cfg.tls_cert and cfg.tls_key:
             client_tls = server_context(cfg.tls_cert, cfg.tls_key)

@@ -10,14 +10,15 @@ XOR is the hottest loop of both processes. Per 64 KiB on the development machine
 
 :func:`xor_mask` uses numpy when it is installed, and big integers for payloads under 1,536 bytes
 (where numpy's fixed cost dominates) or without numpy. Importing numpy costs the process about
-13 MiB of memory, so it is imported only when the first large payload is masked.
+11 MiB of memory and some 50 ms with the GIL held, which stalls every thread: a router or
+connector imports it as it starts (:func:`preload`), never in the middle of its traffic.
 """
 from __future__ import annotations
 
 import importlib.util
 from typing import Any
 
-__all__ = ["implementation", "xor_mask"]
+__all__ = ["implementation", "preload", "xor_mask"]
 
 #: Below this many bytes the fixed cost of numpy outweighs its speed (measured): a small
 #: request or response (a 1 KiB body and its head) never imports numpy.
@@ -52,6 +53,12 @@ def _load_numpy() -> Any:
         else:
             _numpy = numpy
     return _numpy
+
+
+def preload() -> bool:
+    """Import numpy now, when it is installed (a router or connector calls this as it starts);
+    True when large payloads will be masked with it."""
+    return _load_numpy() is not False
 
 
 def implementation() -> str:

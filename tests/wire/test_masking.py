@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import random
+import subprocess
 import sys
 
 import pytest
@@ -162,3 +163,22 @@ def test_small_payloads_do_not_import_numpy(monkeypatch: pytest.MonkeyPatch) -> 
     key = b"\x01\x02\x03\x04"
     assert xor_mask(key, payload(511), 1) == expected(key, 511, 1)
     assert masking._numpy is None
+
+
+@pytest.mark.skipif(not HAVE_NUMPY, reason="numpy is not installed: nothing to preload")
+@pytest.mark.parametrize("side", ["router", "connector"])
+def test_numpy_is_imported_as_a_router_or_connector_starts(side: str) -> None:
+    """Importing numpy holds the GIL for tens of milliseconds: that happens at start, not at
+    the first large frame in the middle of the traffic (where it stalled every thread)."""
+    start = {
+        "router": "r = crank_sync.Router(crank_sync.RouterConfig(host='127.0.0.1', "
+                  "http_port=0, registration_port=0)).start(); r.stop()",
+        "connector": "c = crank_sync.Connector(target='http://127.0.0.1:9', route='r', "
+                     "routers=['ws://127.0.0.1:9']).start(); c.stop(timeout=1)",
+    }[side]
+    code = ("import sys, crank_sync; before = 'numpy' in sys.modules; " + start
+            + "; print(before, 'numpy' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr[-1000:]
+    assert done.stdout.split() == ["False", "True"]
