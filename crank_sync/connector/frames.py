@@ -10,6 +10,7 @@ then hands the socket back (:meth:`FrameReader.finish`).
 from __future__ import annotations
 
 import functools
+import time
 
 from ..errors import ConnectionLost, WebSocketError
 from ..ws.frames import FrameDecoder, Opcode, Role, mask_keys
@@ -54,6 +55,8 @@ class FrameReader:
     def __init__(self, ws: ConnectorWebSocket, max_message: int | None = None) -> None:
         self.ws = ws
         self._decoder = FrameDecoder(Role.CLIENT, max_message or MAX_MESSAGE)
+        #: When the router was last heard from (monotonic): any bytes, a pong's included.
+        self.last_heard = time.monotonic()
 
     @property
     def buffered(self) -> int:
@@ -109,6 +112,7 @@ class FrameReader:
             raise translated(err, reading=True) from err
         if not data:
             raise ConnectionLost("router closed the connection")
+        self.last_heard = time.monotonic()
         self._decoder.feed(data)
 
     def _answer_close(self) -> None:

@@ -22,7 +22,6 @@ from ..errors import (
     WebSocketError,
 )
 from ..protocol import (
-    MARKER_BODY_ENDED,
     RequestHead,
     ResponseHead,
     encode_response_head,
@@ -33,6 +32,7 @@ from ..protocol.limits import DEFAULT_MESSAGE_LIMIT, MESSAGE_LIMIT_HEADER, peer_
 from ..ws.frames import Opcode
 from ..ws.ping import silent_too_long
 from . import tunnel as connector_tunnel
+from . import v1_request
 from .frames import FrameReader, small_body
 from .handshake import open_websocket
 from .registering import SocketState, chosen_version, endpoint
@@ -126,7 +126,8 @@ class SocketWorker:
                     if not self.link.stopping.is_set():
                         self.link.on_socket_lost(self)
                     continue
-                request = self._wait_for_request(ws)
+                reader = FrameReader(ws)
+                request = self._wait_for_request(ws, reader)
                 if request is None:
                     self._discard(ws)
                     if not self.link.stopping.is_set():
@@ -135,7 +136,7 @@ class SocketWorker:
                 self.state = SocketState.BUSY
                 self.link.on_request(self)
                 try:
-                    self._serve(ws, request)
+                    self._serve(ws, request, reader)
                 finally:
                     self._discard(ws)
                 return
@@ -192,16 +193,18 @@ class SocketWorker:
         self.ws = None
         ws.shutdown()
 
-    def _wait_for_request(self, ws: ConnectorWebSocket) -> str | None:
-        """Idle: answer pings, ping the router, return the request text or None if closed."""
+    def _wait_for_request(self, ws: ConnectorWebSocket, reader: FrameReader) -> str | None:
+        """Idle: answer pings, ping the router, return the request text or None if closed.
+
+        ``reader`` reads whole frames at a time (websocket-client takes three reads for one);
+        what it holds beyond the request is for :meth:`_serve`."""
         interval = self.link.config.ping_interval
         ws.settimeout(interval)
-        last_heard = time.monotonic()
         while True:  # until the router closes it (deregistration) or stop() aborts it
             try:
-                opcode, data = ws.recv_frame()
+                opcode, data = reader.recv()
             except ReadTimeout:
-                if silent_too_long(last_heard, interval, time.monotonic()):
+                if silent_too_long(reader.last_heard, interval, time.monotonic()):
                     log.warning("router %s silent for %.0fs: reconnecting", self.link.shown,
                                 2 * interval)
                     return None
@@ -214,7 +217,6 @@ class SocketWorker:
                 if not self.link.stopping.is_set():
                     log.info("idle socket to %s lost: %r", self.link.shown, err)
                 return None
-            last_heard = time.monotonic()
             if opcode == Opcode.TEXT:
                 return data.decode("utf-8")
             if opcode == Opcode.CLOSE:
@@ -226,7 +228,7 @@ class SocketWorker:
 
     # -- one request -------------------------------------------------------------------------
 
-    def _serve(self, ws: ConnectorWebSocket, text: str) -> None:
+    def _serve(self, ws: ConnectorWebSocket, text: str, reader: FrameReader) -> None:
         cfg = self.link.config
         ws.settimeout(cfg.idle_timeout)
         try:
@@ -235,12 +237,16 @@ class SocketWorker:
             log.warning("bad request from router %s: %s", self.link.shown, err)
             self._close(ws, 1008, "bad request message")
             return
+        if not head.has_body and v1_request.closed_after_head(reader, head.label):
+            return
         if self.tunnels and tunnel.is_websocket_upgrade(head.headers):
             self._tunnel(ws, head)
             return
         cancel = Cancel()
         watcher = self.link.watcher
-        body = self._request_body(ws, cancel) if head.has_body else None
+        # once the body is in, watch for a cancel while the target answers
+        body = (v1_request.request_body(reader, lambda: watcher.watch(ws, cancel.cancel))
+                if head.has_body else None)
         if body is None:
             watcher.watch(ws, cancel.cancel)
         resp: TargetResponse | None = None
@@ -273,34 +279,6 @@ class SocketWorker:
             return
         if refusal is not None:
             self._respond(ws, head, refusal, Cancel())
-
-    def _request_body(self, ws: ConnectorWebSocket, cancel: Cancel) -> Iterator[bytes]:
-        # FrameReader reads what has arrived (websocket-client reads 16 KiB at a time, and
-        # each frame's head apart): a 64 KiB body frame takes one or two reads instead of six
-        reader = FrameReader(ws)
-        while True:
-            try:
-                opcode, data = reader.recv()
-            except WebSocketError as err:
-                raise _Cancelled(f"router socket lost during request body: {err!r}") from err
-            if opcode == Opcode.BINARY:
-                if data:
-                    yield data
-            elif opcode == Opcode.TEXT:
-                if data.decode("utf-8", "replace").strip() == MARKER_BODY_ENDED:
-                    break
-            elif opcode == Opcode.CLOSE:
-                raise _Cancelled("router closed the socket during the request body")
-        # the body is complete: the watcher (websocket-client) reads the socket from here on,
-        # so what the reader holds beyond the marker is looked at now
-        try:
-            rest = reader.finish()
-        except WebSocketError as err:
-            raise _Cancelled(f"router socket lost after the request body: {err!r}") from err
-        if any(opcode == Opcode.CLOSE for opcode, _ in rest):
-            raise _Cancelled("router closed the socket after the request body")
-        # watch for a cancel while the target answers
-        self.link.watcher.watch(ws, cancel.cancel)
 
     def _respond(self, ws: ConnectorWebSocket, head: RequestHead,
                  resp: TargetResponse, cancel: Cancel) -> None:
