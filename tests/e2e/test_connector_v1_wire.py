@@ -64,3 +64,69 @@ def test_ping_right_after_the_marker_does_not_cancel(target):
 def test_close_right_after_the_marker_cancels(target, payload):
     router = _run(ws_frame(CLOSE, payload), target)
     assert router.received == []
+
+
+GET = "GET /svc/bytes/5 HTTP/1.1\nHost:scripted\n\n_2"
+
+
+class _BodylessExchange(_Exchange):
+    """A GET head with ``after`` in the same write: the connector reads the head with what
+    follows it, and must look at that before the cancel watcher takes the socket."""
+
+    def __init__(self, after: bytes) -> None:
+        super().__init__(after)
+        self.burst = ws_frame(TEXT, GET.encode()) + after
+
+
+def _run_bodyless(after: bytes, target: Any) -> _Exchange:
+    exchange = _BodylessExchange(after)
+    router = ScriptedRouter(exchange, name="scripted-v1-router")
+    conn = Connector(target=target.url, route="svc", protocols=("1.0",), routers=[router.url])
+    conn.start()
+    try:
+        wait_for(router.done.is_set, what="the scripted socket to close")
+    finally:
+        assert conn.stop(timeout=5) is True
+        router.stop()
+    return exchange
+
+
+def test_ping_right_behind_a_bodyless_head_is_answered_and_the_request_served(target):
+    router = _run_bodyless(ws_frame(PING, b"still there?"), target)
+    assert len(router.received) == 2, router.received
+    head, body = router.received
+    assert isinstance(head, str) and head.startswith("HTTP/1.1 200"), head
+    assert isinstance(body, bytes) and len(body) == 5
+    assert router.close_code == 1000
+
+
+def test_close_right_behind_a_bodyless_head_cancels(target):
+    router = _run_bodyless(ws_frame(CLOSE, struct.pack("!H", 1001) + b"client gone"), target)
+    assert router.received == []
+    assert target.received_for("/svc/bytes/5") == []
+
+
+def test_a_router_that_only_answers_pings_keeps_the_idle_socket(target):
+    """An idle v1 socket gives up on a router silent for two ping intervals: the pongs that
+    answer its own pings count as hearing from it (this router never pings)."""
+    state: dict[str, Any] = {}
+
+    def script(ws: Any, sock: socket.socket) -> None:
+        # quiet for four ping intervals, answering pings only (simple-websocket does)
+        assert ws.receive(timeout=2.0) is None
+        state["registrations_while_quiet"] = len(router.offered)
+        ws.send(GET)
+        state["received"], state["close_code"] = receive_until_closed(ws)
+
+    router = ScriptedRouter(script, name="scripted-pong-router")
+    conn = Connector(target=target.url, route="svc", protocols=("1.0",), routers=[router.url],
+                     sliding_window=1, ping_interval=0.5)
+    conn.start()
+    try:
+        wait_for(router.done.is_set, what="the scripted socket to close")
+    finally:
+        assert conn.stop(timeout=5) is True
+        router.stop()
+    assert state["registrations_while_quiet"] == 1
+    head = state["received"][0]
+    assert isinstance(head, str) and head.startswith("HTTP/1.1 200"), state["received"]
