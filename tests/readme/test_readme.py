@@ -131,6 +131,7 @@ NOT_RUN = {
         ".ci/wheel_check.sh builds the wheel this way, installs it in a fresh venv and runs "
         "the router and a connector from it",
     "1. Small GETs (1024 B body)": "output of scripts/bench.py, not a command",
+    "6. Peers (full mode;": "output of scripts/bench.py --section peers, not a command",
     "[routes.my-service]":
         "a TOML example: tests/cli/test_limit_settings.py reads these keys from a file, "
         "tests/e2e/test_rate_limits.py and test_concurrency_caps.py enforce them",
