@@ -489,21 +489,25 @@ def upload_body(size: int) -> bytes:
     return _UPLOAD_BODY
 
 
-def upload(port: int, size: int) -> float:
-    """POST size bytes to the sink; returns seconds. The sink answers with the length."""
-    body = upload_body(size)
+def post(port: int, endpoint: str, body: bytes) -> tuple[int, bytes, float]:
+    """POST ``body`` to ``/<route>/<endpoint>``: the status, the answer and the seconds."""
     conn = http.client.HTTPConnection(HOST, port, timeout=BULK_TIMEOUT)
     try:
         t0 = time.perf_counter()
-        conn.request("POST", f"/{ROUTE}/sink", body=body,
+        conn.request("POST", f"/{ROUTE}/{endpoint}", body=body,
                      headers={"Content-Type": "application/octet-stream"})
         resp = conn.getresponse()
-        body = resp.read()
-        seconds = time.perf_counter() - t0
+        answer = resp.read()
+        return resp.status, answer, time.perf_counter() - t0
     finally:
         conn.close()
-    if resp.status != 200 or body != str(size).encode():
-        raise BenchError(f"upload: HTTP {resp.status}, body {body[:100]!r}")
+
+
+def upload(port: int, size: int) -> float:
+    """POST size bytes to the sink; returns seconds. The sink answers with the length."""
+    status, answer, seconds = post(port, "sink", upload_body(size))
+    if status != 200 or answer != str(size).encode():
+        raise BenchError(f"upload: HTTP {status}, body {answer[:100]!r}")
     return seconds
 
 

@@ -136,18 +136,9 @@ def peers(crank4go: str | None) -> list[Peer]:
 def echo(port: int, size: int) -> float:
     """POST ``size`` bytes to the echo endpoint and check they come back; returns seconds."""
     body = bench.upload_body(size)
-    conn = http.client.HTTPConnection(HOST, port, timeout=bench.BULK_TIMEOUT)
-    try:
-        t0 = time.perf_counter()
-        conn.request("POST", f"/{ROUTE}/echo", body=body,
-                     headers={"Content-Type": "application/octet-stream"})
-        resp = conn.getresponse()
-        got = resp.read()
-        seconds = time.perf_counter() - t0
-    finally:
-        conn.close()
-    if resp.status != 200 or got != body:
-        raise BenchError(f"echo: HTTP {resp.status}, {len(got)} of {size} bytes back")
+    status, answer, seconds = bench.post(port, "echo", body)
+    if status != 200 or answer != body:
+        raise BenchError(f"echo: HTTP {status}, {len(answer)} of {size} bytes back")
     return seconds
 
 

@@ -37,8 +37,8 @@ class _Exchange:
         self.received, self.close_code = receive_until_closed(ws)
 
 
-def _run(after: bytes, target: Any) -> _Exchange:
-    exchange = _Exchange(after)
+def _run(after: bytes, target: Any, exchange: _Exchange | None = None) -> _Exchange:
+    exchange = exchange or _Exchange(after)
     router = ScriptedRouter(exchange, name="scripted-v1-router")
     conn = Connector(target=target.url, route="svc", protocols=("1.0",), routers=[router.url])
     conn.start()
@@ -79,16 +79,7 @@ class _BodylessExchange(_Exchange):
 
 
 def _run_bodyless(after: bytes, target: Any) -> _Exchange:
-    exchange = _BodylessExchange(after)
-    router = ScriptedRouter(exchange, name="scripted-v1-router")
-    conn = Connector(target=target.url, route="svc", protocols=("1.0",), routers=[router.url])
-    conn.start()
-    try:
-        wait_for(router.done.is_set, what="the scripted socket to close")
-    finally:
-        assert conn.stop(timeout=5) is True
-        router.stop()
-    return exchange
+    return _run(after, target, _BodylessExchange(after))
 
 
 def test_ping_right_behind_a_bodyless_head_is_answered_and_the_request_served(target):
