@@ -1066,29 +1066,13 @@ def run_bulk(ctx: dict[str, Any], bulk: dict[str, dict[str, Any]],
 
 
 def run_peers(args: argparse.Namespace) -> dict[str, Any] | None:
-    """The table of peers (scripts/bench_peers.py), with processes of its own; None when
-    interrupted."""
+    """Section 6, the table of peers (scripts/bench_peers.py), with processes of its own;
+    None when interrupted."""
     import bench_peers
 
-    peer_args = argparse.Namespace(quick=args.quick, duration=None, only=None,
-                                   load_generator=args.load_generator,
-                                   crank4go_connector=args.crank4go_connector)
-    children: list[Child] = []
-    try:
-        result = bench_peers.run(peer_args, children)
-    except BenchError as err:
-        result = {"error": str(err)}
-        print(f"bench: peers: {err}", file=sys.stderr)
-        return result
-    except KeyboardInterrupt:
-        print("bench: interrupted", file=sys.stderr)
-        return None
-    finally:
-        for child in reversed(children):
-            child.stop()
-            child.stderr_file.close()
-    print("\n6. " + bench_peers.table(result), flush=True)
-    return result
+    return bench_peers.run_and_print(argparse.Namespace(
+        quick=args.quick, duration=None, only=None, load_generator=args.load_generator,
+        crank4go_connector=args.crank4go_connector), heading="\n6. ")
 
 
 def main(argv: list[str] | None = None) -> int:

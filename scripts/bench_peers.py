@@ -295,24 +295,36 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def run_and_print(args: argparse.Namespace, heading: str = "") -> dict[str, Any] | None:
+    """:func:`run` with processes of its own, stopped after; prints the table. A result with
+    an "error" when it could not run, None when interrupted."""
+    children: list[Child] = []
+    try:
+        result = run(args, children)
+    except BenchError as err:
+        print(f"bench: peers: cannot run: {err}", file=sys.stderr)
+        return {"error": str(err)}
+    except KeyboardInterrupt:
+        print("bench: interrupted", file=sys.stderr)
+        return None
+    finally:
+        for child in reversed(children):
+            child.stop()
+            child.stderr_file.close()
+    print(heading + table(result), flush=True)
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     bench.raise_nofile_limit()
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
-    children: list[Child] = []
     started = time.monotonic()
-    try:
-        result = run(args, children)
-    except BenchError as err:
-        print(f"bench_peers: cannot run: {err}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("bench_peers: interrupted", file=sys.stderr)
+    result = run_and_print(args)
+    if result is None:
         return 130
-    finally:
-        for child in reversed(children):
-            child.stop()
-    print(table(result))
+    if "error" in result:
+        return 1
     print(f"(total {time.monotonic() - started:.1f} s)", flush=True)
     if args.json:
         print(json.dumps(result), flush=True)
