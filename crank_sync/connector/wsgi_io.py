@@ -73,6 +73,9 @@ class RequestInput:
         chunk = self._next_chunk() if want is None or len(first) < want else b""
         if not chunk:
             return first
+        if not first and want is not None and len(chunk) >= want:  # one chunk: no copy
+            self._buf += memoryview(chunk)[want:]
+            return bytes(chunk[:want])
         out = io.BytesIO(first)
         out.seek(0, io.SEEK_END)
         have = len(first)
