@@ -122,8 +122,10 @@ class Resolved:
             return self.spec.config_cls(**kwargs)
         except ValueError as err:
             culprit = blame(str(err), sorted(names))
+            source = self.sources.get(culprit or "")
+            # a value that was never given (a required one missing) has no source to name
             raise SettingError(culprit or "config", str(err),
-                               self.sources.get(culprit or "")) from err
+                               None if source == "default" else source) from err
 
     def effective(self, config: Any) -> dict[str, Any]:
         """The config plus the command-line-only settings, ready for ``json.dumps``."""

@@ -288,8 +288,10 @@ def test_required_connector_settings(missing: str) -> None:
     values = {"target": "http://127.0.0.1:5000", "route": "svc", "routers": "ws://127.0.0.1:1"}
     del values[missing]
     environ = {f"CRANK_CONNECTOR_{k.upper()}": v for k, v in values.items()}
-    with pytest.raises(SettingError, match=rf"^{missing}: required: give (--|a router URL)"):
+    with pytest.raises(SettingError, match=rf"^{missing}: required: give (--|a router URL)") \
+            as info:
         settings.parse(CONNECTOR, [], environ).build()  # routers: or router_dns, checked there
+    assert "(from" not in str(info.value)  # never given: there is no source to name
     # all three from the environment alone is enough
     environ[f"CRANK_CONNECTOR_{missing.upper()}"] = {"target": "http://127.0.0.1:5000",
                                                      "route": "svc",
