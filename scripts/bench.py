@@ -262,6 +262,12 @@ def start_connector(children: list[Child], protocol: str, reg_port: int, target_
     deadline = time.monotonic() + READY_DEADLINE
     child.wait_for(r"connector .* serving route", deadline)
     # Sockets register in the background: wait until a request through the router works.
+    await_route(child, router_port, deadline)
+    return child
+
+
+def await_route(child: Child, port: int, deadline: float) -> None:
+    """Until a small GET through ``port`` works, while ``child`` (what serves it) lives."""
     last = "no attempt"
     while time.monotonic() < deadline:
         if not child.alive():
@@ -269,14 +275,14 @@ def start_connector(children: list[Child], protocol: str, reg_port: int, target_
                              f"{child.stderr_note()}")
         try:
             timeout = max(0.1, min(5.0, deadline - time.monotonic()))
-            status, body = http_get(router_port, f"/{ROUTE}/bytes/16", timeout)
+            status, body = http_get(port, f"/{ROUTE}/bytes/16", timeout)
             if status == 200 and len(body) == 16:
-                return child
+                return
             last = f"HTTP {status}"
         except (OSError, http.client.HTTPException) as err:
             last = f"{type(err).__name__}: {err}"
         time.sleep(0.1)
-    raise BenchError(f"{child.name}: no successful request through the router within "
+    raise BenchError(f"{child.name}: no successful request on port {port} within "
                      f"{READY_DEADLINE:.0f} s (last: {last})")
 
 

@@ -57,24 +57,6 @@ class Peer:
     bulk: tuple[str, ...] = ("echo", "download")
 
 
-def _await_route(child: Child, port: int, deadline: float) -> None:
-    """Until a small GET through ``port`` works (registrations complete in the background)."""
-    last = "no attempt"
-    while time.monotonic() < deadline:
-        if not child.alive():
-            raise BenchError(f"{child.name} exited with code {child.proc.returncode}"
-                             f"{child.stderr_note()}")
-        try:
-            status, body = bench.http_get(port, f"/{ROUTE}/bytes/16", 5.0)
-            if status == 200 and len(body) == 16:
-                return
-            last = f"HTTP {status}"
-        except (OSError, http.client.HTTPException) as err:
-            last = f"{type(err).__name__}: {err}"
-        time.sleep(0.1)
-    raise BenchError(f"{child.name}: no successful request within the deadline (last: {last})")
-
-
 def _connector(name: str, args: list[str], program: str | None = None
                ) -> Callable[[dict[str, Any]], tuple[Child, int]]:
     """A peer registered at our router; ``args`` may use {reg} and {target}."""
@@ -84,7 +66,7 @@ def _connector(name: str, args: list[str], program: str | None = None
                            target=f"http://{HOST}:{env['target_port']}") for a in args]
         child = Child(name, filled, program=program)
         env["children"].append(child)
-        _await_route(child, env["router_port"], time.monotonic() + bench.READY_DEADLINE)
+        bench.await_route(child, env["router_port"], time.monotonic() + bench.READY_DEADLINE)
         return child, env["router_port"]
 
     return start
@@ -96,7 +78,7 @@ def _direct(name: str, args: list[str], pattern: str
         child = Child(name, [a.format(target=env["target_port"]) for a in args])
         env["children"].append(child)
         port = int(child.wait_for(pattern, time.monotonic() + bench.STARTUP_DEADLINE).group(1))
-        _await_route(child, port, time.monotonic() + bench.READY_DEADLINE)
+        bench.await_route(child, port, time.monotonic() + bench.READY_DEADLINE)
         return child, port
 
     return start
