@@ -40,6 +40,7 @@ CHUNK = 64 * 1024
 MAX_BYTES = 1024 * 1024 * 1024
 _BLOCK = bytes(range(256)) * (CHUNK // 256)
 ROUTE = "bench"
+NOT_FOUND = b"no such endpoint\n"
 
 
 def _endpoint(path: str) -> tuple[str, str]:
@@ -62,6 +63,12 @@ def _size(argument: str) -> int | None:
 
 # -- WSGI ---------------------------------------------------------------------------------
 
+def _answer(start_response: Callable[..., Any], status: str, body: bytes,
+            content_type: str = "text/plain") -> list[bytes]:
+    start_response(status, [("Content-Type", content_type), ("Content-Length", str(len(body)))])
+    return [body]
+
+
 def wsgi_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
     endpoint, argument = _endpoint(environ.get("PATH_INFO", ""))
     stream = environ["wsgi.input"]
@@ -72,19 +79,13 @@ def wsgi_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Ite
     if endpoint == "echo":
         length = environ.get("CONTENT_LENGTH", "")
         body = stream.read(int(length)) if length.isdigit() else stream.read()
-        start_response("200 OK", [("Content-Type", "application/octet-stream"),
-                                  ("Content-Length", str(len(body)))])
-        return [body]
+        return _answer(start_response, "200 OK", body, "application/octet-stream")
     if endpoint == "sink":
         total = 0
         while chunk := stream.read(CHUNK):
             total += len(chunk)
-        answer = str(total).encode()
-        start_response("200 OK", [("Content-Type", "text/plain"),
-                                  ("Content-Length", str(len(answer)))])
-        return [answer]
-    start_response("404 Not Found", [("Content-Type", "text/plain"), ("Content-Length", "9")])
-    return [b"no such\n\n"[:9]]
+        return _answer(start_response, "200 OK", str(total).encode())
+    return _answer(start_response, "404 Not Found", NOT_FOUND)
 
 
 # -- ASGI ---------------------------------------------------------------------------------
@@ -124,7 +125,7 @@ async def asgi_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     elif endpoint == "sink":
         await _send_body(send, 200, str(total).encode(), "text/plain")
     else:
-        await _send_body(send, 404, b"no such\n\n"[:9], "text/plain")
+        await _send_body(send, 404, NOT_FOUND, "text/plain")
 
 
 # -- the peers ----------------------------------------------------------------------------
