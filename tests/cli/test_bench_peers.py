@@ -1,8 +1,8 @@
 """``scripts/bench_peers.py`` runs, end to end, for the rows the test environment can serve:
 real router, connector and target processes, the built-in load generator, the JSON line read
-back. Only that every figure is there and nothing failed is checked, never a speed; and that
-the application of ``scripts/bench_apps.py`` answers alike as WSGI in-process and under the
-HTTP target it stands beside."""
+back. Only that every figure is there and nothing failed is checked, never a speed (the echo
+and the upload check the bytes that come back, so the WSGI and ASGI apps of
+``scripts/bench_apps.py`` are exercised too)."""
 from __future__ import annotations
 
 import json

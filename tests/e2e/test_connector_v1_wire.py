@@ -20,15 +20,20 @@ from crank_sync.protocol import MARKER_BODY_ENDED
 TEXT, BINARY, CLOSE, PING = 0x1, 0x2, 0x8, 0x9
 REQUEST = "POST /svc/echo HTTP/1.1\nHost:scripted\nContent-Length:11\n\n_1"
 BODY = b"hello world"
+GET = "GET /svc/bytes/5 HTTP/1.1\nHost:scripted\n\n_2"
 
 
 class _Exchange:
     """Writes the request with ``after`` in one write, and records every message the connector
-    sends until the socket closes."""
+    sends until the socket closes. ``bodyless``: a GET head, then ``after`` (the connector
+    reads the head with what follows it, and must look at that before the cancel watcher
+    takes the socket)."""
 
-    def __init__(self, after: bytes) -> None:
-        self.burst = b"".join((ws_frame(TEXT, REQUEST.encode()), ws_frame(BINARY, BODY),
-                               ws_frame(TEXT, MARKER_BODY_ENDED.encode()), after))
+    def __init__(self, after: bytes, bodyless: bool = False) -> None:
+        request = ((ws_frame(TEXT, GET.encode()),) if bodyless else
+                   (ws_frame(TEXT, REQUEST.encode()), ws_frame(BINARY, BODY),
+                    ws_frame(TEXT, MARKER_BODY_ENDED.encode())))
+        self.burst = b"".join((*request, after))
         self.received: list[str | bytes] = []
         self.close_code: int | None = None
 
@@ -37,8 +42,8 @@ class _Exchange:
         self.received, self.close_code = receive_until_closed(ws)
 
 
-def _run(after: bytes, target: Any, exchange: _Exchange | None = None) -> _Exchange:
-    exchange = exchange or _Exchange(after)
+def _run(after: bytes, target: Any, bodyless: bool = False) -> _Exchange:
+    exchange = _Exchange(after, bodyless)
     router = ScriptedRouter(exchange, name="scripted-v1-router")
     conn = Connector(target=target.url, route="svc", protocols=("1.0",), routers=[router.url])
     conn.start()
@@ -66,24 +71,8 @@ def test_close_right_after_the_marker_cancels(target, payload):
     assert router.received == []
 
 
-GET = "GET /svc/bytes/5 HTTP/1.1\nHost:scripted\n\n_2"
-
-
-class _BodylessExchange(_Exchange):
-    """A GET head with ``after`` in the same write: the connector reads the head with what
-    follows it, and must look at that before the cancel watcher takes the socket."""
-
-    def __init__(self, after: bytes) -> None:
-        super().__init__(after)
-        self.burst = ws_frame(TEXT, GET.encode()) + after
-
-
-def _run_bodyless(after: bytes, target: Any) -> _Exchange:
-    return _run(after, target, _BodylessExchange(after))
-
-
 def test_ping_right_behind_a_bodyless_head_is_answered_and_the_request_served(target):
-    router = _run_bodyless(ws_frame(PING, b"still there?"), target)
+    router = _run(ws_frame(PING, b"still there?"), target, bodyless=True)
     assert len(router.received) == 2, router.received
     head, body = router.received
     assert isinstance(head, str) and head.startswith("HTTP/1.1 200"), head
@@ -92,7 +81,8 @@ def test_ping_right_behind_a_bodyless_head_is_answered_and_the_request_served(ta
 
 
 def test_close_right_behind_a_bodyless_head_cancels(target):
-    router = _run_bodyless(ws_frame(CLOSE, struct.pack("!H", 1001) + b"client gone"), target)
+    router = _run(ws_frame(CLOSE, struct.pack("!H", 1001) + b"client gone"), target,
+                  bodyless=True)
     assert router.received == []
     assert target.received_for("/svc/bytes/5") == []
 
