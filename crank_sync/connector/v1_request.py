@@ -15,6 +15,7 @@ from ..ws.frames import Opcode
 from .frames import FrameReader
 from .target import _Cancelled
 
+# the lines of the v1 request they belong to: under the socket worker's logger, as before
 log = logging.getLogger("crank_sync.connector.worker")
 
 

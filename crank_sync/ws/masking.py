@@ -4,9 +4,8 @@ Every frame a connector sends is masked, and the router unmasks it: on a bulk tr
 XOR is the hottest loop of both processes. Per 64 KiB on the development machine:
 
 * numpy (the ``crank_sync[speed]`` extra), 32-bit words: about 3.5 us;
-* Python's big integers: about 63 us (wsaccel's compiled byte loop, for comparison: 27 us).
-
-2 KiB: numpy 3.0 us, big integers 4.3 us; 1 KiB: 2.9 and 2.6 us (crossing near 1.5 KiB).
+* Python's big integers: about 63 us (wsaccel's compiled byte loop, for comparison: 27 us);
+* per 2 KiB, numpy 3.0 us and big integers 4.3 us; per 1 KiB, 2.9 and 2.6 us.
 
 :func:`xor_mask` uses numpy when it is installed, and big integers for payloads under 1,536 bytes
 (where numpy's fixed cost dominates) or without numpy. Importing numpy costs the process about
@@ -20,8 +19,8 @@ from typing import Any
 
 __all__ = ["implementation", "preload", "xor_mask"]
 
-#: Below this many bytes the fixed cost of numpy outweighs its speed (measured): a small
-#: request or response (a 1 KiB body and its head) never imports numpy.
+#: Below this many bytes the fixed cost of numpy outweighs its speed (measured above): a small
+#: request or response (a 1 KiB body and its head) is masked with big integers.
 _SMALL = 1536
 
 
