@@ -35,8 +35,8 @@ def test_default_is_one_v3_socket_per_router(router, target, connector_factory):
     conn = connector_factory(target, protocols=V3_PREFERRED, v3_sockets=1, wait=False)
     assert conn.config.v3_sockets == ConnectorConfig.v3_sockets == 1
     wait_for(lambda: router.idle_sockets("svc") >= 1, what="the v3 socket")
-    # the top-up decision is made before the first socket reports itself registered
-    assert [w.state for w in _workers(conn)] == ["v3"]
+    # one worker only: the top-up decision is made before the first socket reports itself v3
+    wait_for(lambda: [w.state for w in _workers(conn)] == ["v3"], what="one v3 worker")
     assert [s.protocol for s in _registered(router)] == ["cranker_3.0"]
     for i in range(20):  # every request shares the one socket
         assert _get(router, f"/svc/echo?i={i}").status_code == 200
@@ -48,7 +48,10 @@ def test_v3_sockets_sets_the_count(router, target, connector_factory, count):
     conn = connector_factory(target, protocols=V3_PREFERRED, sliding_window=1, v3_sockets=count,
                              wait=False)
     wait_for(lambda: router.idle_sockets("svc") >= count, what=f"{count} v3 sockets")
-    assert sorted(w.state for w in _workers(conn)) == ["v3"] * count
+    # the router registers a socket as it answers the upgrade, before the connector has read
+    # that answer: the topped-up workers report themselves v3 a moment later
+    wait_for(lambda: sorted(w.state for w in _workers(conn)) == ["v3"] * count,
+             what=f"{count} v3 workers")
     assert len(_registered(router)) == count
 
 
@@ -73,7 +76,7 @@ def test_a_lost_v3_socket_is_replaced_by_one(router, target, connector_factory):
     wait_for(lambda: [s for s in _registered(router) if s is not first],
              what="a new v3 socket")
     assert len(_registered(router)) == 1
-    assert [w.state for w in _workers(conn)] == ["v3"]
+    wait_for(lambda: [w.state for w in _workers(conn)] == ["v3"], what="one v3 worker")
     assert _get(router, "/svc/echo").status_code == 200
 
 
