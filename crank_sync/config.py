@@ -227,18 +227,10 @@ class RouterConfig:
         for name in ("drain_grace", "startup_grace"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be 0 (none) or positive")
-        if self.health_path is not None and (not self.health_path.startswith("/")
-                                             or not self.health_path.isprintable()
-                                             or " " in self.health_path):
-            raise ValueError(f"health_path must be a path starting with /, e.g. /crank-health, "
-                             f"got {self.health_path!r}")
         for name in ("connector_max_wait", "idle_timeout", "client_timeout", "ping_interval",
                      "drain_timeout", "header_timeout"):
             check_positive(name, getattr(self, name))
-        for name in ("http_port", "registration_port"):
-            port = getattr(self, name)
-            if not 0 <= port <= 65535:
-                raise ValueError(f"{name} must be 0..65535, got {port!r}")
+        self._check_ports_and_path()
         for name in ("registration_max_pending_per_address", "registration_max_pending"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)!r}")
@@ -248,6 +240,17 @@ class RouterConfig:
             raise ValueError("route_keep_time must be 0 or more seconds")
         if self.socket_buffer_bytes < 65536:
             raise ValueError("socket_buffer_bytes must be at least 65536")
+
+    def _check_ports_and_path(self) -> None:
+        for name in ("http_port", "registration_port"):
+            port = getattr(self, name)
+            if not 0 <= port <= 65535:
+                raise ValueError(f"{name} must be 0..65535, got {port!r}")
+        if self.health_path is not None and (not self.health_path.startswith("/")
+                                             or not self.health_path.isprintable()
+                                             or " " in self.health_path):
+            raise ValueError(f"health_path must be a path starting with /, e.g. /crank-health, "
+                             f"got {self.health_path!r}")
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import ReadTimeout, RemoteProtocolError, TargetError, WebSocketError
 from ..protocol import (
+    RequestHead,
     ResponseHead,
     encode_response_head,
     parse_request_text,
@@ -174,60 +175,67 @@ class ConnectorStream:
             self.reset(v3.RST_TARGET_FAILED, "bad request head")
             return
         body = self.request_body(idle) if has_body else None
-        try:
-            if self.sock.tunnels and tunnel.is_websocket_upgrade(head.headers):
-                resp: TargetResponse | None = tunnel.serve_v3(self, head, chunk_size)
-                if resp is None:
-                    return
-            else:
-                resp = self.sock.link.send(head, body, self.target_cancel, "3.0")
-        except TargetError as err:
-            if self.cancelled:
-                return
-            log.warning("target failed for %s: %r", head.label, err)
-            self.reset(v3.RST_TARGET_FAILED, f"target failed: {failure_reason(err)}")
+        resp = self._ask_target(head, body, chunk_size)
+        if resp is None:
             return
         complete = False
         try:
-            response_head = ResponseHead(status=resp.status, reason=resp.reason or "",
-                                         headers=tuple(resp.headers.items()))
-            text = encode_response_head(response_head)
-            if body_complete(resp):  # no body at all: one HEADER with END_STREAM
-                self.send_all(self.head_frames(text, True))
-                complete = True
-                return
-            # frames wait in ``pending`` only while more are certain to follow at once
-            pending = self.head_frames(text, False)
-            if not small_body(resp, chunk_size):
-                self.send_all(pending)
-                pending = []
-            chunks = iter_response(resp, chunk_size)
-            while True:
-                self.wait_window(idle)
-                try:
-                    chunk = next(chunks, None)
-                except TargetError as err:
-                    if self.cancelled:
-                        raise _Cancelled() from err
-                    log.warning("target failed mid-body for %s: %r", head.label, err)
-                    self.send_all(pending)
-                    self.reset(v3.RST_TARGET_FAILED,
-                                f"target failed mid-body: {failure_reason(err)}")
-                    return
-                if chunk is None:
-                    break
-                pending.append(self.data_frame(chunk))
-                if body_complete(resp):
-                    break  # the end marker goes out with this last chunk, window or not
-                self.send_all(pending)
-                pending = []
-            pending.append(self.data_frame(b"", end_stream=True))
-            self.send_all(pending)
-            complete = True
+            complete = self._relay(head, resp, idle, chunk_size)
         finally:
             if not complete:
                 resp.close()
             resp.release_conn()
+
+    def _ask_target(self, head: RequestHead, body: Iterator[bytes] | None,
+                    chunk_size: int) -> TargetResponse | None:
+        """The target's response; None when there is nothing to relay (a tunnelled upgrade
+        that has run its course, or a failure already reset on the stream)."""
+        try:
+            if self.sock.tunnels and tunnel.is_websocket_upgrade(head.headers):
+                return tunnel.serve_v3(self, head, chunk_size)
+            return self.sock.link.send(head, body, self.target_cancel, "3.0")
+        except TargetError as err:
+            if not self.cancelled:
+                log.warning("target failed for %s: %r", head.label, err)
+                self.reset(v3.RST_TARGET_FAILED, f"target failed: {failure_reason(err)}")
+            return None
+
+    def _relay(self, head: RequestHead, resp: TargetResponse, idle: float,
+               chunk_size: int) -> bool:
+        """Send ``resp`` down the stream; True once its whole body went out."""
+        response_head = ResponseHead(status=resp.status, reason=resp.reason or "",
+                                     headers=tuple(resp.headers.items()))
+        text = encode_response_head(response_head)
+        if body_complete(resp):  # no body at all: one HEADER with END_STREAM
+            self.send_all(self.head_frames(text, True))
+            return True
+        # frames wait in ``pending`` only while more are certain to follow at once
+        pending = self.head_frames(text, False)
+        if not small_body(resp, chunk_size):
+            self.send_all(pending)
+            pending = []
+        chunks = iter_response(resp, chunk_size)
+        while True:
+            self.wait_window(idle)
+            try:
+                chunk = next(chunks, None)
+            except TargetError as err:
+                if self.cancelled:
+                    raise _Cancelled() from err
+                log.warning("target failed mid-body for %s: %r", head.label, err)
+                self.send_all(pending)
+                self.reset(v3.RST_TARGET_FAILED, f"target failed mid-body: {failure_reason(err)}")
+                return False
+            if chunk is None:
+                break
+            pending.append(self.data_frame(chunk))
+            if body_complete(resp):
+                break  # the end marker goes out with this last chunk, window or not
+            self.send_all(pending)
+            pending = []
+        pending.append(self.data_frame(b"", end_stream=True))
+        self.send_all(pending)
+        return True
 
 
 class V3Socket:
