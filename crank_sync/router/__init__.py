@@ -48,9 +48,10 @@ is held only to move sockets between its sets, never around I/O.
 
 Read without a lock, on purpose (one writer, and a stale read only delays a decision by one
 check): ``RouterCore.draining`` (set once by ``stop``), a socket's ``in_use`` (written under
-the registry lock, read by metrics and the admin pages), a v1 socket's ``sink_busy`` and
-``last_delivery`` and a sink's ``last_activity`` (written by the reader, read by the client
-thread's idle check), and ``close_received`` (set by the reader before it ends).
+the registry lock, read by metrics and the admin pages), a sink's ``last_activity`` (written
+by the reader, read by the client thread's idle check; whether a write is under way is the
+sink's lock itself, ``ClientSink.busy``), and ``close_received`` (set by the reader before it
+ends).
 """
 from .server import Router
 

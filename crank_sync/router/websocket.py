@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -55,12 +54,9 @@ class RouterWebSocket(ServerConnection):
         self._sink: Callable[[str | bytes], None] | None = None
         self._sink_flush: Callable[[], None] | None = None
         self._sink_lock = threading.Lock()
-        #: What the sink raised (the client went away, the body overran its length).
+        #: What the sink raised (the client went away, the body overran its length); the
+        #: client's ``ClientSink`` keeps the write's own state (its lock, last activity).
         self.sink_error: BaseException | None = None
-        #: When the sink last got a message (monotonic), for the idle timeout.
-        self.last_delivery = 0.0
-        #: True while the reader is inside the sink: a slow client, not an idle connector.
-        self.sink_busy = False
         # The request head was parsed and checked by the registration handler: answer it.
         key = environ.get("HTTP_SEC_WEBSOCKET_KEY", "").strip()
         if not key:
@@ -95,7 +91,6 @@ class RouterWebSocket(ServerConnection):
                 self._buffered -= len(msg)
                 sink(msg)
             flush()
-            self.last_delivery = time.monotonic()
             self._sink, self._sink_flush = sink, flush
             self._cond.notify_all()  # the reader may be waiting for room
 
@@ -116,7 +111,6 @@ class RouterWebSocket(ServerConnection):
             sink, flush = self._sink, self._sink_flush
             if sink is None or flush is None or self.sink_error is not None:
                 return
-            self.sink_busy = True
             try:
                 if msg is None:
                     flush()
@@ -124,9 +118,6 @@ class RouterWebSocket(ServerConnection):
                     sink(msg)
             except Exception as err:  # noqa: BLE001 - handed to the client's thread
                 self._sink_failed(err)
-            finally:
-                self.sink_busy = False
-                self.last_delivery = time.monotonic()
 
     def _sink_failed(self, err: BaseException) -> None:
         with self._cond:
