@@ -11,11 +11,6 @@ from support import LOOPBACK, both_protocols, raw_exchange
 pytestmark = both_protocols
 
 
-@pytest.fixture
-def svc(router, target, connector_factory):
-    return connector_factory(target, route="svc")
-
-
 def send_exact(router, method: str, path: str, headers: list[tuple[str, str]] = ()):
     """Send ``path`` exactly as given, with exactly these extra headers, via http.client."""
     conn = http.client.HTTPConnection(LOOPBACK, router.http_port, timeout=10)

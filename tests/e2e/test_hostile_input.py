@@ -82,11 +82,6 @@ def assert_refused_and_closed(router: Any, target: Any, request: bytes, status: 
     assert not [r.path for r in target.received if marker in r.path], target.received
 
 
-@pytest.fixture
-def svc(router, target, connector_factory):
-    return connector_factory(target, route="svc")
-
-
 # --------------------------------------------------------------------------- smuggling shapes
 
 

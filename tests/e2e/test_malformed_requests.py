@@ -9,11 +9,6 @@ import requests
 from support import LOOPBACK, raw_exchange
 
 
-@pytest.fixture
-def svc(router, target, connector_factory):
-    return connector_factory(target, route="svc")
-
-
 def test_trace_is_405(router, target, svc):
     conn = http.client.HTTPConnection(LOOPBACK, router.http_port, timeout=10)
     try:

@@ -26,12 +26,6 @@ def http_conn(router) -> http.client.HTTPConnection:
     return http.client.HTTPConnection(LOOPBACK, router.http_port, timeout=10)
 
 
-@pytest.fixture
-def svc(router, target, connector_factory):
-    """A connector serving route ``svc`` from the default target."""
-    return connector_factory(target, route="svc")
-
-
 def test_get_fixed_size_body(router, svc, session):
     resp = session.get(client_url(router, "/svc/bytes/12345?seed=7"), timeout=10)
     assert resp.status_code == 200

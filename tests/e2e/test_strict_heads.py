@@ -26,11 +26,6 @@ pytestmark = single_protocols
 
 
 @pytest.fixture
-def svc(router, target, connector_factory):
-    return connector_factory(target, route="svc")
-
-
-@pytest.fixture
 def other(router, target, connector_factory):
     """A second route on the same target, for the dot-segment shapes to escape to."""
     return connector_factory(target, route="other")

@@ -3,7 +3,7 @@ that go away mid-upload, mid-download or while waiting for the head; slow and st
 slowloris on the client port and on the registration port.
 
 After each fault the router and the connector are back to their baselines of threads and
-descriptors (``crank_fault_support``).
+descriptors (``support.processes``).
 """
 from __future__ import annotations
 
@@ -18,7 +18,8 @@ import time
 from collections.abc import Callable
 
 import pytest
-from crank_fault_support import (
+from support import LOOPBACK, deterministic_bytes, sha256, wait_for
+from support.processes import (
     V1,
     V3,
     get,
@@ -29,7 +30,6 @@ from crank_fault_support import (
     session,
     settled,
 )
-from support import LOOPBACK, deterministic_bytes, sha256, wait_for
 
 HOST = b"Host: 127.0.0.1\r\n"
 

@@ -1,7 +1,7 @@
 """Processes that die: a connector SIGKILLed before or during a response, a router restarted
 at once and after an outage, a target that goes down and comes back.
 
-Router and connectors are real processes (``crank_fault_support``); after each fault the
+Router and connectors are real processes (``support.processes``); after each fault the
 survivors serve again and their threads and descriptors return to the baseline.
 """
 from __future__ import annotations
@@ -11,7 +11,8 @@ import socket
 import threading
 
 import pytest
-from crank_fault_support import (
+from support import LOOPBACK, wait_for
+from support.processes import (
     FD_SLACK,
     THREAD_SLACK,
     Peak,
@@ -22,7 +23,6 @@ from crank_fault_support import (
     serves,
     settled,
 )
-from support import LOOPBACK, wait_for
 
 ENDLESS = b"GET /svc/endless HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
 

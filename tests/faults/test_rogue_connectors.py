@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 import websocket
-from crank_fault_support import Procs, get, in_thread, raw_request, serves, settled
 from support import LOOPBACK, wait_for
+from support.processes import Procs, get, in_thread, raw_request, serves, settled
 from websocket import ABNF
 
 from crank_sync.protocol import v3

@@ -14,6 +14,10 @@ is an ordinary package; the fixtures that own what these helpers start are in
 * ``protocols``: the protocol set-ups and the marks that run a test over each.
 * ``factories``: the router and connector factories behind the fixtures.
 
+``processes`` (the router, connectors and target as subprocesses, counted with psutil, for
+``tests/faults``) is imported as ``support.processes`` and not re-exported: its names (``get``, ``session``,
+``Proc``) are too general for the package's namespace.
+
 tests/README.rst is the map of the suite: which directory holds what.
 """
 
