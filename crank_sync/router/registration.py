@@ -11,8 +11,9 @@ from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from ..errors import BadRequest
+from ..errors import BadRequest, RemoteProtocolError
 from ..protocol import tunnel
+from ..protocol.http_head import parse_client_head
 from ..protocol.limits import MESSAGE_LIMIT_HEADER, peer_message_limit
 from ..protocol.registration import LEGACY_HEADER, negotiate, offered_subprotocols
 from ..protocol.routes import reachable, validate_route
@@ -30,15 +31,18 @@ _ws_ids = itertools.count(1)
 
 
 class HeadReader:
-    """Wraps rfile while the head is read, to tell a blank line from end-of-file: the
-    standard parser takes both as the end of the headers."""
+    """Wraps rfile while the head is read, to tell a blank line from end-of-file (the
+    standard parser takes both as the end of the headers) and to keep the head's bytes for
+    the strict parser (the standard one splits a line at a bare CR)."""
 
     def __init__(self, rfile: Any) -> None:
         self._rfile = rfile
         self.last = b""
+        self.lines: list[bytes] = []  # bounded by the standard parser's line and header caps
 
     def readline(self, size: int = -1) -> bytes:
         self.last = self._rfile.readline(size)
+        self.lines.append(self.last)
         return self.last
 
     def __getattr__(self, name: str) -> Any:
@@ -101,6 +105,11 @@ class RegistrationHandler(BaseHTTPRequestHandler):
             log.info("incomplete registration request head from %s: dropped",
                      self.client_address[0])
             self.close_connection = True
+            return False
+        try:  # the client port's rules: no head that two parsers could read differently
+            parse_client_head(b"".join(self._head_reader.lines))
+        except RemoteProtocolError as err:
+            self._refuse(err.status, f"malformed request head: {err}")
             return False
         if not self.core.guard.ip_allowed(self.client_address[0]):
             self._refuse(403, "this address may not use the registration port")
