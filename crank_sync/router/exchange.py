@@ -29,6 +29,7 @@ from ..hooks import Headers, ProxyInfo
 from ..protocol import RequestHead
 from .core import RouterCore
 from .http_io import ClientWriter, Reader, Writer, iter_body
+from .metrics import UNROUTED
 from .sink import ClientSink
 
 HeaderList = list[tuple[str, str]]
@@ -96,7 +97,7 @@ class Exchange:
         self.body_pending = False
         # for the access log and the metrics
         self.status = 0
-        self.route = "(none)"
+        self.route = UNROUTED
         self.connector = "-"
         self.component = ""
         self.service_address: tuple[str, int] | None = None

@@ -19,6 +19,8 @@ from prometheus_client.registry import Collector
 from .pool import ConnectorSocket, SocketRegistry
 from .timeseries import RouteMemory, TimeSeries
 
+#: The route label of a request to no route of this router (a 404, a bad request).
+UNROUTED = "(none)"
 _WS_BUCKETS = (1, 10, 60, 300, 900, 3600, 4 * 3600, 24 * 3600)
 _BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
@@ -92,12 +94,19 @@ class RouterMetrics:
                                            ["route"], buckets=_WS_BUCKETS, registry=r)
         self._rejected: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
         r.register(_SocketCollector(sockets))
+        self._sockets = sockets
         self._lock = threading.Lock()
         self._by_route: dict[str, int] = defaultdict(int)
         self._failed = 0
         #: The last 15 minutes per route, and the routes seen lately: for the dashboard.
         self.timeseries = TimeSeries()
         self.recent = RouteMemory()
+
+    def label(self, route: str) -> str:
+        """``route`` when the router has that route, else ``(none)``: the paths clients make
+        up (a scan of random ones) add no series to the metrics and no keys to the
+        dashboard's tables."""
+        return route if self._sockets.known(route) else UNROUTED
 
     def websocket_opened(self, route: str) -> None:
         self.websockets.labels(route).inc()
@@ -121,6 +130,7 @@ class RouterMetrics:
                 bytes_out: int, error: str | None, aborted: str | None = None) -> None:
         """Count one request; an ``aborted`` one (the reason) has status class ``aborted``,
         whatever status had gone out."""
+        route = self.label(route)
         if aborted:
             self.requests.labels(route, "aborted").inc()
             self.aborted.labels(route, aborted).inc()
@@ -142,6 +152,7 @@ class RouterMetrics:
     def rejected(self, route: str, reason: str) -> None:
         """A limit refused a request of ``route`` (reason: rate_limit, concurrency or
         queue_timeout)."""
+        route = self.label(route)
         self.rejections.labels(route, reason).inc()
         with self._lock:
             self._rejected[route][reason] += 1

@@ -364,6 +364,12 @@ class SocketRegistry:
 
     # -- inspection --------------------------------------------------------------------------
 
+    def known(self, name: str) -> bool:
+        """Whether ``name`` is one of this router's routes: registered now, or kept since its
+        last socket left (``route_keep_time``)."""
+        with self._lock:
+            return name in self._routes
+
     def idle_count(self, name: str) -> int:
         with self._lock:
             return len(r.idle) + len(r.v3) if (r := self._routes.get(name)) else 0

@@ -24,6 +24,7 @@ from .core import RouterCore
 from .exchange import Aborted, Exchange
 from .forward import forward
 from .http_io import read_request_head
+from .metrics import UNROUTED
 from .response import error_response, rejection_response
 
 log = logging.getLogger(__name__)
@@ -89,7 +90,7 @@ class ClientHandler(BaseHTTPRequestHandler):
             line = raw.split(b"\n", 1)[0].rstrip(b"\r\n")[:200]
             log.info("%d for request line %r from %s: %s", err.status, line,
                      self.client_address[0], err)
-            self.core.metrics.observe("(none)", err.status, 0.0, 0, 0, type(err).__name__)
+            self.core.metrics.observe(UNROUTED, err.status, 0.0, 0, 0, type(err).__name__)
             self.close_connection = True
             self._write_error(err.status, str(err), None, close=True)
             return

@@ -167,3 +167,24 @@ def test_without_limits_nothing_is_refused_or_counted(router, target, connector_
     assert "crank_requests_rejected_total{" not in metrics
     stats = session.get(admin_url(router, "/api/stats"), timeout=10).json()
     assert stats["rejected"] == {} and stats["rejected_total"] == 0
+
+
+@pytest.mark.parametrize("router", [{"rate_limit": "1/h", "rate_burst": 1}], indirect=True)
+def test_made_up_routes_add_no_metric_series(router, target, connector_factory, session):
+    """With a listener in place (here the limiter) a request names the route it looks for; the
+    metrics label only the router's own routes, so a scan of made-up paths adds no series and
+    no keys to the dashboard's tables: it counts under ``(none)``."""
+    connector_factory(target, route="svc")
+    scan = [get(session, router, f"/scan{i}/x").status_code for i in range(30)]
+    assert scan.count(404) + scan.count(429) == 30 and 404 in scan
+    assert statuses(session, router, "/svc/bytes/1", 2) == [200, 429]
+    metrics = session.get(admin_url(router, "/metrics"), timeout=10).text
+    assert "scan" not in metrics
+    assert 'crank_requests_total{route="svc",status_class="2xx"} 1.0' in metrics
+    assert 'crank_requests_rejected_total{reason="rate_limit",route="svc"} 1.0' in metrics
+    unrouted = sum(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
+                   if line.startswith('crank_requests_total{route="(none)"'))
+    assert unrouted == 30
+    stats = session.get(admin_url(router, "/api/stats"), timeout=10).json()
+    assert not any("scan" in key for key in stats["rejected"])
+    assert "scan" not in str(stats)
