@@ -6,6 +6,7 @@ then ``on_response`` (the router gets the headers as the listeners left them), a
 :class:`HookedResponse`: the socket workers read it as any target's response, and its
 ``release_conn()``, which they call exactly once whatever happened, calls ``on_complete``.
 When the target never answered, :func:`send` calls ``on_complete`` itself and re-raises.
+:func:`tunnel` does the same for a websocket upgrade, where the 101 ends the HTTP exchange.
 
 The connector answers itself (:class:`Answer`) for a :class:`~crank_sync.hooks.Reject`
 (its status, headers and body) and for a listener that failed (502, the request id in the
@@ -19,8 +20,9 @@ import dataclasses
 import http
 import logging
 import random
+import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from ..errors import ClientGone, ConnectionLost, CrankError, ListenerFailed
@@ -29,7 +31,7 @@ from ..protocol import RequestHead
 from .listening import ConnectorHooks
 from .target import Cancel, Target, TargetResponse, _Cancelled, send_request
 
-__all__ = ["Answer", "HookedResponse", "send"]
+__all__ = ["Answer", "HookedResponse", "send", "tunnel"]
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +62,54 @@ def send(hooks: ConnectorHooks, target: Target, head: RequestHead,
         info.error = public_error(err, cancel)
         finish(hooks, info)
         raise
+
+
+#: What runs a websocket upgrade: ``serve(head, ended)`` returns the service's refusal to relay,
+#: or None once the tunnel is open; ``ended()`` is called when the websocket is over (on the
+#: relay's thread, maybe before ``serve`` returns).
+Serve = Callable[[RequestHead, Callable[[], None]], "TargetResponse | None"]
+
+
+def tunnel(hooks: ConnectorHooks, head: RequestHead, serve: Serve, *, router: str, route: str,
+           protocol: str) -> TargetResponse | None:
+    """A websocket upgrade through the listeners: ``on_before_request`` (which may change the
+    headers or refuse it), then ``serve``, and ``on_complete`` with status 101 once the
+    websocket is over, or with the refusal's status once it is relayed. ``on_response`` and
+    the body-chunk callbacks are not called: past the 101 the bytes are the websocket's, not
+    an HTTP body."""
+    info = RequestInfo(router=router, route=route, method=head.method, target=head.target,
+                       request_id=request_id_of(head), protocol=protocol,
+                       started=time.monotonic())
+    cancel = Cancel()  # a tunnel's end is the relay's, not a cancel's
+    lock = threading.Lock()
+    done = [False]
+
+    def once(status: int | None, error: Exception | None = None) -> None:
+        with lock:
+            if done[0]:
+                return
+            done[0] = True
+        info.status, info.error = status, error
+        finish(hooks, info)
+
+    answer: Answer | None = None
+    try:
+        if hooks.before_request:
+            try:
+                head = _before_request(hooks, head, info)
+            except Reject as rej:
+                answer = rejected(rej, info.request_id, head.method)
+            except ListenerFailed as err:
+                answer = failed(err, info, head.method)
+            if answer is not None:
+                return HookedResponse(hooks, info, answer, cancel)
+        refusal = serve(head, lambda: once(101))
+    except Exception as err:
+        once(info.status, err)
+        raise
+    if refusal is not None:
+        return HookedResponse(hooks, info, refusal, cancel)
+    return None
 
 
 def _exchange(hooks: ConnectorHooks, target: Target, head: RequestHead,

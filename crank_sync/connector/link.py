@@ -100,6 +100,15 @@ class RouterLink:
                                route=self.config.route, protocol=protocol)
         return send_request(self.target, head, body, cancel)
 
+    def tunnel(self, head: RequestHead, protocol: str,
+               serve: hooked.Serve) -> TargetResponse | None:
+        """A websocket upgrade, ``serve(head, ended)``: through the listeners when there are
+        any (:func:`hooked.tunnel`)."""
+        if self.hooks.per_request:
+            return hooked.tunnel(self.hooks, head, serve, router=self.url,
+                                 route=self.config.route, protocol=protocol)
+        return serve(head, _nothing)
+
     def upgrade_headers(self) -> list[str]:
         """The headers of a registration (or deregistration) upgrade, the listeners' merged
         in; ListenerFailed when one of those fails."""
@@ -258,3 +267,7 @@ class RouterLink:
         finally:
             ws.shutdown()
         return False
+
+
+def _nothing() -> None:
+    """The end of a websocket when no listener wants to know."""

@@ -155,8 +155,9 @@ def start_thread(name: str, fn: Callable[[], None]) -> threading.Thread:
 
 
 def serve_v1(target: TargetClient, ws: ConnectorWebSocket, head: RequestHead,
-             message_limit: int) -> Refusal | None:
-    """Tunnel one upgrade over a v1 socket; the service's refusal is returned to relay."""
+             message_limit: int, ended: Callable[[], None]) -> Refusal | None:
+    """Tunnel one upgrade over a v1 socket; the service's refusal is returned to relay.
+    ``ended()`` is called once a tunnel that opened is over."""
     cancel = Cancel()
     service, answer = open_service(target, head, cancel)
     if service is None:
@@ -187,6 +188,7 @@ def serve_v1(target: TargetClient, ws: ConnectorWebSocket, head: RequestHead,
         thread.join(_JOIN_TIMEOUT)
         ws.shutdown()
         log.info("websocket %d closed", service.id)
+        ended()
     return None
 
 
@@ -211,9 +213,11 @@ def _pump_v1_up(ws: ConnectorWebSocket, service: Service) -> None:
 # -- v3: one stream per websocket --------------------------------------------------------------
 
 
-def serve_v3(stream: ConnectorStream, head: RequestHead, chunk_size: int) -> Refusal | None:
+def serve_v3(stream: ConnectorStream, head: RequestHead, chunk_size: int,
+             ended: Callable[[], None]) -> Refusal | None:
     """Tunnel an upgrade on ``stream`` with two threads of the connector's cache, not the v3
-    pool (a websocket may last hours); returns the service's refusal to relay."""
+    pool (a websocket may last hours); returns the service's refusal to relay. ``ended()`` is
+    called by the down thread once a tunnel that opened is over."""
     link = stream.sock.link
     assert isinstance(link.target, TargetClient)
     service, answer = open_service(link.target, head, stream.target_cancel)
@@ -224,7 +228,7 @@ def serve_v3(stream: ConnectorStream, head: RequestHead, chunk_size: int) -> Ref
     try:
         stream.send_all(stream.head_frames(encode_response_head(answer), False))
         log.info("websocket %d open on stream %d: %s", service.id, stream.id, head.label)
-        link.threads.submit(_v3_down, stream, service, chunk_size)
+        link.threads.submit(_v3_down, stream, service, chunk_size, ended)
         stream.handed_off = True  # the down thread ends the stream
         link.threads.submit(_v3_up, stream, service)
     except BaseException:
@@ -234,7 +238,8 @@ def serve_v3(stream: ConnectorStream, head: RequestHead, chunk_size: int) -> Ref
     return None
 
 
-def _v3_down(stream: ConnectorStream, service: Service, chunk_size: int) -> None:
+def _v3_down(stream: ConnectorStream, service: Service, chunk_size: int,
+             ended: Callable[[], None]) -> None:
     """The service's bytes to the router, as the window allows; END_STREAM at their end."""
     try:
         for piece in service.pieces(chunk_size):
@@ -251,6 +256,7 @@ def _v3_down(stream: ConnectorStream, service: Service, chunk_size: int) -> None
         stream.cancel()  # the up thread stops waiting for the router
         stream.sock.end_stream(stream)
         log.info("websocket %d closed", service.id)
+        ended()
 
 
 def _wait_window(stream: ConnectorStream) -> None:

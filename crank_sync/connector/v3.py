@@ -192,7 +192,8 @@ class ConnectorStream:
         that has run its course, or a failure already reset on the stream)."""
         try:
             if self.sock.tunnels and tunnel.is_websocket_upgrade(head.headers):
-                return tunnel.serve_v3(self, head, chunk_size)
+                return self.sock.link.tunnel(
+                    head, "3.0", lambda h, ended: tunnel.serve_v3(self, h, chunk_size, ended))
             return self.sock.link.send(head, body, self.target_cancel, "3.0")
         except TargetError as err:
             if not self.cancelled:

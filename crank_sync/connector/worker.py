@@ -272,7 +272,9 @@ class SocketWorker:
         """A websocket upgrade (connector/tunnel.py); the service's refusal is relayed."""
         assert isinstance(self.link.target, TargetClient)
         try:
-            refusal = connector_tunnel.serve_v1(self.link.target, ws, head, self.message_limit)
+            target = self.link.target
+            refusal = self.link.tunnel(head, "1.0", lambda h, ended: connector_tunnel.serve_v1(
+                target, ws, h, self.message_limit, ended))
         except TargetError as err:
             log.warning("target failed for %s: %r", head.label, err)
             self._close(ws, 1011, f"target failed: {failure_reason(err)}")
