@@ -50,8 +50,9 @@ Read without a lock, on purpose (one writer, and a stale read only delays a deci
 check): ``RouterCore.draining`` (set once by ``stop``), a socket's ``in_use`` (written under
 the registry lock, read by metrics and the admin pages), a sink's ``last_activity`` (written
 by the reader, read by the client thread's idle check; whether a write is under way is the
-sink's lock itself, ``ClientSink.busy``), and ``close_received`` (set by the reader before it
-ends).
+sink's lock itself, ``ClientSink.busy``), ``close_received`` (set by the reader before it
+ends), and a v3 stream's ``overflowed`` (set once by the reader under the stream's condition,
+before the client thread can see the overflow: the reader alone then resets the stream).
 """
 from .server import Router
 

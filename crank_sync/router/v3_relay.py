@@ -58,7 +58,9 @@ def exchange(ex: Exchange, sock: ConnectorSocket, stream: RouterStream,
             raise ex.aborted(f"connector socket failed: {err!r}") from err
         raise BadGateway(f"connector socket failed: {err!r}") from err
     finally:
-        if not completed:
+        # a stream that overflowed is reset by the reader thread, with the reason (1002): a
+        # second RST_STREAM from here could reach the connector first
+        if not completed and not stream.overflowed:
             reset_stream(stream, v3.RST_CLIENT_GONE, "request ended early")
         stream.session.end_stream(stream)
 
