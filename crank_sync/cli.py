@@ -19,7 +19,7 @@ from typing import Any
 
 from . import settings
 from .config import redact_url
-from .errors import ListenError, PluginError
+from .errors import ListenError, PluginError, SettingError
 from .workers import Supervisor
 
 #: Exit status for invalid settings, as argparse uses.
@@ -109,7 +109,10 @@ def router_main(argv: Sequence[str] | None = None) -> int:
     except ListenError as err:
         print(_listen_error(resolved, err), file=sys.stderr)
         return EXIT_USAGE
-    except (OSError, ValueError) as err:  # e.g. a certificate or key that does not load
+    except SettingError as err:  # e.g. a certificate or key that does not load
+        print(f"{settings.ROUTER.prog}: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except (OSError, ValueError) as err:
         print(f"{settings.ROUTER.prog}: error: cannot start: {' '.join(str(err).split())}",
               file=sys.stderr)
         return EXIT_USAGE
@@ -134,7 +137,10 @@ def connector_main(argv: Sequence[str] | None = None) -> int:
     except PluginError as err:
         print(_plugin_error(resolved, err), file=sys.stderr)
         return EXIT_USAGE
-    except (OSError, ValueError) as err:  # e.g. a client certificate that does not load
+    except SettingError as err:  # e.g. a client certificate that does not load
+        print(f"{settings.CONNECTOR.prog}: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except (OSError, ValueError) as err:
         print(f"{settings.CONNECTOR.prog}: error: cannot start: {' '.join(str(err).split())}",
               file=sys.stderr)
         return EXIT_USAGE

@@ -68,7 +68,7 @@ class RouterConfig:
     #: (a load balancer retries another router), not 404: connectors take a moment to come.
     startup_grace: float = 0.0
     #: A path on the client port answering the load balancer's health checks: 200, or 503 from
-    #: the moment the router starts to stop (e.g. /crank-health; none by default).
+    #: the moment the router starts to stop (e.g. /crank-health).
     health_path: str | None = None
     #: Name used in ``Via`` and ``Forwarded: by=``.
     via_name: str = "crank_sync"
@@ -310,8 +310,8 @@ class ConnectorConfig:
     #: :class:`~crank_sync.hooks.ConnectorListener` objects, called in this order for every
     #: request and registration (objects, so no command-line or file setting).
     listeners: tuple[Any, ...] = field(default=(), metadata={"setting": False})
-    #: Listeners to add after those, each NAME [key=value ...]: a plugin name (access-log, or
-    #: an entry point of group crank_sync.plugins) or module:factory.
+    #: Listeners to add (after any given in Python), each NAME [key=value ...]: a plugin name
+    #: (access-log, or an entry point of group crank_sync.plugins) or module:factory.
     plugins: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:

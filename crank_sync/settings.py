@@ -76,6 +76,8 @@ class Setting:
             return "required"
         if self.default is _GENERATED:
             return "generated"
+        if isinstance(self.default, tuple | list | dict) and not self.default:
+            return "none"
         return _format(self.default)
 
 
@@ -307,7 +309,9 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser(spec: Spec) -> argparse.ArgumentParser:
     parser = _Parser(
-        prog=spec.prog, description=spec.description,
+        # no abbreviations: "--http 0" would silently be --http-port, and a later setting
+        # starting the same way would change what an old command line means
+        prog=spec.prog, description=spec.description, allow_abbrev=False,
         epilog=f"Each setting is read from its flag, else its environment variable, else the "
                f"TOML file given with --config (keys are the setting names, e.g. "
                f"{spec.settings[0].name} = ...), else its default. Lists are comma-separated "

@@ -299,6 +299,7 @@ def _make_target(config: ConnectorConfig) -> Target:
         connect_timeout=config.connect_timeout,
         read_timeout=config.idle_timeout,
         maxsize=config.v3_workers,
-        ssl_context=client_context(config.target_ca_file, config.target_verify)
+        ssl_context=client_context(config.target_ca_file, config.target_verify,
+                                   prefix="target_")
         if config.target.startswith("https://") else None,
     )

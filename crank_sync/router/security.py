@@ -9,18 +9,22 @@ import threading
 import time
 
 from ..config import RouterConfig
+from ..tls_files import load_cert_chain, loading
 
 log = logging.getLogger(__name__)
 
 
-def server_context(cert: str, key: str, client_ca: str | None = None) -> ssl.SSLContext:
+def server_context(cert: str, key: str, client_ca: str | None = None,
+                   prefix: str = "") -> ssl.SSLContext:
     """A server-side TLS context with modern defaults (TLS 1.2+), optionally requiring
-    client certificates signed by ``client_ca``."""
+    client certificates signed by ``client_ca``. A file that does not load is a SettingError
+    naming ``<prefix>tls_cert`` (or ``registration_client_ca``)."""
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.load_cert_chain(cert, key)
+    load_cert_chain(ctx, cert, key, f"{prefix}tls_cert", f"{prefix}tls_key")
     if client_ca:
-        ctx.load_verify_locations(cafile=client_ca)
+        with loading(f"{prefix}client_ca", f"the CA certificates {client_ca!r}"):
+            ctx.load_verify_locations(cafile=client_ca)
         ctx.verify_mode = ssl.CERT_REQUIRED
     return ctx
 

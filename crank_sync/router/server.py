@@ -210,7 +210,7 @@ class Router:
         if cfg.registration_tls_cert and cfg.registration_tls_key:
             registration_tls = server_context(cfg.registration_tls_cert,
                                               cfg.registration_tls_key,
-                                              cfg.registration_client_ca)
+                                              cfg.registration_client_ca, "registration_")
         self._core.deadlines = Deadlines()
         try:
             self._servers.append(_Server((cfg.host, cfg.http_port), ClientHandler, self._core,

@@ -18,8 +18,8 @@ RUN_ROUTER = str(ROOT / "scripts" / "run_router.py")
 RUN_CONNECTOR = str(ROOT / "scripts" / "run_connector.py")
 DEADLINE = 30.0
 
-#: Placeholders in the tables below: a file that does not exist, one that does (any content:
-#: the check is that it can be read), a port something already listens on.
+#: Placeholders in the tables below: a file that does not exist, one that does (and is no
+#: certificate, key or CA file), a port something already listens on.
 MISSING, PRESENT, BUSY = "{missing}", "{present}", "{busy}"
 
 
@@ -53,6 +53,12 @@ ERRORS = [
     (RUN_ROUTER, ["--http-port", "0", "--registration-port", BUSY], {}, "registration_port", f"port {BUSY} on 127.0.0.1 is already in use"),
     (RUN_ROUTER, ["--registration-port", "0"], {"CRANK_ROUTER_HTTP_PORT": BUSY}, "http_port", "set by CRANK_ROUTER_HTTP_PORT"),
     (RUN_ROUTER, ["--registration-allow", "10.0.0.0/33"], {}, "registration_allow", "'10.0.0.0/33' is not a network"),
+    # files that exist but are no PEM certificate or key: found as the router or connector starts
+    (RUN_ROUTER, ["--http-port", "0", "--registration-port", "0", "--tls-cert", PRESENT, "--tls-key", PRESENT], {}, "tls_cert", "both must be PEM files"),
+    (RUN_ROUTER, ["--http-port", "0", "--registration-port", "0", "--registration-tls-cert", PRESENT, "--registration-tls-key", PRESENT], {}, "registration_tls_cert", "both must be PEM files"),
+    (RUN_CONNECTOR, _connector("--router", "wss://127.0.0.1:1", "--ca-file", PRESENT), {}, "ca_file", f"cannot load the CA certificates '{PRESENT}'"),
+    (RUN_CONNECTOR, _connector("--router", "wss://127.0.0.1:1", "--client-cert", PRESENT, "--client-key", PRESENT), {}, "client_cert", "both must be PEM files"),
+    (RUN_CONNECTOR, _connector("--target", "https://127.0.0.1:1", "--target-ca-file", PRESENT), {}, "target_ca_file", f"cannot load the CA certificates '{PRESENT}'"),
 ]
 
 
@@ -126,3 +132,17 @@ def test_an_address_not_of_this_machine_names_host() -> None:
     assert cli._listen_error(resolved, busy).startswith(
         "crank-router: error: http_port: port 9000 on 127.0.0.1 is already in use (the default): "
         "stop what listens there or choose another port with --http-port or CRANK_ROUTER_HTTP_PORT")
+
+
+@pytest.mark.parametrize("script, argv, flag", [
+    (RUN_ROUTER, ["--registration-port", "0"], "--http"),
+    (RUN_CONNECTOR, _connector(), "--targ"),
+])
+def test_an_abbreviated_flag_is_refused(script: str, argv: list[str], flag: str) -> None:
+    """argparse would take ``--http`` as ``--http-port``; here it is an unknown flag."""
+    done = subprocess.run([sys.executable, script, *argv, flag, "1"], capture_output=True,
+                          text=True, cwd=ROOT, timeout=DEADLINE)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.count("\n") == 1, done.stderr
+    assert f"unrecognized arguments: {flag} 1" in done.stderr, done.stderr
+
