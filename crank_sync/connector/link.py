@@ -246,6 +246,11 @@ class RouterLink:
         After that, every socket of ours the router has not closed carries a request, so
         stop() leaves them alone until they finish.
         """
+        with self._lock:
+            registered = any(w.state in _REGISTERED for w in self._workers)
+        if not registered:  # never reached, or lost: the router holds no socket of ours
+            log.debug("nothing to deregister at %s", self.shown)
+            return True
         cfg = self.config
         url = endpoint(self.url, "deregister", cfg.connector_instance_id, cfg.component_name)
         try:

@@ -134,6 +134,18 @@ def test_unreachable_router_is_info_then_warning(target, caplog):
     assert levels[QUIET_ATTEMPTS] == logging.WARNING, levels
 
 
+def test_a_router_never_reached_is_not_asked_to_deregister(target, caplog):
+    url = f"ws://{LOOPBACK}:{closed_port()}"
+    conn = connector(target, [url]).start()
+    try:
+        wait_for(lambda: messages(caplog, "crank_sync.connector", "cannot register"),
+                 what="a failed registration attempt")
+    finally:
+        assert conn.stop(timeout=5)
+    assert messages(caplog, "crank_sync.connector", "nothing to deregister at", logging.DEBUG)
+    assert not messages(caplog, "crank_sync.connector", "deregistration at")
+
+
 def test_no_password_or_token_in_logs(router_factory, target, caplog):
     router = router_factory(registration_tokens=("tok-9f8e7d",))
     parts = urllib.parse.urlsplit(target.url)
