@@ -42,6 +42,12 @@ _FRAMING = frozenset({"content-length", "transfer-encoding", "connection"})
 _request_ids = random.Random()
 
 
+def _info(head: RequestHead, router: str, route: str, protocol: str) -> RequestInfo:
+    return RequestInfo(router=router, route=route, method=head.method, target=head.target,
+                       request_id=request_id_of(head), protocol=protocol,
+                       started=time.monotonic())
+
+
 def request_id_of(head: RequestHead) -> str:
     """The request's X-Request-Id (a router sends one), else a new one for the logs."""
     rid = head.request_id
@@ -52,9 +58,7 @@ def send(hooks: ConnectorHooks, target: Target, head: RequestHead,
          body: Iterable[bytes] | None, cancel: Cancel, *, router: str, route: str,
          protocol: str) -> TargetResponse:
     """``target.send`` with the listeners around it (see the module docstring)."""
-    info = RequestInfo(router=router, route=route, method=head.method, target=head.target,
-                       request_id=request_id_of(head), protocol=protocol,
-                       started=time.monotonic())
+    info = _info(head, router, route, protocol)
     counted = _counted(body, info) if body is not None else None
     try:
         return _exchange(hooks, target, head, counted, cancel, info)
@@ -77,9 +81,7 @@ def tunnel(hooks: ConnectorHooks, head: RequestHead, serve: Serve, *, router: st
     websocket is over, or with the refusal's status once it is relayed. ``on_response`` and
     the body-chunk callbacks are not called: past the 101 the bytes are the websocket's, not
     an HTTP body."""
-    info = RequestInfo(router=router, route=route, method=head.method, target=head.target,
-                       request_id=request_id_of(head), protocol=protocol,
-                       started=time.monotonic())
+    info = _info(head, router, route, protocol)
     cancel = Cancel()  # a tunnel's end is the relay's, not a cancel's
     lock = threading.Lock()
     done = [False]
@@ -92,15 +94,9 @@ def tunnel(hooks: ConnectorHooks, head: RequestHead, serve: Serve, *, router: st
         info.status, info.error = status, error
         finish(hooks, info)
 
-    answer: Answer | None = None
     try:
         if hooks.before_request:
-            try:
-                head = _before_request(hooks, head, info)
-            except Reject as rej:
-                answer = rejected(rej, info.request_id, head.method)
-            except ListenerFailed as err:
-                answer = failed(err, info, head.method)
+            head, answer = _before(hooks, head, info)
             if answer is not None:
                 return HookedResponse(hooks, info, answer, cancel)
         refusal = serve(head, lambda: once(101))
@@ -116,13 +112,7 @@ def _exchange(hooks: ConnectorHooks, target: Target, head: RequestHead,
               body: Iterator[bytes] | None, cancel: Cancel, info: RequestInfo
               ) -> TargetResponse:
     if hooks.before_request:
-        answer: Answer | None = None
-        try:
-            head = _before_request(hooks, head, info)
-        except Reject as rej:
-            answer = rejected(rej, info.request_id, head.method)
-        except ListenerFailed as err:
-            answer = failed(err, info, head.method)
+        head, answer = _before(hooks, head, info)
         if answer is not None:
             for _ in body or ():  # the router's body, to its end: the socket stays usable
                 pass
@@ -149,6 +139,18 @@ def _drop(resp: TargetResponse) -> None:
     """The target's answer is not sent: closed, its connection never reused."""
     resp.close()
     resp.release_conn()
+
+
+def _before(hooks: ConnectorHooks, head: RequestHead, info: RequestInfo
+            ) -> tuple[RequestHead, Answer | None]:
+    """``on_before_request``: the head as the listeners left it, and the connector's own
+    answer when one refused the request (or failed)."""
+    try:
+        return _before_request(hooks, head, info), None
+    except Reject as rej:
+        return head, rejected(rej, info.request_id, head.method)
+    except ListenerFailed as err:
+        return head, failed(err, info, head.method)
 
 
 def _before_request(hooks: ConnectorHooks, head: RequestHead, info: RequestInfo

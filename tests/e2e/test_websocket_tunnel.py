@@ -6,7 +6,6 @@ import concurrent.futures
 import logging
 import socket
 import struct
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -26,13 +25,6 @@ from support.ws_service import WebSocketService
 from crank_sync.protocol.tunnel import CAPABILITIES_HEADER
 
 PROTOCOLS = [pytest.param(V1, id="v1"), pytest.param(("3.0",), id="v3")]
-
-
-@pytest.fixture
-def service() -> Iterator[WebSocketService]:
-    svc = WebSocketService()
-    yield svc
-    svc.stop()
 
 
 @pytest.fixture(params=PROTOCOLS)

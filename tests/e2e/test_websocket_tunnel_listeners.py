@@ -6,7 +6,6 @@ simple-websocket service, websocket-client as the browser, over v1 and v3."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -56,13 +55,6 @@ class Recorder(ConnectorListener):
 
     def on_complete(self, info):
         self._add("complete", info.status, type(info.error).__name__ if info.error else None)
-
-
-@pytest.fixture
-def service() -> Iterator[WebSocketService]:
-    svc = WebSocketService()
-    yield svc
-    svc.stop()
 
 
 @pytest.fixture(params=PROTOCOLS)
