@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import requests
 import websocket
-from support import LOOPBACK, client_url, deterministic_bytes, wait_for
+from support import LOOPBACK, admin_url, client_url, deterministic_bytes, wait_for
 from websocket import ABNF
 
 from crank_sync.protocol import v3
@@ -650,3 +650,33 @@ def test_data_beyond_the_content_length_resets_the_stream(router, fake_v3):
     finally:
         sock.close()
     serves(router, fake, "/overrun/after", 5)
+
+
+def test_a_stream_that_ignores_flow_control_is_reset_once_with_1002(router, fake_v3):
+    """DATA far past the window, to a client that reads nothing: one RST_STREAM, 1002. The
+    client's thread, which gives up on the exchange too, sends no reset of its own."""
+    fake = fake_v3("flood")
+    sock = raw_get(router, "/flood/x")
+    try:
+        sid, _, _ = fake.recv_request()
+        fake.send_head(sid, headers=(("Content-Type", "application/octet-stream"),))
+        chunk = b"f" * 65536
+        for _ in range(256):  # 16 MiB, four times the router's per-stream limit
+            fake.send_data(sid, chunk)
+        rst = fake.take(lambda f: f.type == v3.RST_STREAM, what="RST_STREAM")
+        assert rst.stream_id == sid and rst.rst_code()[0] == v3.RST_PROTOCOL_ERROR == 1002
+    finally:
+        sock.close()  # the client's thread, blocked writing to it, gives up too
+
+    def aborted() -> bool:
+        with requests.Session() as s:
+            s.trust_env = False
+            text = s.get(admin_url(router, "/metrics"), timeout=10).text
+        return 'crank_requests_total{route="flood",status_class="aborted"} 1.0' in text
+
+    # the client's thread has ended the exchange: a reset of its own would be out by now
+    wait_for(aborted, what="the flooded request counted as aborted")
+    serves(router, fake, "/flood/after", 9)  # frames sent before this answer arrived first
+    resets = [f for f in fake.events
+              if isinstance(f, v3.Frame) and f.type == v3.RST_STREAM and f.stream_id == sid]
+    assert [f.rst_code()[0] for f in resets] == [1002]
