@@ -83,14 +83,15 @@ def tunnel(hooks: ConnectorHooks, head: RequestHead, serve: Serve, *, router: st
     an HTTP body."""
     info = _info(head, router, route, protocol)
     cancel = Cancel()  # a tunnel's end is the relay's, not a cancel's
-    lock = threading.Lock()
-    done = [False]
+    lock = threading.Lock()  # the relay's end and a late failure of ``serve`` may race
+    done = False
 
     def once(status: int | None, error: Exception | None = None) -> None:
+        nonlocal done
         with lock:
-            if done[0]:
+            if done:
                 return
-            done[0] = True
+            done = True
         info.status, info.error = status, error
         finish(hooks, info)
 
@@ -101,7 +102,7 @@ def tunnel(hooks: ConnectorHooks, head: RequestHead, serve: Serve, *, router: st
                 return HookedResponse(hooks, info, answer, cancel)
         refusal = serve(head, lambda: once(101))
     except Exception as err:
-        once(info.status, err)
+        once(None, public_error(err, cancel))  # a stream the router cancelled: ClientGone
         raise
     if refusal is not None:
         return HookedResponse(hooks, info, refusal, cancel)

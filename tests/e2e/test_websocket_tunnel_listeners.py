@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 import websocket
-from support import LOOPBACK, V1, wait_for
+from support import LOOPBACK, V1, closed_port, wait_for
 from support.ws_service import WebSocketService
 
 from crank_sync import ConnectorListener, Reject
@@ -115,3 +115,17 @@ def test_the_service_s_refusal_completes_with_its_status(router, recorded):
     wait_for(lambda: recorded.completed(), what="on_complete for the service's refusal")
     assert recorded.names() == ["before", "complete"]
     assert recorded.completed() == [("complete", 403, None)]
+
+
+@pytest.mark.parametrize("protocols", [p.values[0] for p in PROTOCOLS], ids=["v1", "v3"])
+def test_a_service_that_cannot_be_reached_completes_with_the_error(router, connector_factory,
+                                                                   protocols):
+    recorder = Recorder()
+    connector_factory(f"http://{LOOPBACK}:{closed_port()}", protocols=protocols,
+                      sliding_window=2, listeners=(recorder,))
+    with pytest.raises(websocket.WebSocketBadStatusException) as info:
+        connect(router, "/svc/echo")
+    assert info.value.status_code == 502
+    wait_for(lambda: recorder.completed(), what="on_complete for the failed upgrade")
+    assert recorder.names() == ["before", "complete"]
+    assert recorder.completed() == [("complete", None, "TargetError")]
